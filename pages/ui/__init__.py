@@ -1,0 +1,1 @@
+"""Shared page code: pure plotly figure builders and small streamlit widget helpers."""

@@ -1,0 +1,44 @@
+"""Command-line entry: one sub-command module per capability, each with `register(subparsers)`.
+
+Errors in arguments or specs print a single `error: …` line to stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from . import experiments, models, train
+
+
+class ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print usage and a second line
+        raise ArgumentError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m resnet_core", description="ResNet Explorer: build, inspect and train ResNets.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module in (models, train, experiments):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args) or 0
+    except (ArgumentError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,278 @@
+"""Introspection: `summarize` returns shapes, parameters, mult-adds, memory and per-stage tables.
+
+Shape inference runs the model on the meta device, so batch size and resolution cost nothing.
+Mult-adds are counted the way torchinfo counts them, so the two agree exactly. Formatting lives
+in `format.py`; this module only returns data.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .model import ResNet
+from .presets import resolve_spec
+from .spec import ModelSpec
+
+Shape = Tuple[int, ...]
+BYTES_PER_FLOAT = 4
+OPTIMIZER_COPIES = 3  # weights + gradients + SGD momentum buffer
+
+
+@dataclass(frozen=True)
+class Summary:
+    spec: ModelSpec
+    input_size: Shape  # (C, H, W)
+    batch_size: int
+    total_params: int
+    trainable_params: int
+    mult_adds: int
+    output_shape: Shape
+    depth: int
+    activation_bytes: int  # forward outputs autograd keeps for one training step (estimate)
+    training_memory_bytes: int  # activations + input + weights, gradients and momentum (estimate)
+    stages: pd.DataFrame
+    layers: pd.DataFrame
+
+
+def validate_input(input_size: Sequence[int], batch_size: int) -> Tuple[Shape, int]:
+    try:
+        dims = tuple(input_size)
+    except TypeError:
+        dims = ()
+    if len(dims) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+        raise ValueError(f"input must be three positive integers C,H,W (e.g. 3,224,224); got {input_size!r}")
+    if dims[0] > 64 or max(dims[1:]) > 4096:
+        raise ValueError(f"input must have 1 to 64 channels and H, W from 1 to 4096; got {dims}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= 65536:
+        raise ValueError(f"batch must be an integer from 1 to 65536; got {batch_size!r}")
+    return dims, batch_size
+
+
+def summarize(model: Union[str, ModelSpec, nn.Module] = "resnet18", input_size: Sequence[int] = (3, 224, 224),
+              batch_size: int = 1, **overrides: Any) -> Summary:
+    """Summarize a preset name, a ModelSpec or a built ResNet for inputs of shape (batch_size, *input_size)."""
+    dims, batch_size = validate_input(input_size, batch_size)
+    if isinstance(model, ResNet):
+        spec = resolve_spec(model.spec, **overrides)
+        summary = _summarize_spec(spec, dims, batch_size)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return summary if trainable == summary.trainable_params else _with_trainable(summary, trainable)
+    if isinstance(model, nn.Module):
+        raise ValueError(f"model must be a preset name, a ModelSpec or a resnet_core ResNet; got {type(model).__name__}")
+    spec = resolve_spec(model, **overrides)
+    if dims[0] != spec.in_channels:
+        raise ValueError(f"input has {dims[0]} channels but the model's in_channels is {spec.in_channels}")
+    return _summarize_spec(spec, dims, batch_size)
+
+
+def _with_trainable(summary: Summary, trainable: int) -> Summary:
+    return Summary(**{**summary.__dict__, "trainable_params": trainable})
+
+
+@functools.lru_cache(maxsize=256)
+def _summarize_spec(spec: ModelSpec, dims: Shape, batch_size: int) -> Summary:
+    with torch.device("meta"):
+        model = ResNet(spec)
+    rows, stage_io, output = _trace(model, (batch_size, *dims))
+    _fill_container_mult_adds(rows)
+    layers = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
+    total_params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    leaf = layers[layers["leaf"]]
+    mult_adds = int(leaf["mult_adds"].sum())
+    activations = int(leaf["activation_bytes"].sum()) + _block_sum_bytes(model, stage_io)
+    input_bytes = batch_size * math.prod(dims) * BYTES_PER_FLOAT
+    training = activations + input_bytes + OPTIMIZER_COPIES * total_params * BYTES_PER_FLOAT
+    stages = _stage_table(model, layers, stage_io, (batch_size, *dims), tuple(output.shape), total_params)
+    return Summary(spec, dims, batch_size, total_params, trainable, mult_adds, tuple(output.shape), spec.depth,
+                   activations, training, stages, layers.drop(columns=["activation_bytes"]))
+
+
+_ROW_COLUMNS = ("name", "type", "depth", "leaf", "input_shape", "output_shape", "params", "mult_adds",
+                "kernel", "stride", "padding", "output_size", "activation_bytes")
+
+
+def _trace(model: ResNet, shape: Shape):
+    """Run the meta model once with hooks; one row per module call, in call order."""
+    rows: List[Dict[str, Any]] = []
+    pending: Dict[int, List[Dict[str, Any]]] = {}
+    stage_io: Dict[str, Tuple[Shape, Shape]] = {}
+    names = {id(m): n for n, m in model.named_modules() if n}
+    stage_ids = {id(getattr(model, n)): n for n in model.stage_names}
+    handles = []
+
+    def pre_hook(module: nn.Module, args: Tuple[Any, ...]) -> None:
+        row = dict.fromkeys(_ROW_COLUMNS)
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        leaf = next(iter(module.children()), None) is None
+        row.update(name=names[id(module)], type=type(module).__name__, depth=names[id(module)].count(".") + 1,
+                   leaf=leaf, input_shape=tuple(args[0].shape), params=sum(p.numel() for p in module.parameters()),
+                   mult_adds=0, activation_bytes=0, _own=own)
+        rows.append(row)
+        pending.setdefault(id(module), []).append(row)
+
+    def hook(module: nn.Module, args: Tuple[Any, ...], out: torch.Tensor) -> None:
+        row = pending[id(module)].pop()
+        row["output_shape"] = tuple(out.shape)
+        if row["leaf"]:
+            row["mult_adds"] = _mult_adds(module, row.pop("_own"), row["output_shape"])
+            inplace = getattr(module, "inplace", False)
+            row["activation_bytes"] = 0 if inplace else out.numel() * BYTES_PER_FLOAT
+        else:
+            row.pop("_own")
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+            _conv_geometry(module, row)
+        if id(module) in stage_ids:
+            stage_io[stage_ids[id(module)]] = (row["input_shape"], row["output_shape"])
+
+    try:
+        for module in model.modules():
+            if module is not model:
+                handles.append(module.register_forward_pre_hook(pre_hook))
+                handles.append(module.register_forward_hook(hook))
+        with torch.no_grad():
+            output = model(torch.empty(shape, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return rows, stage_io, output
+
+
+def _mult_adds(module: nn.Module, own_params: int, out_shape: Shape) -> int:
+    """torchinfo's rule: conv weights count once per output position, other weights once per sample."""
+    if own_params == 0:
+        return 0
+    if isinstance(module, nn.Conv2d):
+        return own_params * out_shape[0] * math.prod(out_shape[2:])
+    return own_params * out_shape[0]
+
+
+def _pair(v: Any) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _conv_geometry(module: nn.Module, row: Dict[str, Any]) -> None:
+    k, s, p = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+    row.update(kernel=k[0], stride=s[0], padding=p[0])
+    n_in, n_out = row["input_shape"][2], row["output_shape"][2]
+    row["output_size"] = f"⌊({n_in}+2·{p[0]}−{k[0]})/{s[0]}⌋+1 = {n_out}"
+
+
+def _fill_container_mult_adds(rows: List[Dict[str, Any]]) -> None:
+    totals: Dict[str, int] = {}
+    for row in rows:
+        if row["leaf"]:
+            parts = row["name"].split(".")
+            for i in range(1, len(parts)):
+                prefix = ".".join(parts[:i])
+                totals[prefix] = totals.get(prefix, 0) + row["mult_adds"]
+    for row in rows:
+        if not row["leaf"]:
+            row["mult_adds"] = totals.get(row["name"], 0)
+
+
+def _block_sum_bytes(model: ResNet, stage_io: Dict[str, Tuple[Shape, Shape]]) -> int:
+    """Each block's residual sum is a new tensor that no module hook sees."""
+    if not model.spec.skip:
+        return 0
+    return sum(len(getattr(model, n)) * math.prod(stage_io[n][1]) * BYTES_PER_FLOAT for n in model.stage_names)
+
+
+def receptive_fields(model: ResNet) -> Dict[str, int]:
+    """Receptive field (pixels) of each stage's output along the main path: rf += (k-1)·jump; jump *= stride."""
+    rf, jump = 1, 1
+    result: Dict[str, int] = {}
+
+    def step(m: nn.Module) -> None:
+        nonlocal rf, jump
+        k, s = _pair(m.kernel_size)[0], _pair(m.stride)[0]
+        rf += (k - 1) * jump
+        jump *= s
+
+    stem = [m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)]
+    for m in stem + ([model.maxpool] if model.maxpool is not None else []):
+        step(m)
+    result["stem"] = rf
+    for name in model.stage_names:
+        for block in getattr(model, name):
+            for conv_name in ("conv1", "conv2", "conv3"):
+                conv = getattr(block, conv_name, None)
+                if conv is not None:
+                    step(conv)
+        result[name] = rf
+    return result
+
+
+def _stage_table(model: ResNet, layers: pd.DataFrame, stage_io: Dict[str, Tuple[Shape, Shape]],
+                 input_shape: Shape, output_shape: Shape, total_params: int) -> pd.DataFrame:
+    leaf = layers[layers["leaf"]]
+    top = leaf["name"].str.split(".").str[0]
+    stage_of = {"conv1": "stem", "bn1": "stem", "relu": "stem", "maxpool": "stem"}
+    stage_col = top.map(lambda t: stage_of.get(t, t if t in stage_io else "head"))
+    rfs = receptive_fields(model)
+    first_stage = model.stage_names[0]
+    last_stage = model.stage_names[-1]
+    io = {"stem": (input_shape, stage_io[first_stage][0]), **stage_io,
+          "head": (stage_io[last_stage][1], output_shape)}
+    params = {n: 0 for n in io}
+    for name, p in model.named_parameters():
+        t = name.split(".")[0]
+        params[stage_of.get(t, t if t in stage_io else "head")] += p.numel()
+    records = []
+    for stage in ["stem", *model.stage_names, "head"]:
+        records.append(dict(
+            stage=stage,
+            blocks=len(getattr(model, stage)) if stage in stage_io else 0,
+            input_shape=io[stage][0],
+            output_shape=io[stage][1],
+            params=params[stage],
+            params_pct=round(100.0 * params[stage] / total_params, 2),
+            mult_adds=int(leaf.loc[stage_col == stage, "mult_adds"].sum()),
+            receptive_field=rfs.get(stage, rfs[last_stage]),
+        ))
+    return pd.DataFrame.from_records(records)
+
+
+def stage_table_json(summary: Summary) -> List[Dict[str, Any]]:
+    """The stage table as JSON-ready dicts (shapes as lists)."""
+    out = []
+    for rec in summary.stages.to_dict(orient="records"):
+        out.append({k: (list(v) if isinstance(v, tuple) else (v.item() if hasattr(v, "item") else v))
+                    for k, v in rec.items()})
+    return out
+
+
+def summary_json(summary: Summary) -> Dict[str, Any]:
+    return dict(
+        spec=summary.spec.to_dict(),
+        input_size=list(summary.input_size),
+        batch_size=summary.batch_size,
+        total_params=summary.total_params,
+        trainable_params=summary.trainable_params,
+        mult_adds=summary.mult_adds,
+        output_shape=list(summary.output_shape),
+        depth=summary.depth,
+        activation_bytes=summary.activation_bytes,
+        training_memory_bytes=summary.training_memory_bytes,
+        stages=stage_table_json(summary),
+    )
+
+
+def preset_summary(name: str, input_size: Optional[Sequence[int]] = None, batch_size: int = 1) -> Summary:
+    """Summary of a preset at its family's natural resolution (224 for ImageNet, 32 for CIFAR)."""
+    spec = resolve_spec(name)
+    if input_size is None:
+        input_size = natural_input_size(spec)
+    return summarize(spec, input_size, batch_size)
+
+
+def natural_input_size(spec: ModelSpec) -> Shape:
+    side = 32 if spec.stem == "cifar" else 224
+    return (spec.in_channels, side, side)
