@@ -19,7 +19,7 @@ DEEP_STEM_MID = 32  # inner width of the three-conv "deep" stem (ResNet-C/D)
 
 
 class ResNet(nn.Module):
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, init_weights: bool = True) -> None:
         super().__init__()
         spec.validate()
         self.spec = spec
@@ -37,7 +37,8 @@ class ResNet(nn.Module):
         self.final_norm = nn.Sequential(nn.BatchNorm2d(self.inplanes), nn.ReLU(inplace=True)) if spec.preact else None
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(self.inplanes, spec.num_classes)
-        self._init_weights()
+        if init_weights:  # skipped for meta-device shape inference, where values do not exist
+            self._init_weights()
 
     def _make_stem(self, spec: ModelSpec, out: int) -> None:
         if spec.stem == "deep":

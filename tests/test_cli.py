@@ -1,0 +1,86 @@
+"""`python -m resnet_core list|summary`: output, JSON, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from resnet_core.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_prints_every_preset_with_its_count(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "25,557,032" in rows["resnet50"] and "269,722" in rows["resnet20"] and "853,018" in rows["plain56"]
+    code, out, _ = run(capsys, "list", "--json")
+    counts = {r["model"]: r["params"] for r in json.loads(out)}
+    assert counts["resnet152"] == 60_192_808 and counts["wide_resnet50_2"] == 68_883_240
+
+
+def test_summary_json_has_totals_and_stages(capsys):
+    code, out, _ = run(capsys, "summary", "resnet50", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert (data["total_params"], data["trainable_params"], data["mult_adds"]) == (25_557_032, 25_557_032,
+                                                                                   4_089_238_376)
+    assert [s["stage"] for s in data["stages"]] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert data["stages"][1]["output_shape"] == [1, 256, 56, 56]
+
+
+def test_summary_overrides_reach_the_spec(capsys):
+    code, out, _ = run(capsys, "summary", "resnet20", "--layers", "2,2,2", "--shortcut", "B", "--json")
+    assert json.loads(out)["total_params"] == 175_258
+    code, out, _ = run(capsys, "summary", "resnet18", "--block", "bottleneck", "--groups", "32",
+                       "--width-per-group", "4", "--layers", "3,4,6,3", "--json", "--input", "3,224,224")
+    assert json.loads(out)["total_params"] == 25_028_904
+    code, out, _ = run(capsys, "summary", "resnet20", "--no-skip", "--se", "--in-channels", "1",
+                       "--num-classes", "7", "--input", "1,28,28", "--batch", "16", "--json")
+    data = json.loads(out)
+    assert data["spec"]["skip"] is False and data["spec"]["se"] is True and data["output_shape"] == [16, 7]
+
+
+def test_summary_table_text(capsys):
+    code, out, _ = run(capsys, "summary", "resnet20")
+    assert code == 0 and "total params: 269,722" in out and "layer3" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["summary", "resnet99"], "model must be one of"),
+    (["summary", "resnet20", "--layers", "3,0,3"], "layers: stage 2 has 0 blocks"),
+    (["summary", "resnet20", "--layers", "3,x"], "layers must be comma-separated whole numbers"),
+    (["summary", "resnet50", "--input", "3,224"], "input must be three positive integers C,H,W"),
+    (["summary", "resnet50", "--input", "3,-5,224"], "input must be three positive integers C,H,W"),
+    (["summary", "resnet50", "--batch", "0"], "batch must be an integer from 1 to 65536; got 0"),
+    (["summary", "resnet50", "--groups", "0"], "groups must be an integer from 1 to 4096, got 0"),
+    (["summary", "resnet50", "--width", "0"], "width must be an integer from 1 to 4096, got 0"),
+    (["summary", "resnet50", "--num-classes", "0"], "num_classes must be an integer from 1 to 100000"),
+    (["summary", "resnet50", "--block", "dense"], "block must be one of basic, bottleneck"),
+    (["summary", "resnet50", "--shortcut", "D"], "shortcut must be one of A, B, C"),
+    (["summary", "resnet50", "--groups", "two"], "groups must be a whole number"),
+    (["summary"], "the following arguments are required: model"),
+    (["nonsense"], "invalid choice"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_module_entry_point_as_a_real_process():
+    ok = subprocess.run([sys.executable, "-m", "resnet_core", "summary", "resnet56", "--json"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["total_params"] == 853_018
+    bad = subprocess.run([sys.executable, "-m", "resnet_core", "summary", "resnet50", "--batch", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == ["error: batch must be an integer from 1 to 65536; got 0"]

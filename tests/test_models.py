@@ -1,0 +1,179 @@
+"""Builders: exact parameter counts against torchvision and He et al., state_dict parity, overrides."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from resnet_core import PRESETS, ModelSpec, build_model, resolve_spec
+from resnet_core.blocks import ZeroPadShortcut
+
+TORCHVISION_COUNTS = {  # torchvision's documented figures (the test also counts torchvision's own models)
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
+    "resnet152": 60_192_808, "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
+    "resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336,
+}
+
+
+def count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_COUNTS))
+def test_imagenet_presets_match_torchvision_counts_and_names(name):
+    ours = build_model(name, device="meta")
+    with torch.device("meta"):
+        theirs = getattr(torchvision.models, name)()
+    assert count(ours) == count(theirs) == TORCHVISION_COUNTS[name]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    assert PRESETS[name].torchvision == name
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d"])
+def test_torchvision_state_dict_loads_strictly_and_outputs_match(name):
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, name)().eval()
+    ours = build_model(name).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name, params", [("resnet20", 269_722), ("resnet32", 464_154), ("resnet44", 658_586),
+                                           ("resnet56", 853_018), ("resnet110", 1_727_962),
+                                           ("resnet1202", 19_421_274)])
+def test_cifar_counts_option_a(name, params):
+    model = build_model(name, device="meta")
+    assert count(model) == params
+    # He et al. 2015, Table 6 rounds to two significant figures (0.27M, 0.46M, ..., 19.4M).
+    ref = PRESETS[name].reference["params"]
+    assert abs(params - ref) / ref < 0.02
+    assert not any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) for m in model.modules())
+    assert sum(isinstance(m, ZeroPadShortcut) for m in model.modules()) == 2
+
+
+def test_seeds_small_resnet_is_resnet20_with_two_blocks_and_projections():
+    assert count(build_model("resnet20", layers=(2, 2, 2), shortcut="B")) == 175_258
+
+
+def test_wide_resnets_match_zagoruyko_and_komodakis():
+    for name in ("wrn16_4", "wrn28_10"):
+        ref = PRESETS[name].reference["params"]
+        assert abs(count(build_model(name, device="meta")) - ref) / ref < 0.02, name
+
+
+def test_se_resnet50_matches_hu_et_al():
+    # Hu et al. 2018 (Squeeze-and-Excitation Networks), Table 1: SE-ResNet-50 has 28.1M parameters.
+    n = count(build_model("se_resnet50", device="meta"))
+    assert n == 28_088_024 and abs(n - 28.1e6) / 28.1e6 < 0.005
+
+
+def test_plain_twin_drops_every_shortcut_and_changes_the_function():
+    res, plain = build_model("resnet20"), build_model("plain20")
+    assert count(res) == count(plain)  # option A shortcuts have no parameters
+    assert plain.spec == res.spec.replace(skip=False)
+    assert all(not m.skip and m.downsample is None for m in plain.modules() if hasattr(m, "skip"))
+    plain.load_state_dict(res.state_dict())
+    res.eval(), plain.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(res(x), plain(x))
+    # Projection shortcuts disappear too: plain50 has resnet50's count minus the four downsample branches.
+    downsample = sum(count(m.downsample) for m in build_model("resnet50", device="meta").modules()
+                     if getattr(m, "downsample", None) is not None)
+    assert count(build_model("plain50", device="meta")) == 25_557_032 - downsample
+
+
+def test_shortcut_options_a_b_c_order_param_counts():
+    a, b, c = (count(build_model("resnet20", shortcut=s, device="meta")) for s in "ABC")
+    assert a == 269_722
+    assert b - a == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)  # two 1x1 projections with BN
+    # C projects in every one of the 9 blocks: 7 identity-shaped ones more than B.
+    assert c - b == 3 * (16 * 16 + 32) + 2 * (32 * 32 + 64) + 2 * (64 * 64 + 128)
+
+
+@pytest.mark.parametrize("overrides", [dict(block="preact_basic"), dict(block="preact_bottleneck"),
+                                       dict(se=True), dict(stem="deep"), dict(stem="cifar"), dict(layers=(1,)),
+                                       dict(layers=(1, 1, 1, 1, 1)), dict(in_channels=1, num_classes=7),
+                                       dict(block="bottleneck", groups=8, width_per_group=8)])
+def test_overrides_build_and_run(overrides):
+    model = build_model("resnet18", width=16, **overrides).eval()
+    x = torch.randn(2, overrides.get("in_channels", 3), 64, 64)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, overrides.get("num_classes", 1000))
+
+
+def test_depths_are_the_names():
+    named = [n for n in PRESETS if n.startswith(("resnet", "plain")) and n[-1].isdigit() and "_" not in n]
+    assert len(named) == 22
+    for name in named:
+        assert PRESETS[name].spec.depth == int(name.lstrip("resnetplain")), name
+    assert resolve_spec("resnet18", stem="deep").depth == 20
+
+
+def test_zero_init_residual_zeroes_each_blocks_last_bn():
+    model = build_model("resnet50", zero_init_residual=True)
+    assert all(torch.all(b.bn3.weight == 0) for stage in model.stages() for b in stage)
+    assert torch.all(model.bn1.weight == 1)
+
+
+def test_pretrained_weights_load_from_local_hub_cache(tmp_path, monkeypatch):
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18().eval()
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(reference.state_dict(), checkpoints / weights.url.rsplit("/", 1)[-1])
+    model = build_model("resnet18", weights="IMAGENET1K_V1").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), rtol=0, atol=0)
+
+
+def test_pretrained_weights_offline_fail_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"could not download resnet18 weights IMAGENET1K_V1 .*internet"):
+        build_model("resnet18", weights="IMAGENET1K_V1")
+
+
+def test_pretrained_weights_bad_requests():
+    with pytest.raises(ValueError, match=r"weights for resnet50 must be one of IMAGENET1K_V1, IMAGENET1K_V2"):
+        build_model("resnet50", weights="IMAGENET9")
+    with pytest.raises(ValueError, match="only for unmodified torchvision presets"):
+        build_model("resnet50", weights="IMAGENET1K_V2", num_classes=10)
+    with pytest.raises(ValueError, match="only for unmodified torchvision presets"):
+        build_model("resnet20", weights="IMAGENET1K_V1")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(model="resnet99"), r"model must be one of resnet18, .*got 'resnet99'"),
+    (dict(layers=(3, 0, 3)), r"layers: stage 2 has 0 blocks; each stage needs an integer >= 1"),
+    (dict(layers=(3, -1)), r"layers: stage 2 has -1 blocks"),
+    (dict(layers="3,x"), r"layers must be comma-separated whole numbers >= 1"),
+    (dict(layers=()), r"layers must list the blocks of at least 1 stage"),
+    (dict(groups=0), r"groups must be an integer from 1 to 4096, got 0"),
+    (dict(width=0), r"width must be an integer from 1 to 4096, got 0"),
+    (dict(num_classes=0), r"num_classes must be an integer from 1 to 100000, got 0"),
+    (dict(block="dense"), r"block must be one of basic, bottleneck, preact_basic, preact_bottleneck; got 'dense'"),
+    (dict(shortcut="D"), r"shortcut must be one of A, B, C; got 'D'"),
+    (dict(stem="huge"), r"stem must be one of imagenet, cifar, deep; got 'huge'"),
+    (dict(groups=32), r"basic blocks only support groups=1"),
+    (dict(skip="yes"), r"skip must be true or false"),
+    (dict(depth=50), r"unknown override 'depth'; allowed overrides are block, layers"),
+])
+def test_invalid_specs_name_the_field(kwargs, message):
+    kwargs = dict(kwargs)
+    model = kwargs.pop("model", "resnet18")
+    with pytest.raises(ValueError, match=message):
+        build_model(model, device="meta", **kwargs)
+
+
+def test_spec_round_trips_through_dict():
+    spec = resolve_spec("resnext50_32x4d", layers="1,2")
+    assert spec.layers == (1, 2)
+    assert ModelSpec(**{**spec.to_dict(), "layers": tuple(spec.to_dict()["layers"])}) == spec
