@@ -1,7 +1,57 @@
-"""Home page (placeholder until the app issue lands)."""
+"""Home: what ResNet Explorer is, and a link to every page in pages/ (classic pages-directory mode).
+
+No st.navigation anywhere: streamlit serves pages/ itself, so every page's URL works as the first
+request to a fresh server. A link such as /?model=resnet50 opens the Architecture page on that model.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import streamlit as st
 
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+ARCHITECTURE_PAGE = "pages/1_Architecture.py"
+CLI_EXAMPLES = """\
+python -m resnet_core list                           # every preset with its params and mult-adds
+python -m resnet_core summary resnet50 --block basic  # one model's stage table, any field overridden"""
+
+
+def page_files() -> list[Path]:
+    return sorted(PAGES_DIR.glob("*.py"))
+
+
+def page_description(path: Path) -> str:
+    """The first line of the page's module docstring, minus its "Title:" prefix."""
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    except (SyntaxError, UnicodeDecodeError):
+        doc = ""
+    first = doc.strip().splitlines()[0] if doc.strip() else ""
+    text = first.split(":", 1)[1].strip() if ":" in first else first
+    return text[:1].upper() + text[1:]
+
+
 st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
+if "model" in st.query_params:
+    st.switch_page(ARCHITECTURE_PAGE, query_params=st.query_params.to_dict())
+
 st.title("ResNet Explorer")
-st.write("See and test residual networks: every number is computed from the model or measured on a real run.")
+st.write(
+    "See and test residual networks. Pick a depth and a block type and the network is built at once: "
+    "parameters, mult-adds, memory and shapes are computed from the model itself, and every curve on the "
+    "training pages comes from a real run. Where a textbook claim and the measurement disagree, the "
+    "measurement is shown.")
+
+pages = page_files()
+columns = st.columns(3)
+for i, path in enumerate(pages):
+    with columns[i % 3].container(border=True):
+        st.page_link(f"pages/{path.name}", icon=":material/arrow_forward:")
+        st.caption(page_description(path) or " ")
+
+st.subheader("The same numbers from the command line")
+st.code(CLI_EXAMPLES, language="bash")
+st.caption("A link reproduces a view: the Architecture page keeps its settings in the URL, "
+           "e.g. `?model=resnet50&block=basic&batch=32`.")

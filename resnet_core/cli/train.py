@@ -1,5 +1,105 @@
-"""`train`: one training run from the command line (filled in by the training issue)."""
+"""`train`: one training run from the command line, into the run store.
+
+With --json it prints one JSON object per epoch (the "test" records of train.py) and last a final
+object with test_acc, test_loss, images_per_sec, seconds, run_dir and status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from typing import Any, Dict
+
+from ..data import DATASETS
+from ..jobs import MemoryRefused, execute, memory_check, memory_refusal
+from ..train import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from .spec_args import _int, add_spec_arguments, spec_overrides
+
+_SKIP_IN_FINAL = ("kind", "confusion", "classes", "step", "epoch", "time")
 
 
 def register(sub) -> None:
-    pass
+    defaults = TrainConfig()
+    p = sub.add_parser("train", help="train a model on a data set and store the run")
+    p.add_argument("model", help="a preset name (see `list`)")
+    add_spec_arguments(p)
+    p.add_argument("--dataset", default=defaults.dataset, help=f"one of {', '.join(DATASETS)} (default synthetic)")
+    p.add_argument("--data-dir", help="where data sets are (or are downloaded to); required for imagefolder")
+    p.add_argument("--image-size", type=_int("image-size"), help="resize images to this side")
+    p.add_argument("--train-subset", type=_int("train-subset"), help="train on a seeded subset of N images")
+    p.add_argument("--epochs", type=_int("epochs"), default=defaults.epochs, help=f"default {defaults.epochs}")
+    p.add_argument("--steps", type=_int("steps"), help="a step budget instead of epochs")
+    p.add_argument("--batch-size", type=_int("batch-size"), default=defaults.batch_size)
+    p.add_argument("--lr", type=_float("lr"), help="peak learning rate (default 0.1 for sgd, 2e-3 for adam/adamw)")
+    p.add_argument("--optimizer", default=defaults.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
+    p.add_argument("--no-nesterov", action="store_true", help="plain momentum for sgd")
+    p.add_argument("--weight-decay", type=_float("weight-decay"), default=defaults.weight_decay)
+    p.add_argument("--schedule", default=defaults.schedule, help=f"one of {', '.join(SCHEDULES)}")
+    p.add_argument("--warmup", type=_float("warmup"), default=defaults.warmup, help="fraction of steps warming up")
+    p.add_argument("--label-smoothing", type=_float("label-smoothing"), default=defaults.label_smoothing)
+    p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    p.add_argument("--precision", default=defaults.precision, help=f"one of {', '.join(PRECISIONS)}")
+    p.add_argument("--seed", type=_int("seed"), default=defaults.seed)
+    p.add_argument("--threads", type=_int("threads"), help="torch threads (default: all cores)")
+    p.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--probe-every", type=_int("probe-every"), default=defaults.probe_every, help="0 turns probes off")
+    p.add_argument("--run-dir", help="folder for this run (default: runs/<new id>, or $RESNET_EXPLORER_RUNS/<new id>)")
+    p.add_argument("--json", action="store_true", help="JSON lines: one per epoch, then a final object")
+    p.set_defaults(func=run_train)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        model=args.model, overrides=spec_overrides(args), dataset=args.dataset, data_dir=args.data_dir,
+        image_size=args.image_size, train_subset=args.train_subset, epochs=args.epochs, max_steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, nesterov=not args.no_nesterov,
+        weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
+        label_smoothing=args.label_smoothing, augment=not args.no_augment, precision=args.precision, seed=args.seed,
+        threads=args.threads, device=args.device, probe_every=args.probe_every,
+    ).validate()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    check = memory_check(config)
+    if not check.ok:
+        raise MemoryRefused(memory_refusal(config, check))
+    started: Dict[str, str] = {}
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())  # Ctrl-C ends the run as "stopped"
+
+    def on_record(record: Dict[str, Any]) -> None:
+        if record["kind"] != "test":
+            return
+        line = {k: v for k, v in record.items() if k != "kind"}
+        if args.json:
+            print(json.dumps(line), flush=True)
+        else:
+            print(f"epoch {record['epoch']:g}  step {record['step']}  train loss {record['train_loss']:.4f}  "
+                  f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:.2%}  "
+                  f"{record['images_per_sec']:.0f} img/s", flush=True)
+
+    result = execute(config, run_dir=args.run_dir, on_record=on_record, stop=stop,
+                     on_start=lambda writer: started.update(path=str(writer.path)))
+    final = {k: v for k, v in result.final.items() if k not in _SKIP_IN_FINAL}
+    final["run_dir"] = started["path"]
+    if args.json:
+        print(json.dumps(final), flush=True)
+    else:
+        acc = f"{final['test_acc']:.2%}" if final["test_acc"] is not None else "n/a"
+        print(f"{final['status']}: test acc {acc} after {final['steps']} steps in {final['seconds']:.1f} s "
+              f"({final['images_per_sec']:.0f} img/s); run stored in {final['run_dir']}", file=sys.stdout)
+    return 0
+
+
+def _float(field: str):
+    def convert(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field} must be a number, got {text!r}") from None
+
+    return convert

@@ -1,0 +1,215 @@
+"""Architecture: pick a preset, change any field, and see its parameters, mult-adds, memory and stage/layer tables."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import pandas as pd
+import streamlit as st
+
+st.set_page_config(page_title="Architecture · ResNet Explorer", page_icon="🧱", layout="wide")
+
+from pages.ui.figures import stage_figure  # noqa: E402  (set_page_config must come first)
+from pages.ui.widgets import (  # noqa: E402
+    ModelChoice, or_error, preset_label, remember_choice, shared_choice, unvalidated_spec)
+from resnet_core.cli.spec_args import parse_shape  # noqa: E402
+from resnet_core.format import (  # noqa: E402
+    format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown)
+from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec  # noqa: E402
+from resnet_core.spec import BLOCKS, SHORTCUTS, STEMS, ModelSpec  # noqa: E402
+from resnet_core.summary import Summary, natural_input_size, summarize  # noqa: E402
+
+# ModelSpec field -> widget key. Input channels come from the "Input C,H,W" box.
+FIELD_KEYS = {"block": "arch_block", "layers": "arch_layers", "shortcut": "arch_shortcut", "stem": "arch_stem",
+              "width": "arch_width", "groups": "arch_groups", "width_per_group": "arch_wpg", "skip": "arch_skip",
+              "se": "arch_se", "num_classes": "arch_classes"}
+LAST_GOOD_KEY = "arch_last_good"
+SHORTCUT_HELP = ("A: zero-pad the identity where the shape changes (no parameters); "
+                 "B: 1×1 projection only where the shape changes; C: projection in every block")
+STEM_HELP = "imagenet: 7×7/2 conv + max-pool; cifar: one 3×3 conv; deep: three 3×3 convs + max-pool"
+
+
+def widget_values(spec: ModelSpec) -> Dict[str, Any]:
+    values = {key: getattr(spec, field) for field, key in FIELD_KEYS.items()}
+    values["arch_layers"] = ",".join(map(str, spec.layers))
+    values["arch_input"] = ",".join(map(str, natural_input_size(spec)))
+    return values
+
+
+def init_state() -> None:
+    """First run of the session: the URL's settings, else the shared choice, else resnet18."""
+    if "arch_model" in st.session_state:
+        return
+    choice = shared_choice()
+    spec = unvalidated_spec(choice)
+    st.session_state["arch_model"] = choice.model
+    st.session_state.update(widget_values(spec))
+    if "input" in st.query_params:
+        st.session_state["arch_input"] = st.query_params["input"]
+    st.session_state["arch_batch"] = 1
+    if "batch" in st.query_params:
+        batch = st.query_params["batch"]
+        if batch.isdigit() and 1 <= int(batch) <= 65536:
+            st.session_state["arch_batch"] = int(batch)
+        else:
+            st.error(f"The link's batch was ignored: batch must be an integer from 1 to 65536; got {batch!r}")
+
+
+def on_preset_change() -> None:
+    st.session_state.update(widget_values(get_preset(st.session_state["arch_model"]).spec))
+
+
+def configuration_widgets() -> None:
+    with st.container(border=True):
+        c = st.columns([1.5, 1.2, 1, 0.8, 1, 0.7])
+        c[0].selectbox("Preset", list(PRESETS), key="arch_model", format_func=preset_label,
+                       on_change=on_preset_change, help="Picking a preset resets the fields to its values.")
+        c[1].selectbox("Block", BLOCKS, key="arch_block")
+        c[2].text_input("Blocks per stage", key="arch_layers", help="comma-separated, e.g. 3,4,6,3")
+        c[3].selectbox("Shortcut", SHORTCUTS, key="arch_shortcut", help=SHORTCUT_HELP)
+        c[4].selectbox("Stem", STEMS, key="arch_stem", help=STEM_HELP)
+        c[5].toggle("Skip", key="arch_skip", help="Off gives the plain twin: no identity additions at all")
+        c[5].toggle("SE", key="arch_se", help="Squeeze-and-excitation (reduction 16) in every block")
+        c = st.columns(6)
+        c[0].number_input("Width", min_value=1, step=8, key="arch_width", help="planes of the first stage")
+        c[1].number_input("Groups", min_value=1, key="arch_groups", help="ResNeXt cardinality (bottleneck blocks)")
+        c[2].number_input("Width per group", min_value=1, key="arch_wpg",
+                          help="bottleneck inner width = int(planes · wpg / 64) · groups")
+        c[3].number_input("Classes", min_value=1, key="arch_classes")
+        c[4].text_input("Input C,H,W", key="arch_input", help="channels, height, width of one image")
+        c[5].number_input("Batch size", min_value=1, max_value=65536, key="arch_batch")
+
+
+def current_view() -> Optional[Tuple[str, ModelSpec, Tuple[int, ...], int]]:
+    """(preset, spec, input dims, batch) from the widgets, or None after showing the engine's error."""
+    model = st.session_state["arch_model"]
+    dims = or_error(parse_shape, st.session_state["arch_input"], "input")
+    if dims is None:
+        return None
+    fields = {field: st.session_state[key] for field, key in FIELD_KEYS.items()}
+    spec = or_error(resolve_spec, model, in_channels=dims[0], **fields)
+    if spec is None:
+        return None
+    batch = st.session_state["arch_batch"]
+    return None if or_error(summarize, spec, dims, batch) is None else (model, spec, dims, batch)
+
+
+def headline(summary: Summary, model: str) -> None:
+    base = summarize(get_preset(model).spec, natural_input_size(get_preset(model).spec), summary.batch_size) \
+        if summary.spec != get_preset(model).spec else None
+    delta = f"{summary.total_params - base.total_params:+,} vs {model}" if base else None
+    c = st.columns(3)
+    c[0].metric("Parameters", format_count(summary.total_params), delta, delta_color="off", border=True,
+                help=f"trainable: {format_count(summary.trainable_params)}")
+    c[1].metric("Mult-adds", f"{summary.mult_adds / 1e9:,.2f} G", border=True,
+                help=f"{format_count(summary.mult_adds)} multiply-accumulates for the whole batch (torchinfo's rule)")
+    c[2].metric("Depth", summary.depth, border=True,
+                help="weighted layers on the main path: stem convs + block convs + fc")
+    c[0].metric("Activation memory", format_bytes(summary.activation_bytes), border=True,
+                help="forward outputs kept for the backward pass of one training step (estimate)")
+    c[1].metric("Training memory", format_bytes(summary.training_memory_bytes), border=True,
+                help="activations + input + weights, gradients and momentum (estimate)")
+    c[2].metric("Output shape", format_shape(summary.output_shape), border=True)
+    st.caption(f"{format_count(summary.mult_adds)} mult-adds for input "
+               f"{format_shape((summary.batch_size, *summary.input_size))}, computed on the meta device "
+               "(shapes only, no real forward pass).")
+
+
+def badges(summary: Summary, model: str) -> None:
+    match = matching_preset(summary.spec)
+    if match is None:
+        st.badge(f"custom configuration (based on {model})", icon=":material/tune:", color="gray")
+        return
+    if match.torchvision:
+        st.badge(f"= torchvision.models.{match.torchvision}: {format_count(summary.total_params)} parameters",
+                 icon=":material/check_circle:", color="green")
+    if match.name != model:
+        st.badge(f"same network as the preset {match.name}", icon=":material/info:", color="blue")
+    if match.reference:
+        ref = match.reference
+        st.markdown(f"**{match.name}: published figures beside ours**")
+        st.table(pd.DataFrame({
+            "": ["parameters", "CIFAR-10 test error"],
+            "published": [ref["params_paper"], f"{ref['test_error']}%"],
+            "computed here": [format_count(summary.total_params), "needs a training run"],
+        }).set_index(""))
+        st.caption(f"Source: {ref['source']}")
+
+
+def stages_section(summary: Summary, slug: str) -> None:
+    st.subheader("Stages")
+    st.dataframe(stage_frame_for_display(summary), hide_index=True, column_config={
+        "input_shape": "input", "output_shape": "output",
+        "params": st.column_config.NumberColumn("params", format="localized"),
+        "params_pct": st.column_config.NumberColumn("params %", format="%.2f"),
+        "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
+        "receptive_field": st.column_config.NumberColumn("receptive field", help="pixels, along the main path"),
+    })
+    c = st.columns([1, 1.2, 1, 2.5])
+    c[0].download_button("Stages (CSV)", summary.stages.to_csv(index=False), f"{slug}_stages.csv", "text/csv",
+                         key="dl_stages_csv", icon=":material/download:", width="stretch")
+    c[1].download_button("Stages (Markdown)", stage_table_markdown(summary), f"{slug}_stages.md",
+                         "text/markdown", key="dl_stages_md", icon=":material/download:", width="stretch")
+    c[2].download_button("Layers (CSV)", summary.layers.to_csv(index=False), f"{slug}_layers.csv", "text/csv",
+                         key="dl_layers_csv", icon=":material/download:", width="stretch")
+    st.plotly_chart(stage_figure(summary.stages, residual=summary.spec.skip), key="stage_figure")
+
+
+def layers_section(summary: Summary) -> None:
+    layers = summary.layers
+    with st.expander(f"Layer table: {len(layers):,} module calls"):
+        deepest = int(layers["depth"].max())
+        depth = st.select_slider("Show modules down to nesting depth", list(range(1, deepest + 1)),
+                                 value=min(2, deepest), key="arch_layer_depth")
+        shown = layers[layers["depth"] <= depth].drop(columns=["leaf"]).copy()
+        for column in ("input_shape", "output_shape"):
+            shown[column] = shown[column].map(format_shape)
+        st.dataframe(shown, hide_index=True, height=420, column_config={
+            "params": st.column_config.NumberColumn("params", format="localized"),
+            "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
+        })
+
+
+def code_snippet(summary: Summary, choice: ModelChoice) -> str:
+    args = "".join(f", {k}={v!r}" for k, v in choice.overrides.items())
+    dims, batch = tuple(summary.input_size), summary.batch_size
+    lines = ["import resnet_core", "",
+             f'model = resnet_core.build_model("{choice.model}"{args})  # {format_count(summary.total_params)} parameters',
+             f'summary = resnet_core.summarize("{choice.model}", input_size={dims}, batch_size={batch}{args})']
+    match = matching_preset(summary.spec)
+    if match is not None and match.torchvision:
+        lines += ["", "# the same network in torchvision (resnet_core loads its weights strictly)", "import torchvision",
+                  f"tv_model = torchvision.models.{match.torchvision}()"]
+    return "\n".join(lines)
+
+
+def show(view: Tuple[str, ModelSpec, Tuple[int, ...], int]) -> None:
+    model, spec, dims, batch = view
+    summary = summarize(spec, dims, batch)
+    choice = ModelChoice.from_spec(model, spec)
+    headline(summary, model)
+    badges(summary, model)
+    stages_section(summary, choice.model + ("_custom" if choice.overrides else ""))
+    layers_section(summary)
+    st.subheader("Build it in code")
+    st.code(code_snippet(summary, choice), language="python")
+
+
+st.title("Architecture")
+st.write("Pick a preset and change any field: every number below is computed from the model the engine builds.")
+init_state()
+configuration_widgets()
+view = current_view()
+if view is not None:
+    st.session_state[LAST_GOOD_KEY] = view
+    model, spec, dims, batch = view
+    natural = tuple(natural_input_size(spec))
+    remember_choice(ModelChoice.from_spec(model, spec),
+                    {"input": None if dims == natural else ",".join(map(str, dims)),
+                     "batch": None if batch == 1 else str(batch)})
+    show(view)
+elif LAST_GOOD_KEY in st.session_state:
+    last = st.session_state[LAST_GOOD_KEY]
+    st.caption(f"Showing the last valid configuration: {ModelChoice.from_spec(last[0], last[1]).label}, "
+               f"input {format_shape(last[2])}, batch {last[3]}.")
+    show(last)

@@ -1,0 +1,98 @@
+"""Block anatomy: the path of a tensor through Basic, Bottleneck, PreAct, ResNeXt and SE blocks, traced live."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+st.set_page_config(page_title="Block anatomy · ResNet Explorer", page_icon="🧱", layout="wide")
+
+from pages.ui.figures import block_path_figure, path_box_count  # noqa: E402  (set_page_config must come first)
+from pages.ui.widgets import or_error  # noqa: E402
+from resnet_core.anatomy import VARIANTS, BlockAnatomy, bottleneck_saving, shortcut_options, trace_block  # noqa: E402
+from resnet_core.format import format_count, format_shape  # noqa: E402
+from resnet_core.spec import SHORTCUTS  # noqa: E402
+
+DEFAULT_VARIANTS = ["basic", "preact_basic", "bottleneck", "resnext", "se"]
+PER_ROW = 3
+TUTORIAL_CLAIM = "8–9×"
+
+
+def seeds_comparison() -> None:
+    with st.container(border=True):
+        left, right = st.columns([1, 3])
+        channels = left.number_input("Channels C", min_value=4, max_value=4096, value=256, step=4, key="seed_channels",
+                                     help="both blocks map C channels to C channels")
+        saving = or_error(bottleneck_saving, channels)
+        if saving is None:
+            return
+        mid = saving.bottleneck.steps[1].shape[1]
+        with right:
+            c = st.columns(3)
+            c[0].metric(f"Two 3×3 convs at {channels}", format_count(saving.basic.params),
+                        help="a basic block: conv-BN-ReLU-conv-BN, built and counted")
+            c[1].metric(f"Bottleneck {channels}-{mid}-{mid}-{channels}", format_count(saving.bottleneck.params),
+                        help="1×1 reduce, 3×3, 1×1 expand, each with BN, built and counted")
+            c[2].metric("Ratio", f"{saving.ratio:.1f}×",
+                        help=f"conv weights only: {saving.conv_ratio:.1f}×")
+            st.caption(f"Counted from the blocks built by resnet_core (convs and batch norms). The ratio is "
+                       f"{saving.ratio:.1f}×, not the {TUTORIAL_CLAIM} one tutorial claims; conv weights alone give "
+                       f"{saving.conv_ratio:.1f}×.")
+
+
+def controls() -> dict:
+    c = st.columns([1, 1, 0.8, 1, 1, 0.7])
+    in_channels = c[0].number_input("In channels", min_value=1, value=256, step=16, key="anat_in")
+    out_channels = c[1].number_input("Out channels", min_value=1, value=256, step=16, key="anat_out")
+    stride = c[2].radio("Stride", [1, 2], horizontal=True, key="anat_stride",
+                        help="2 halves height and width, as in the first block of stages 2 and later")
+    size = c[3].number_input("Input height = width", min_value=1, value=56, key="anat_size")
+    shortcut = c[4].radio("Shortcut", SHORTCUTS, index=1, horizontal=True, key="anat_shortcut",
+                          help="A: zero-pad where the shape changes; B: project where it changes; C: always project")
+    skip = c[5].toggle("Skip", value=True, key="anat_skip", help="off: the plain block, no addition")
+    return dict(in_channels=int(in_channels), out_channels=int(out_channels), stride=int(stride), size=int(size),
+                shortcut=shortcut, skip=skip)
+
+
+def block_card(anatomy: BlockAnatomy, rows: int) -> None:
+    with st.container(border=True):
+        st.markdown(f"**{anatomy.variant.label}** · {format_count(anatomy.params)} parameters")
+        st.caption(anatomy.variant.note)
+        st.plotly_chart(block_path_figure(anatomy, rows), key=f"path_{anatomy.key}", config={"displayModeBar": False})
+        with st.expander("Every step"):
+            st.dataframe(anatomy.table(), hide_index=True, column_config={
+                "params": st.column_config.NumberColumn("params", format="localized")})
+
+
+def summary_table(anatomies: list[BlockAnatomy]) -> pd.DataFrame:
+    return pd.DataFrame([dict(block=a.variant.label, params=a.params, input=format_shape(a.input_shape[1:]),
+                              output=format_shape(a.output_shape[1:]), shortcut=a.shortcut_path,
+                              steps=len(a.steps) - 1) for a in anatomies])
+
+
+st.title("Block anatomy")
+st.write("Each block below is built from `resnet_core.blocks` and traced with torch.fx on the meta device: "
+         "the steps, shapes and parameter counts are read off the real module.")
+st.subheader("The bottleneck's saving, computed")
+seeds_comparison()
+
+st.subheader("One block, step by step")
+args = controls()
+keys = st.multiselect("Blocks", list(VARIANTS), default=DEFAULT_VARIANTS, key="anat_variants",
+                      format_func=lambda k: VARIANTS[k].label)
+anatomies = [a for a in (or_error(trace_block, key, **args) for key in keys) if a is not None]
+if anatomies:
+    st.dataframe(summary_table(anatomies), hide_index=True, column_config={
+        "params": st.column_config.NumberColumn("params", format="localized")})
+    for start in range(0, len(anatomies), PER_ROW):
+        row = anatomies[start:start + PER_ROW]
+        rows = max(path_box_count(a) for a in row)
+        for column, anatomy in zip(st.columns(PER_ROW), row):
+            with column:
+                block_card(anatomy, rows)
+
+st.subheader("The shortcut options for this channel change")
+st.dataframe(shortcut_options(args["in_channels"], args["out_channels"], args["stride"]), hide_index=True,
+             column_config={"params": st.column_config.NumberColumn("params", format="localized")})
+st.caption("Post-activation blocks shown; pre-activation blocks project without the batch norm. "
+           "B and C differ only where the shape does not change: C then still projects.")

@@ -1,0 +1,131 @@
+"""Compare: 2 to 6 configurations side by side, and the whole ResNet family's params and mult-adds against depth."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import pandas as pd
+import streamlit as st
+
+st.set_page_config(page_title="Compare · ResNet Explorer", page_icon="🧱", layout="wide")
+
+from pages.ui.figures import compare_figure, family_figure  # noqa: E402  (set_page_config must come first)
+from pages.ui.widgets import (  # noqa: E402
+    CHOICE_KEY, BackgroundRows, ModelChoice, or_error, shared_choice)
+from resnet_core.cli.spec_args import parse_shape  # noqa: E402
+from resnet_core.format import format_bytes, format_shape  # noqa: E402
+from resnet_core.presets import PRESETS, matching_preset  # noqa: E402
+from resnet_core.summary import natural_input_size, summarize  # noqa: E402
+
+DEFAULT_MODELS = ["resnet18", "resnet34", "resnet50", "plain50"]
+MAX_CONFIGS = 6
+POLL_SECONDS = 1.0
+
+
+def family_row(name: str) -> Dict[str, Any]:
+    """One preset at its natural input size, batch 1 (runs in the background thread: no st.* here)."""
+    preset = PRESETS[name]
+    summary = summarize(preset.spec, natural_input_size(preset.spec), 1)
+    return dict(model=name, family=preset.family, block=preset.spec.block, skip=preset.spec.skip,
+                depth=summary.depth, params=summary.total_params, mult_adds=summary.mult_adds)
+
+
+@st.cache_resource(show_spinner=False)
+def family_job() -> BackgroundRows:
+    """Every preset summarized once per server, cheapest first, in a background thread."""
+    return BackgroundRows(family_row, sorted(PRESETS, key=lambda n: sum(PRESETS[n].spec.layers)))
+
+
+def configuration_options() -> Dict[str, ModelChoice]:
+    """Every preset, plus the Architecture page's configuration when it changes its preset's fields."""
+    options = {name: ModelChoice(name) for name in PRESETS}
+    if CHOICE_KEY in st.session_state:
+        choice = shared_choice()
+        if choice.overrides:
+            options = {choice.label: choice, **options}
+    return options
+
+
+def comparison_row(label: str, choice: ModelChoice, dims: Optional[Tuple[int, ...]], batch: int) -> Optional[dict]:
+    spec = or_error(choice.spec)
+    if spec is None:
+        return None
+    if dims is not None and dims[0] != spec.in_channels:
+        spec = or_error(spec.replace, in_channels=dims[0])
+        if spec is None:
+            return None
+    summary = or_error(summarize, spec, dims or natural_input_size(spec), batch)
+    if summary is None:
+        return None
+    match = matching_preset(spec)
+    return dict(label=label, block=spec.block, skip=spec.skip, depth=summary.depth, params=summary.total_params,
+                mult_adds=summary.mult_adds, activation_bytes=summary.activation_bytes,
+                activation=format_bytes(summary.activation_bytes),
+                training_memory=format_bytes(summary.training_memory_bytes),
+                input=format_shape((batch, *summary.input_size)), output=format_shape(summary.output_shape),
+                torchvision=(match.torchvision or "") if match else "")
+
+
+def comparison_section() -> None:
+    options = configuration_options()
+    if "cmp_configs" not in st.session_state:
+        custom = [label for label, choice in options.items() if choice.overrides]
+        st.session_state["cmp_configs"] = custom + DEFAULT_MODELS[:MAX_CONFIGS - len(custom)]
+    c = st.columns([4, 1.2, 0.8])
+    labels: List[str] = c[0].multiselect("Configurations (2 to 6)", list(options), key="cmp_configs",
+                                         max_selections=MAX_CONFIGS)
+    input_text = c[1].text_input("Input C,H,W", key="cmp_input", placeholder="natural per model",
+                                 help="blank: 224×224 for ImageNet stems, 32×32 for CIFAR stems")
+    batch = int(c[2].number_input("Batch size", min_value=1, max_value=65536, value=1, key="cmp_batch"))
+    if len(labels) < 2:
+        st.info("Pick at least two configurations to compare.")
+        return
+    dims = or_error(parse_shape, input_text, "input") if input_text.strip() else None
+    if input_text.strip() and dims is None:
+        return
+    rows = [row for row in (comparison_row(label, options[label], dims, batch) for label in labels) if row]
+    if not rows:
+        return
+    table = pd.DataFrame(rows)
+    st.dataframe(table.drop(columns=["activation_bytes"]), hide_index=True, column_config={
+        "params": st.column_config.NumberColumn("params", format="localized"),
+        "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
+        "label": "configuration", "skip": st.column_config.CheckboxColumn("skip"),
+        "activation": "activation memory", "training_memory": "training memory",
+    })
+    st.plotly_chart(compare_figure(table), key="compare_figure")
+
+
+def family_section() -> None:
+    _, done_at_start, _ = family_job().snapshot()
+
+    @st.fragment(run_every=None if done_at_start else POLL_SECONDS)
+    def live_family() -> None:
+        job = family_job()
+        rows, done, error = job.snapshot()
+        if error:
+            st.error(f"Summarizing the presets stopped: {error}")
+        if not done:
+            st.progress(len(rows) / job.total, text=f"Summarizing every preset in the background: "
+                                                    f"{len(rows)} of {job.total} done")
+        if rows:
+            frame = pd.DataFrame(rows)
+            st.plotly_chart(family_figure(frame), key="family_figure")
+            with st.expander(f"The numbers ({len(rows)} presets)"):
+                st.dataframe(frame.sort_values(["family", "depth"]), hide_index=True, column_config={
+                    "params": st.column_config.NumberColumn("params", format="localized"),
+                    "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized")})
+        if done and not done_at_start:
+            st.rerun()  # the whole page once more, so the fragment stops polling
+
+    live_family()
+
+
+st.title("Compare")
+st.write("Configurations side by side, every number computed by the engine. Residual and plain (no skip) "
+         "networks keep one colour each, as everywhere in the app.")
+comparison_section()
+st.subheader("The whole family against depth")
+st.caption("Every preset at its natural input (224×224 ImageNet, 32×32 CIFAR), batch 1, summarized by the engine. "
+           "The CIFAR plain nets sit on top of their residual twins: shortcut A has no parameters.")
+family_section()

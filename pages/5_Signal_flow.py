@@ -1,0 +1,186 @@
+"""Signal flow: gradient and activation magnitudes per block, plain vs residual, measured live."""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import streamlit as st
+import torch
+
+st.set_page_config(page_title="Signal flow · ResNet Explorer", page_icon="🧱", layout="wide")
+
+from pages.ui.flow_figures import (  # noqa: E402  (set_page_config must come first)
+    activation_curves, gradient_heatmap, model_flow_figure, spread_figure, stack_flow_figure)
+from pages.ui.widgets import model_picker  # noqa: E402
+from resnet_core.data import DATASETS  # noqa: E402
+from resnet_core.flow import (  # noqa: E402
+    ACTIVATIONS, INITS, MAX_BLOCKS, FlowConfig, data_batch, describe_model, describe_stacks, describe_training_flow,
+    measure_model, run_flow, run_probes, stage_activations)
+from resnet_core.model import build_model  # noqa: E402
+from resnet_core.presets import resolve_spec  # noqa: E402
+from resnet_core.runstore import LIVE, list_runs, read_run  # noqa: E402
+
+DATASET_CHOICES = [d for d in DATASETS if d != "imagefolder"]
+SCENARIOS = {
+    # label: widget values; the second and third are where the textbook "vanishing gradient" does appear
+    "BatchNorm (train mode), ReLU, Kaiming": dict(flow_bn=True, flow_activation="relu", flow_init="kaiming"),
+    "No BatchNorm, sigmoid, normal(0.05)": dict(flow_bn=False, flow_activation="sigmoid", flow_init="normal",
+                                                flow_std=0.05),
+    "No BatchNorm, tanh, normal(0.05)": dict(flow_bn=False, flow_activation="tanh", flow_init="normal", flow_std=0.05),
+}
+DEFAULTS = dict(flow_blocks=50, flow_width=16, flow_bn=True, flow_mode="train", flow_init="kaiming", flow_std=0.05,
+                flow_activation="relu", flow_batch=32, flow_resolution=8, flow_loss="cross_entropy",
+                flow_dataset="synthetic", flow_seed=0)
+
+
+def init_state() -> None:
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def apply_scenario(label: str) -> None:
+    st.session_state.update(SCENARIOS[label])
+
+
+@st.cache_data(max_entries=64, show_spinner="Measuring both stacks…")
+def measured_stacks(config: FlowConfig, dataset: str) -> dict:
+    result = run_flow(config, dataset=dataset)
+    return dict(result=result.to_dict(), text=describe_stacks(result))
+
+
+@st.cache_data(max_entries=16, show_spinner="Measuring the model…")
+def measured_model(model: str, overrides: dict, dataset: str, side: int, batch: int, loss: str, mode: str,
+                   seed: int) -> dict:
+    channels = resolve_spec(model, **overrides).in_channels
+    images, labels, classes = data_batch(dataset, batch, seed=seed, channels=channels, image_size=side)
+    torch.manual_seed(seed)
+    net = build_model(model, **{**overrides, "num_classes": classes})
+    flow = measure_model(net, images, labels, loss=loss, mode=mode)
+    return dict(blocks=flow.blocks, stages=flow.stages, seconds=flow.seconds, skip=net.spec.skip,
+                text=describe_model(flow, model))
+
+
+def stacks_tab() -> None:
+    st.markdown("Two stacks of identical blocks (conv → norm → act → conv → norm, then act), built from the same "
+                "seed so their weights are equal; the only difference is the residual stack's `+ x`. One batch goes "
+                "forward and back, and each block's first-conv gradient and output are measured.")
+    with st.container(border=True):
+        c = st.columns([2, 1, 1, 1.3, 1.2])
+        c[0].slider("Blocks", 1, min(MAX_BLOCKS, 200), key="flow_blocks")
+        c[1].select_slider("Width", [4, 8, 16, 32, 64], key="flow_width")
+        c[2].toggle("BatchNorm", key="flow_bn")
+        c[3].radio("BN statistics", ["train", "eval"], key="flow_mode", horizontal=True, disabled=not st.session_state.flow_bn,
+                   help="eval: running statistics, first estimated on this same batch")
+        c[4].selectbox("Activation", ACTIVATIONS, key="flow_activation")
+        c = st.columns([1, 1, 1, 1, 1.4, 1])
+        c[0].selectbox("Init", INITS, key="flow_init", help="kaiming: He normal (fan-in, ReLU gain); xavier: Glorot normal")
+        c[1].number_input("Normal std", min_value=1e-4, max_value=10.0, step=0.01, format="%.4f", key="flow_std",
+                          disabled=st.session_state.flow_init != "normal")
+        c[2].select_slider("Batch size", [2, 4, 8, 16, 32, 64, 128], key="flow_batch")
+        c[3].select_slider("Resolution", [4, 8, 16, 32], key="flow_resolution", help="images are pooled to this side")
+        c[4].radio("Loss", ["cross_entropy", "sum"], key="flow_loss", horizontal=True,
+                   format_func=lambda v: "cross-entropy (head)" if v == "cross_entropy" else "sum of outputs")
+        c[5].selectbox("Data set", DATASET_CHOICES, key="flow_dataset")
+        st.caption("Settings to try:")
+        c = st.columns(len(SCENARIOS))
+        for col, label in zip(c, SCENARIOS):
+            col.button(label, on_click=apply_scenario, args=(label,), key=f"flow_try_{label}", width="stretch")
+    s = st.session_state
+    try:
+        config = FlowConfig(blocks=s.flow_blocks, width=s.flow_width, batch_norm=s.flow_bn, mode=s.flow_mode,
+                            init=s.flow_init, init_std=float(s.flow_std), activation=s.flow_activation,
+                            batch_size=s.flow_batch, resolution=s.flow_resolution, loss=s.flow_loss,
+                            seed=s.flow_seed).validate()
+        measured = measured_stacks(config, s.flow_dataset)
+    except (ValueError, RuntimeError) as exc:
+        st.error(str(exc), icon="⚠️")
+        return
+    result = measured["result"]
+    st.plotly_chart(stack_flow_figure(result["plain"], result["residual"]), width="stretch", key="flow_stack_fig")
+    left, right = st.columns([1, 1.4])
+    left.plotly_chart(spread_figure(result["plain"], result["residual"]), width="stretch", key="flow_spread_fig")
+    right.markdown("\n".join(f"- {line}" for line in measured["text"]))
+    right.caption(f"Forward + backward + measurement: plain {result['plain']['seconds']:.2f} s, "
+                  f"residual {result['residual']['seconds']:.2f} s.")
+
+
+def model_tab() -> None:
+    st.markdown("The same measurements on a full model (the Architecture page's choice): per block, the gradient "
+                "norm of its first conv and the std of its output; per stage, all its convs' gradients together.")
+    choice = model_picker(key="flow_model_picker", default="resnet56")
+    c = st.columns(5)
+    side = c[0].select_slider("Input side", [16, 32, 64, 128, 224], value=32, key="flow_model_side")
+    batch = c[1].select_slider("Batch size", [2, 4, 8, 16, 32], value=8, key="flow_model_batch")
+    loss = c[2].radio("Loss", ["cross_entropy", "sum"], key="flow_model_loss", horizontal=True)
+    mode = c[3].radio("BN statistics", ["train", "eval"], key="flow_model_mode", horizontal=True)
+    dataset = c[4].selectbox("Data set", DATASET_CHOICES, key="flow_model_dataset")
+    try:
+        measured = measured_model(choice.model, dict(choice.overrides), dataset, side, batch, loss, mode,
+                                  int(st.session_state.flow_seed))
+    except (ValueError, RuntimeError) as exc:
+        st.error(str(exc), icon="⚠️")
+        return
+    st.plotly_chart(model_flow_figure(measured["blocks"], measured["skip"]), width="stretch", key="flow_model_fig")
+    left, right = st.columns([1, 1])
+    left.dataframe(measured["stages"], hide_index=True, width="stretch")
+    right.markdown("\n".join(f"- {line}" for line in measured["text"]))
+    right.caption(f"Measured in {measured['seconds']:.2f} s.")
+
+
+def training_tab() -> None:
+    st.markdown("During a training run the probes record every block's gradient norm and output statistics every "
+                "few steps. Pick runs (the degradation runs are plain and residual twins) to compare them on one "
+                "colour scale.")
+    runs = {r.run_id: r for r in list_runs()}
+    probed = [rid for rid, r in runs.items() if r.config.get("train", {}).get("probe_every")]
+    if not probed:
+        st.info("No run with probes yet: start one on the Train or the Degradation page.")
+        return
+    if "flow_runs" not in st.session_state:
+        st.session_state.flow_runs = default_runs(runs, probed)
+    chosen = st.multiselect("Runs", probed, key="flow_runs", max_selections=4)
+    if not chosen:
+        return
+    live = any(runs[r].status in LIVE for r in chosen)
+
+    @st.fragment(run_every=2.0 if live else None)
+    def panel() -> None:
+        current = {rid: read_run(runs[rid].path) for rid in chosen}
+        frames = {rid: run_probes(r.path) for rid, r in current.items()}
+        frames = {rid: f for rid, f in frames.items() if not f.empty}
+        if not frames:
+            st.info("No probe records yet.")
+        else:
+            st.plotly_chart(gradient_heatmap(frames), width="stretch", key="flow_heatmap")
+            skip = {rid: bool(current[rid].config.get("spec", {}).get("skip", True)) for rid in frames}
+            st.plotly_chart(activation_curves({rid: stage_activations(f) for rid, f in frames.items()}, skip),
+                            width="stretch", key="flow_act_curves")
+            st.markdown("\n".join(f"- {line}" for line in describe_training_flow(frames)))
+        if live and not any(r.status in LIVE for r in current.values()):
+            st.rerun()  # every run has ended: redraw once without polling
+
+    panel()
+
+
+def default_runs(runs: Dict, probed: list) -> list:
+    """The newest plain run and the newest residual run that have probes."""
+    picks = []
+    for skip in (False, True):
+        rid = next((rid for rid in probed if runs[rid].config.get("spec", {}).get("skip", True) == skip), None)
+        if rid:
+            picks.append(rid)
+    return picks
+
+
+init_state()
+st.title("Signal flow")
+st.caption("Every number here is measured on this machine when you change a setting. Tutorials say gradients "
+           "\"decay exponentially\" in deep plain nets; with BatchNorm in train mode the measurement says otherwise "
+           "— look, then find the settings under which they do vanish.")
+tabs = st.tabs(["Plain vs residual stacks", "A whole model", "During training"])
+with tabs[0]:
+    stacks_tab()
+with tabs[1]:
+    model_tab()
+with tabs[2]:
+    training_tab()

@@ -1,0 +1,233 @@
+"""Pure plotly figure builders for the Architecture, Block anatomy and Compare pages: data in, figure out."""
+
+from __future__ import annotations
+
+import re
+from typing import List, Tuple
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from resnet_core.anatomy import BlockAnatomy, Step
+
+from .colors import PLAIN, RESIDUAL, SEQUENCE
+
+SE_COLOUR = SEQUENCE[1]
+SPATIAL_COLOUR = SEQUENCE[3]
+BOX_FILL = "rgba(240, 242, 246, 1)"
+NEUTRAL = "#555555"
+BOX_HALF_HEIGHT = 0.32
+SHORTCUT_X = 1.45
+MIB = 2**20
+
+
+def path_colour(residual: bool) -> str:
+    return RESIDUAL if residual else PLAIN
+
+
+def stage_figure(stages: pd.DataFrame, residual: bool = True) -> go.Figure:
+    """Channels and spatial size out of each stage, and parameters per stage, as three bar charts.
+
+    `stages` is `Summary.stages`: one row per stem / layerN / head with output_shape (N, C, H, W) and params.
+    """
+    colour = path_colour(residual)
+    spatial = stages[stages["output_shape"].map(len) == 4]
+    channels = [s[1] for s in spatial["output_shape"]]
+    sizes = [f"{s[2]}×{s[3]}" for s in spatial["output_shape"]]
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=(
+        "Channels out of each stage", "Height × width out of each stage", "Parameters per stage"))
+    fig.add_trace(go.Bar(x=spatial["stage"], y=channels, text=channels, marker_color=colour,
+                         hovertemplate="%{x}: %{y} channels<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=spatial["stage"], y=[s[2] for s in spatial["output_shape"]], text=sizes,
+                         marker_color=SPATIAL_COLOUR, hovertemplate="%{x}: %{text}<extra></extra>"), row=1, col=2)
+    fig.add_trace(go.Bar(x=stages["stage"], y=stages["params"], text=[_short_count(p) for p in stages["params"]],
+                         marker_color=colour, hovertemplate="%{x}: %{y:,} parameters<extra></extra>"), row=1, col=3)
+    fig.update_traces(textposition="outside", cliponaxis=False)
+    fig.update_layout(height=330, margin=dict(t=40, b=10, l=10, r=10), bargap=0.3, showlegend=False)
+    return fig
+
+
+def block_path_figure(anatomy: BlockAnatomy, rows: int = 0) -> go.Figure:
+    """The block drawn top to bottom: main path in boxes, the shortcut beside it, joined at the addition.
+
+    `rows` (at least the block's own box count) gives figures of blocks shown side by side one height.
+    """
+    boxes = _path_boxes(anatomy.steps)
+    main = [b for b in boxes if b[0] != "shortcut"]
+    shortcut = next((b for b in boxes if b[0] == "shortcut"), None)
+    positions = {id(box): (0.0, -float(i)) for i, box in enumerate(main)}
+    sum_box = next((b for b in main if b[0] == "sum"), None)
+    if shortcut is not None:
+        positions[id(shortcut)] = (SHORTCUT_X, positions[id(sum_box)][1] / 2)
+    fig = go.Figure()
+    for box in main + ([shortcut] if shortcut else []):
+        _draw_box(fig, box, *positions[id(box)])
+    for upper, lower in zip(main, main[1:]):
+        _arrow(fig, positions[id(upper)], positions[id(lower)])
+    if sum_box is not None:
+        start, end = positions[id(main[0])], positions[id(sum_box)]
+        via = positions[id(shortcut)] if shortcut else (SHORTCUT_X, (start[1] + end[1]) / 2)
+        _shortcut_line(fig, start, via, end, label="" if shortcut else "identity", through_box=bool(shortcut))
+    rows = max(rows, len(main))
+    fig.update_xaxes(visible=False, range=[-1.05, 2.05], fixedrange=True)
+    fig.update_yaxes(visible=False, range=[-rows + 0.45, 0.55], fixedrange=True)
+    fig.update_layout(height=30 + 82 * rows, margin=dict(t=10, b=10, l=0, r=0), showlegend=False,
+                      plot_bgcolor="rgba(0,0,0,0)")
+    return fig
+
+
+def path_box_count(anatomy: BlockAnatomy) -> int:
+    """Boxes on the main path of `block_path_figure`, to give blocks shown side by side one height."""
+    return sum(1 for branch, _ in _path_boxes(anatomy.steps) if branch != "shortcut")
+
+
+Box = Tuple[str, List[Step]]  # (branch, the steps it stands for)
+
+
+def _path_boxes(steps: Tuple[Step, ...]) -> List[Box]:
+    """Merge steps into diagram boxes: one conv per main-path box, with the BN/ReLU after it (before it in
+    pre-activation blocks); the SE gate, the shortcut and the sum are one box each."""
+    preact = len(steps) > 1 and not steps[1].op.startswith("conv")
+    boxes: List[Box] = []
+    for step in steps:
+        previous = boxes[-1] if boxes else None
+        is_conv = step.op.startswith("conv")
+        has_conv = previous is not None and any(s.op.startswith("conv") for s in previous[1])
+        opens = (previous is None or previous[0] != step.branch
+                 or (step.branch == "main" and has_conv and (preact or is_conv)))
+        if opens:
+            boxes.append((step.branch, [step]))
+        else:
+            previous[1].append(step)
+    return boxes
+
+
+def _box_text(box: Box) -> str:
+    branch, steps = box
+    shape = "×".join(map(str, steps[-1].shape[1:]))
+    params = sum(s.params for s in steps)
+    if branch == "input":
+        title = "input"
+    elif branch == "se":
+        title = "squeeze-and-excite gate"
+    else:
+        title = _wrap([s.op.replace("batch norm", "BN").replace("add: main path + shortcut", "add") for s in steps])
+    detail = f"{shape}" + (f" · {params:,} params" if params else "")
+    return f"<b>{title}</b><br>{detail}"
+
+
+def _wrap(ops: List[str]) -> str:
+    """Each conv on its own line; the ops between convs (BN, ReLU, add) joined on one line."""
+    lines: List[str] = []
+    for i, op in enumerate(ops):
+        if op.startswith("conv") or i == 0 or ops[i - 1].startswith("conv"):
+            lines.append(op)
+        else:
+            lines[-1] += " · " + op
+    return "<br>".join(lines)
+
+
+def _draw_box(fig: go.Figure, box: Box, x: float, y: float) -> None:
+    branch = box[0]
+    colour = {"shortcut": RESIDUAL, "sum": RESIDUAL, "se": SE_COLOUR}.get(branch, NEUTRAL)
+    half_width = 0.55 if branch == "shortcut" else 0.98
+    fig.add_shape(type="rect", x0=x - half_width, x1=x + half_width, y0=y - BOX_HALF_HEIGHT, y1=y + BOX_HALF_HEIGHT,
+                  line=dict(color=colour, width=1.5), fillcolor=BOX_FILL, layer="below")
+    fig.add_annotation(x=x, y=y, text=_box_text(box), showarrow=False, font=dict(size=11))
+
+
+def _arrow(fig: go.Figure, tail: Tuple[float, float], head: Tuple[float, float]) -> None:
+    fig.add_annotation(x=head[0], y=head[1] + BOX_HALF_HEIGHT, ax=tail[0], ay=tail[1] - BOX_HALF_HEIGHT,
+                       xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=2, arrowwidth=1.5,
+                       arrowcolor=NEUTRAL, text="")
+
+
+def _shortcut_line(fig: go.Figure, start: Tuple[float, float], via: Tuple[float, float], end: Tuple[float, float],
+                   label: str, through_box: bool) -> None:
+    """Input box -> right -> down (through the shortcut box, if any) -> into the sum box."""
+    x = via[0]
+    gap = BOX_HALF_HEIGHT if through_box else 0.0
+    segments = [((0.98, start[1]), (x, start[1])), ((x, start[1]), (x, via[1] + gap)),
+                ((x, via[1] - gap), (x, end[1]))]
+    for (x0, y0), (x1, y1) in segments:
+        fig.add_shape(type="line", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color=RESIDUAL, width=2))
+    fig.add_annotation(x=0.98, y=end[1], ax=x, ay=end[1], xref="x", yref="y", axref="x", ayref="y",
+                       showarrow=True, arrowhead=2, arrowwidth=2, arrowcolor=RESIDUAL, text="")
+    if label:
+        fig.add_annotation(x=x, y=via[1], text=label, showarrow=False, textangle=-90, xshift=10,
+                           font=dict(color=RESIDUAL, size=12))
+
+
+def compare_figure(rows: pd.DataFrame) -> go.Figure:
+    """Bars per configuration: params, mult-adds, activation memory and depth (residual and plain coloured apart).
+
+    `rows` has columns label, skip, params, mult_adds, activation_bytes, depth.
+    """
+    metrics = [("params", "parameters", 1, "{:,.0f}"), ("mult_adds", "mult-adds", 1, "{:,.0f}"),
+               ("activation_bytes", "activation memory (MiB)", MIB, "{:,.1f}"), ("depth", "depth (layers)", 1, "{:,.0f}")]
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[m[1] for m in metrics], horizontal_spacing=0.06)
+    colours = [path_colour(bool(s)) for s in rows["skip"]]
+    for col, (column, title, scale, fmt) in enumerate(metrics, start=1):
+        values = rows[column] / scale
+        fig.add_trace(go.Bar(x=rows["label"], y=values, marker_color=colours, name=title, showlegend=False,
+                             text=[_short_count(v) if scale == 1 and column != "depth" else fmt.format(v)
+                                   for v in values],
+                             textposition="outside", cliponaxis=False,
+                             hovertemplate="%{x}: %{y:,}<extra>" + title + "</extra>"), row=1, col=col)
+    _legend_entries(fig, rows["skip"])
+    fig.update_xaxes(tickangle=-30)
+    fig.update_yaxes(tickformat="~s")
+    fig.update_layout(height=440, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.3, x=0))
+    return fig
+
+
+_SERIES = re.compile(r"^(resnet|plain)\d+$")
+DEPTH_TICKS = [10, 20, 50, 100, 200, 500, 1000]
+
+
+def family_figure(rows: pd.DataFrame) -> go.Figure:
+    """Params and mult-adds against depth for every preset: a line per family and residual/plain, variants as points.
+
+    `rows` has columns model, family, skip, depth, params, mult_adds.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Parameters against depth", "Mult-adds against depth"),
+                        horizontal_spacing=0.08)
+    rows = rows.sort_values("depth")
+    in_series = rows["model"].str.match(_SERIES)
+    # plain first, so the residual line stays visible where the two coincide (CIFAR: shortcut A is free)
+    for (family, skip), group in rows[in_series].groupby(["family", "skip"], sort=True):
+        name = f"{'ResNet' if skip else 'plain'} ({'ImageNet' if family == 'imagenet' else 'CIFAR'})"
+        marker = dict(symbol="circle", size=6) if skip else dict(symbol="circle-open", size=11)
+        for col, column in ((1, "params"), (2, "mult_adds")):
+            fig.add_trace(go.Scatter(
+                x=group["depth"], y=group[column], mode="lines+markers", name=name, legendgroup=name,
+                showlegend=col == 1, text=group["model"], marker=marker,
+                line=dict(color=path_colour(bool(skip)), dash="solid" if family == "imagenet" else "dot"),
+                hovertemplate="%{text}: depth %{x}, %{y:,}<extra></extra>"), row=1, col=col)
+    variants = rows[~in_series]
+    for col, column in ((1, "params"), (2, "mult_adds")):
+        fig.add_trace(go.Scatter(
+            x=variants["depth"], y=variants[column], mode="markers", name="other variants", legendgroup="variants",
+            showlegend=col == 1, text=variants["model"], marker=dict(symbol="diamond", size=9, color=RESIDUAL,
+                                                                     line=dict(color="white", width=1)),
+            hovertemplate="%{text}: depth %{x}, %{y:,}<extra></extra>"), row=1, col=col)
+    fig.update_xaxes(type="log", title_text="depth (weighted layers)", tickvals=DEPTH_TICKS)
+    fig.update_yaxes(type="log", dtick=1, tickformat="~s")
+    fig.update_yaxes(title_text="parameters", row=1, col=1)
+    fig.update_yaxes(title_text="mult-adds (batch 1, natural input)", row=1, col=2)
+    fig.update_layout(height=440, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.2, x=0))
+    return fig
+
+
+def _legend_entries(fig: go.Figure, skips: pd.Series) -> None:
+    for skip in sorted(set(bool(s) for s in skips), reverse=True):
+        fig.add_trace(go.Bar(x=[None], y=[None], marker_color=path_colour(skip), showlegend=True,
+                             name="residual" if skip else "plain (no skip)"))
+
+
+def _short_count(n: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= limit:
+            return f"{n / limit:.3g}{suffix}"
+    return f"{n:.0f}"

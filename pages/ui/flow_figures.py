@@ -1,0 +1,183 @@
+"""Plotly builders for the signal-flow, degradation and lesion pages: measured numbers in, figure out.
+
+Plain is always drawn in PLAIN and residual in RESIDUAL. Log axes cannot show exact zeros; the
+text under each figure (written by resnet_core.flow) reports them instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from resnet_core.flow import format_ratio, spread
+
+from pages.ui.colors import PLAIN, RESIDUAL, SEQUENCE
+
+LOG_FLOOR = 1e-300  # below any float64 value a measurement can produce; keeps log10 finite
+
+
+def kind_color(skip: bool) -> str:
+    return RESIDUAL if skip else PLAIN
+
+
+def stack_flow_figure(plain: Mapping, residual: Mapping) -> go.Figure:
+    """Per-block first-conv gradient norm (left) and activation std and |mean| (right), log y, both stacks."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "gradient norm of each block's first conv", "activation after each block"))
+    for label, stack, color in (("plain", plain, PLAIN), ("residual", residual, RESIDUAL)):
+        blocks = list(range(1, len(stack["grad_norm"]) + 1))
+        fig.add_trace(go.Scatter(x=blocks, y=_positive(stack["grad_norm"]), name=f"{label}: ‖∇W‖",
+                                 mode="lines+markers", line=dict(color=color), marker=dict(size=4),
+                                 legendgroup=label), row=1, col=1)
+        fig.add_trace(go.Scatter(x=blocks, y=_positive(stack["act_std"]), name=f"{label}: std",
+                                 mode="lines", line=dict(color=color), legendgroup=label), row=1, col=2)
+        fig.add_trace(go.Scatter(x=blocks, y=_positive([abs(m) for m in stack["act_mean"]]), name=f"{label}: |mean|",
+                                 mode="lines", line=dict(color=color, dash="dot"), legendgroup=label), row=1, col=2)
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_xaxes(title_text="block (1 = next to the input)")
+    return _layout(fig, height=420)
+
+
+def spread_figure(plain: Mapping, residual: Mapping) -> go.Figure:
+    """max/min over blocks of the gradient norm and of the activation std; unbounded spreads are labelled."""
+    metrics = (("gradient norm", "grad_norm"), ("activation std", "act_std"))
+    fig = go.Figure()
+    for label, stack, color in (("plain", plain, PLAIN), ("residual", residual, RESIDUAL)):
+        values = [spread(stack[key]) for _, key in metrics]
+        fig.add_trace(go.Bar(x=[m for m, _ in metrics], y=[v if math.isfinite(v) else None for v in values],
+                             name=label, marker_color=color,
+                             text=[format_ratio(v) for v in values], textposition="outside"))
+    fig.update_yaxes(type="log", title_text="max / min over blocks", exponentformat="power")
+    return _layout(fig, height=320, barmode="group")
+
+
+def model_flow_figure(blocks: pd.DataFrame, skip: bool) -> go.Figure:
+    """Per block of a ResNet: first-conv gradient norm and activation std, log y; stage borders marked."""
+    color = kind_color(skip)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        "gradient norm of each block's first conv", "activation std after each block"))
+    fig.add_trace(go.Bar(x=blocks.block, y=_positive(blocks.grad_norm), marker_color=color, name="‖∇W‖"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=blocks.block, y=_positive(blocks.act_std), mode="lines+markers",
+                             line=dict(color=color), name="std"), row=1, col=2)
+    fig.update_yaxes(type="log", exponentformat="power")
+    return _layout(fig, height=380, showlegend=False)
+
+
+def gradient_heatmap(panels: Mapping[str, pd.DataFrame], value: str = "grad_norm") -> go.Figure:
+    """Depth × step heatmaps of log10(value), one panel per run, on one shared colour scale.
+
+    Each frame is long-format with columns step, unit and `value` (resnet_core.flow.probe_frame);
+    units keep their order, so the input end is at the bottom.
+    """
+    names = list(panels)
+    fig = make_subplots(rows=1, cols=max(1, len(names)), subplot_titles=names, shared_yaxes=False)
+    logs = {name: _log_pivot(frame, value) for name, frame in panels.items()}
+    finite = [v for grid in logs.values() for v in grid.to_numpy().ravel() if math.isfinite(v)]
+    zmin, zmax = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    for i, name in enumerate(names, start=1):
+        grid = logs[name]
+        fig.add_trace(go.Heatmap(z=grid.to_numpy(), x=list(grid.columns), y=list(grid.index), coloraxis="coloraxis",
+                                 hovertemplate="step %{x}<br>%{y}<br>log10 " + value + " %{z:.2f}<extra>" + name
+                                 + "</extra>"), row=1, col=i)
+        fig.update_xaxes(title_text="step", row=1, col=i)
+    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
+                                     colorbar=dict(title=f"log10 {value}")))
+    return _layout(fig, height=360)
+
+
+def activation_curves(runs: Mapping[str, pd.DataFrame], skip: Mapping[str, bool],
+                      stat: str = "act_std") -> go.Figure:
+    """One line per (run, stage) of an activation statistic of the stage's output over steps.
+
+    Frames come from resnet_core.flow.stage_activations; colour by plain/residual, dash by stage."""
+    fig = go.Figure()
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+    for name, frame in runs.items():
+        for j, (stage, rows) in enumerate(frame.groupby("stage", sort=False)):
+            fig.add_trace(go.Scatter(x=rows.step, y=rows[stat], mode="lines", name=f"{name} · {stage}",
+                                     line=dict(color=kind_color(skip[name]), dash=dashes[j % len(dashes)])))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text=stat.replace("_", " "), type="log", exponentformat="power")
+    return _layout(fig, height=360)
+
+
+def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
+    """Train loss, test loss and test error over steps for every run.
+
+    Each run maps to {"skip": bool, "depth": int, "train": DataFrame(step, loss),
+    "test": DataFrame(step, loss, acc)}. The deeper net of each kind is drawn solid, the shallower dashed.
+    """
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test error (%)"))
+    depths = sorted({r["depth"] for r in runs.values()})
+    for name, run in runs.items():
+        style = dict(color=kind_color(run["skip"]), dash="solid" if run["depth"] == depths[-1] else "dash")
+        train, test = run["train"], run["test"]
+        common = dict(mode="lines", line=style, legendgroup=name)
+        fig.add_trace(go.Scatter(x=train.step, y=train.loss, name=name, **common), row=1, col=1)
+        if len(test):
+            fig.add_trace(go.Scatter(x=test.step, y=test.loss, name=name, showlegend=False,
+                                     mode="lines+markers", line=style, legendgroup=name), row=1, col=2)
+            fig.add_trace(go.Scatter(x=test.step, y=100 * (1 - test.acc), name=name, showlegend=False,
+                                     mode="lines+markers", line=style, legendgroup=name), row=1, col=3)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(type="log", row=1, col=1)
+    return _layout(fig, height=420)
+
+
+def lesion_figure(results: Mapping[str, Mapping]) -> go.Figure:
+    """Test accuracy after deleting each block, with the intact net's accuracy as a dashed line.
+
+    Each result maps to {"skip": bool, "baseline_acc": float, "blocks": [{"block", "acc", "deletable"}]};
+    blocks that are not deletable (their deletion changes the shape) are marked with an x at zero.
+    """
+    fig = go.Figure()
+    for name, res in results.items():
+        color = kind_color(res["skip"])
+        rows = pd.DataFrame(res["blocks"])
+        ok = rows[rows.deletable]
+        fig.add_trace(go.Scatter(x=ok.block, y=100 * ok.acc, mode="lines+markers", name=name,
+                                 line=dict(color=color), legendgroup=name))
+        blocked = rows[~rows.deletable]
+        if len(blocked):
+            fig.add_trace(go.Scatter(x=blocked.block, y=[0] * len(blocked), mode="markers", legendgroup=name,
+                                     name=f"{name}: not deletable (changes the shape)",
+                                     marker=dict(symbol="x", size=10, color=color)))
+        fig.add_hline(y=100 * res["baseline_acc"], line=dict(color=color, dash="dash"),
+                      annotation_text=f"{name} intact {100 * res['baseline_acc']:.1f}%",
+                      annotation_position="top left")
+    fig.update_xaxes(title_text="deleted block", type="category")
+    fig.update_yaxes(title_text="test accuracy (%)", range=[-3, 103])
+    return _layout(fig, height=420)
+
+
+def reference_figure(rows: Sequence[Mapping], measured: Optional[Mapping[str, float]] = None) -> go.Figure:
+    """Published test error per depth (He et al.), and our measured error where available, as bars."""
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=[r["name"] for r in rows], y=[r["test_error"] for r in rows], name="He et al. 2015",
+                         marker_color=SEQUENCE[-1], text=[f"{r['test_error']:.2f}%" for r in rows],
+                         textposition="outside"))
+    if measured:
+        fig.add_trace(go.Bar(x=list(measured), y=list(measured.values()), name="measured here",
+                             marker_color=[kind_color(not n.startswith("plain")) for n in measured]))
+    fig.update_yaxes(title_text="test error (%)")
+    return _layout(fig, height=320, barmode="group")
+
+
+def _log_pivot(frame: pd.DataFrame, value: str) -> pd.DataFrame:
+    units = list(dict.fromkeys(frame.unit))
+    grid = frame.pivot_table(index="unit", columns="step", values=value, aggfunc="mean").reindex(units)
+    return grid.apply(lambda col: col.map(lambda v: math.log10(max(v, LOG_FLOOR)) if v == v else math.nan))
+
+
+def _positive(values: Sequence[float]) -> List[Optional[float]]:
+    return [v if v is not None and v > 0 and math.isfinite(v) else None for v in values]
+
+
+def _layout(fig: go.Figure, height: int, **extra) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.35), **extra)
+    return fig

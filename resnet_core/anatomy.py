@@ -1,0 +1,252 @@
+"""Block anatomy: the path of one tensor through each residual block type, traced from the real modules.
+
+Each block is built from `blocks.py` on the meta device, traced with torch.fx and run once on a meta
+tensor, so every step (op, output shape, parameters) is read off the module itself: nothing is
+hand-written. Also the seeds' comparison, two 3x3 convs against a bottleneck at the same width.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import pandas as pd
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from .blocks import BLOCK_TYPES, make_shortcut
+from .spec import SHORTCUTS
+
+Shape = Tuple[int, ...]
+MAX_CHANNELS = 4096
+MAX_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class BlockVariant:
+    label: str  # shown in the app
+    block: str  # key in blocks.BLOCK_TYPES
+    groups: int = 1  # grouped 3x3 conv (ResNeXt cardinality)
+    width_per_group: int = 64  # bottleneck inner width = int(planes * wpg / 64) * groups
+    se: bool = False  # squeeze-and-excitation before the addition
+    note: str = ""  # one line on where the block is used
+
+
+VARIANTS: Dict[str, BlockVariant] = {
+    "basic": BlockVariant("Basic", "basic", note="two 3×3 convs; ResNet-18/34 and the CIFAR ResNets"),
+    "preact_basic": BlockVariant("PreAct basic", "preact_basic",
+                                 note="BN-ReLU before each conv, nothing after the sum (He et al. 2016)"),
+    "bottleneck": BlockVariant("Bottleneck", "bottleneck",
+                               note="1×1 reduce, 3×3, 1×1 expand; ResNet-50/101/152 (stride on the 3×3, V1.5)"),
+    "preact_bottleneck": BlockVariant("PreAct bottleneck", "preact_bottleneck",
+                                      note="the bottleneck in pre-activation order (He et al. 2016)"),
+    "resnext": BlockVariant("ResNeXt 32×4d", "bottleneck", groups=32, width_per_group=4,
+                            note="a bottleneck whose 3×3 conv has 32 groups of 4 channels per 64 planes"),
+    "se": BlockVariant("SE bottleneck", "bottleneck", se=True,
+                       note="a bottleneck whose output is re-weighted per channel by squeeze-and-excitation"),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    branch: str  # input | main | se | shortcut | sum
+    module: str  # module path inside the block ("conv1", "downsample.0"); "" for functional ops
+    op: str  # what the step does, e.g. "conv 3×3, 64→64, stride 2"
+    shape: Shape  # output shape, (N, C, H, W)
+    params: int  # parameters of this step's module (0 for functional ops)
+
+
+@dataclass(frozen=True)
+class BlockAnatomy:
+    key: str  # key in VARIANTS
+    variant: BlockVariant
+    in_channels: int
+    out_channels: int
+    stride: int
+    shortcut: str  # A | B | C, as in ModelSpec
+    skip: bool
+    steps: Tuple[Step, ...]
+    params: int  # every parameter of the block module
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.steps[0].shape
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.steps[-1].shape
+
+    @property
+    def shortcut_path(self) -> str:
+        """identity, zero-pad, projection, or none (plain block)."""
+        if not self.skip:
+            return "none"
+        ops = [s for s in self.steps if s.branch == "shortcut"]
+        if not ops:
+            return "identity"
+        return "projection" if any(s.module for s in ops) else "zero-pad"
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([dict(branch=s.branch, op=s.op, module=s.module,
+                                  output_shape="×".join(map(str, s.shape[1:])), params=s.params)
+                             for s in self.steps])
+
+
+def trace_block(key: str, in_channels: int = 256, out_channels: int = 256, stride: int = 1, size: int = 56,
+                shortcut: str = "B", skip: bool = True) -> BlockAnatomy:
+    """The steps of block `key` (see VARIANTS) mapping in_channels x size x size to out_channels."""
+    _check_args(key, in_channels, out_channels, stride, size, shortcut)
+    return _trace_block(key, in_channels, out_channels, stride, size, shortcut, skip)
+
+
+@functools.lru_cache(maxsize=256)
+def _trace_block(key: str, in_channels: int, out_channels: int, stride: int, size: int, shortcut: str,
+                 skip: bool) -> BlockAnatomy:
+    variant = VARIANTS[key]
+    block_cls = BLOCK_TYPES[variant.block]
+    planes = out_channels // block_cls.expansion
+    preact = variant.block.startswith("preact")
+    with torch.device("meta"):
+        downsample = make_shortcut(shortcut, in_channels, out_channels, stride, norm=not preact) if skip else None
+        block = block_cls(in_channels, planes, stride, downsample, groups=variant.groups,
+                          base_width=variant.width_per_group, skip=skip, se=variant.se)
+    graph = fx.symbolic_trace(block)
+    ShapeProp(graph).propagate(torch.empty(1, in_channels, size, size, device="meta"))
+    modules = dict(block.named_modules())
+    steps = []
+    after_sum = False
+    for node in graph.graph.nodes:
+        if node.op == "output":
+            continue
+        module = modules[node.target] if node.op == "call_module" else None
+        is_sum = node.op == "call_function" and node.target in (operator.add, torch.add)
+        after_sum = after_sum or is_sum
+        steps.append(Step(
+            branch=_branch(node, after_sum),
+            module=node.target if module is not None else "",
+            op=_describe(node, module),
+            shape=tuple(node.meta["tensor_meta"].shape),
+            params=sum(p.numel() for p in module.parameters()) if module is not None else 0,
+        ))
+    return BlockAnatomy(key, variant, in_channels, out_channels, stride, shortcut, skip, tuple(steps),
+                        sum(p.numel() for p in block.parameters()))
+
+
+def _branch(node: fx.Node, after_sum: bool) -> str:
+    if node.op == "placeholder":
+        return "input"
+    if after_sum:
+        return "sum"
+    scopes = [name.split(".")[0].split("@")[0] for name in node.meta.get("nn_module_stack", {})]
+    if "downsample" in scopes:
+        return "shortcut"
+    return "se" if "se" in scopes else "main"
+
+
+def _describe(node: fx.Node, module: Optional[nn.Module]) -> str:
+    if node.op == "placeholder":
+        return "input"
+    if isinstance(module, nn.Conv2d):
+        k, s = module.kernel_size[0], module.stride[0]
+        text = f"conv {k}×{k}, {module.in_channels}→{module.out_channels}"
+        if s > 1:
+            text += f", stride {s}"
+        if module.groups > 1:
+            text += f", {module.groups} groups"
+        return text
+    if isinstance(module, nn.BatchNorm2d):
+        return "batch norm"
+    if isinstance(module, nn.ReLU) or node.target is F.relu:
+        return "ReLU"
+    if node.target == "mean":
+        return "global average pool"
+    if node.target is torch.sigmoid:
+        return "sigmoid gate"
+    if node.target is operator.mul:
+        return "scale channels by the gate"
+    if node.target is operator.getitem:
+        return f"subsample, stride {node.args[1][-1].step or 1}"
+    if node.target is F.pad:
+        pads = node.args[1]
+        return f"zero-pad {pads[4]}+{pads[5]} channels"
+    if node.target in (operator.add, torch.add):
+        return "add: main path + shortcut"
+    return str(node.target)
+
+
+def _check_args(key: str, in_channels: int, out_channels: int, stride: int, size: int, shortcut: str) -> None:
+    if key not in VARIANTS:
+        raise ValueError(f"block must be one of {', '.join(VARIANTS)}; got {key!r}")
+    for field, value, upper in (("in_channels", in_channels, MAX_CHANNELS), ("out_channels", out_channels, MAX_CHANNELS),
+                                ("size", size, MAX_SIZE)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
+            raise ValueError(f"{field} must be an integer from 1 to {upper}; got {value!r}")
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2; got {stride!r}")
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
+    if shortcut == "A" and out_channels < in_channels:
+        raise ValueError(f"shortcut A zero-pads channels, so out_channels must be >= in_channels ({in_channels}); "
+                         f"got {out_channels}")
+    variant = VARIANTS[key]
+    expansion = BLOCK_TYPES[variant.block].expansion
+    if out_channels % expansion:
+        raise ValueError(f"out_channels of a {variant.label} block must be a multiple of {expansion}; got {out_channels}")
+    planes = out_channels // expansion
+    if expansion > 1 and int(planes * variant.width_per_group / 64) < 1:
+        least = expansion * -(-64 // variant.width_per_group)
+        raise ValueError(f"out_channels of a {variant.label} block must be at least {least} "
+                         f"(one channel per group); got {out_channels}")
+
+
+@dataclass(frozen=True)
+class BottleneckSaving:
+    """Two 3x3 convs at `channels` (a basic block) against a channels-channels/4-channels/4-channels bottleneck."""
+
+    basic: BlockAnatomy
+    bottleneck: BlockAnatomy
+
+    @property
+    def ratio(self) -> float:
+        return self.basic.params / self.bottleneck.params
+
+    @property
+    def conv_ratio(self) -> float:
+        """The same ratio counting conv weights only (no batch norm)."""
+        return _conv_params(self.basic) / _conv_params(self.bottleneck)
+
+
+def bottleneck_saving(channels: int = 256, size: int = 56) -> BottleneckSaving:
+    return BottleneckSaving(trace_block("basic", channels, channels, size=size),
+                            trace_block("bottleneck", channels, channels, size=size))
+
+
+def _conv_params(anatomy: BlockAnatomy) -> int:
+    return sum(s.params for s in anatomy.steps if s.op.startswith("conv"))
+
+
+def shortcut_options(in_channels: int, out_channels: int, stride: int, preact: bool = False) -> pd.DataFrame:
+    """What each shortcut kind (A, B, C) is for this channel change and stride, with its parameters."""
+    rows = []
+    for kind in SHORTCUTS:
+        if kind == "A" and out_channels < in_channels:
+            rows.append(dict(shortcut=kind, path="not possible (A cannot drop channels)", params=None))
+            continue
+        with torch.device("meta"):
+            module = make_shortcut(kind, in_channels, out_channels, stride, norm=not preact)
+        if module is None:
+            path = "identity"
+        elif any(isinstance(m, nn.Conv2d) for m in module.modules()):
+            path = f"1×1 conv {in_channels}→{out_channels}" + (f", stride {stride}" if stride > 1 else "")
+            path += "" if preact else " + batch norm"
+        else:
+            path = (f"subsample (stride {stride}), " if stride > 1 else "") + \
+                   f"zero-pad {in_channels}→{out_channels} channels"
+        rows.append(dict(shortcut=kind, path=path,
+                         params=sum(p.numel() for p in module.parameters()) if module is not None else 0))
+    return pd.DataFrame(rows).astype({"params": "Int64"})

@@ -1,0 +1,350 @@
+"""Background training jobs: one worker thread per run, a process-wide queue, and the memory guard.
+
+    runner = default_runner()               # one per process; caps concurrent runs
+    job = runner.submit(config, owner=session_id)   # validates and applies the memory guard now
+    snap = job.snapshot()                   # an immutable copy, safe to read from any thread
+    job.stop()                              # the run ends within a second
+
+The worker never touches the UI: it appends records to its job under a lock and to the run store
+(`runstore.py`). `execute` is the same run, synchronously; the command line uses it.
+
+Statuses: queued → running → finished | stopped | diverged | failed. Exceptions are caught in the
+worker and shown as `message` (with their cause) and `error` (the traceback).
+Jobs carry an `owner` (a browser session) so that sessions only see their own jobs; the queue is
+shared, and `queue_position` tells each queued job where it stands.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .format import format_bytes
+from .presets import resolve_spec
+from .runstore import RunWriter, create_run
+from .summary import natural_input_size, summarize
+from .data import NATIVE_SIZE, ImageData
+from .train import Diverged, FitResult, Record, TrainConfig, fit, load_data, model_spec
+
+MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
+MEMORY_FRACTION = 0.5  # the budget is this share of the RAM available when a run is submitted
+BYTES_PER_FLOAT = 4
+
+
+class MemoryRefused(ValueError):
+    """The estimated training memory exceeds the budget; the message holds both figures."""
+
+
+@dataclass(frozen=True)
+class MemoryCheck:
+    needed_bytes: int  # training step (activations, input, weights, grads, optimizer state) + data
+    training_bytes: int  # from summarize(...).training_memory_bytes, plus Adam's second moment
+    data_bytes: int  # the uint8 images held in memory
+    budget_bytes: int
+    available_bytes: int
+
+    @property
+    def ok(self) -> bool:
+        return self.needed_bytes <= self.budget_bytes
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    job_id: str
+    owner: str
+    status: str  # queued | running | finished | stopped | diverged | failed
+    message: str  # one line: progress note, stop reason, or the error with its cause
+    error: str  # traceback of a failure ("" otherwise)
+    config: TrainConfig
+    run_id: Optional[str]
+    run_dir: Optional[str]
+    queue_position: Optional[int]  # 1 = next to start; None unless queued
+    step: int
+    total_steps: Optional[int]
+    eta_sec: Optional[float]
+    images_per_sec: Optional[float]
+    records: Tuple[Record, ...]  # every record so far (see train.py for the keys)
+    submitted: float
+    started: Optional[float]
+    ended: Optional[float]
+
+    @property
+    def done(self) -> bool:
+        return self.status not in ("queued", "running")
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def of_kind(self, kind: str) -> List[Record]:
+        return [r for r in self.records if r["kind"] == kind]
+
+    @property
+    def final(self) -> Optional[Record]:
+        last = self.records[-1] if self.records else None
+        return last if last and last["kind"] == "final" else None
+
+
+class Job:
+    def __init__(self, config: TrainConfig, owner: str, run_dir: Optional[str], data: Optional[ImageData]) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.owner, self.config, self.data = owner, config, data
+        self._run_dir_request = run_dir
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._records: List[Record] = []
+        self._state: Dict[str, Any] = dict(status="queued", message="waiting for a free slot", error="",
+                                           run_id=None, run_dir=None, step=0, total_steps=None, eta_sec=None,
+                                           images_per_sec=None, submitted=time.time(), started=None, ended=None)
+        self._queue_position: Callable[[], Optional[int]] = lambda: None
+        self._on_stop: Callable[[], None] = lambda: None
+        self.result: Optional[FitResult] = None  # the trained model and last evaluation, once ended
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            state = dict(self._state)
+            records = tuple(self._records)
+        position = self._queue_position() if state["status"] == "queued" else None
+        return JobSnapshot(job_id=self.id, owner=self.owner, config=self.config, records=records,
+                           queue_position=position, **state)
+
+    def stop(self) -> None:
+        """Ask the run to end; it does within a second (a queued job is cancelled at once)."""
+        self._stop.set()
+        self._on_stop()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the job has ended; False if `timeout` passed first."""
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            self._state.update(changes)
+
+    def _on_record(self, record: Record) -> None:
+        with self._lock:
+            self._records.append(record)
+            if record["kind"] == "train":
+                self._state.update(step=record["step"], total_steps=record["total_steps"], eta_sec=record["eta_sec"],
+                                   images_per_sec=record["images_per_sec"], message="training")
+            elif record["kind"] == "test":
+                self._state.update(step=record["step"], message=f"epoch {record['epoch']:g}: "
+                                                                f"test accuracy {record['test_acc']:.1%}")
+
+    def _run(self) -> None:
+        self._update(status="running", started=time.time(), message="loading data")
+        try:
+            result = execute(self.config, run_dir=self._run_dir_request, data=self.data, on_record=self._on_record,
+                             stop=self._stop, on_start=lambda w: self._update(run_id=w.run_id, run_dir=str(w.path)))
+            self.result = result
+            note = "stopped" if result.status == "stopped" else "finished"
+            acc = result.final["test_acc"]
+            self._update(status=result.status, eta_sec=0.0,
+                         message=note + (f": test accuracy {acc:.1%}" if acc is not None else ""))
+        except Diverged as exc:
+            self._update(status="diverged", message=str(exc))
+        except BaseException as exc:  # surfaced to the user, never lost in a thread
+            self._update(status="failed", message=describe_error(exc), error=traceback.format_exc())
+        finally:
+            self._update(ended=time.time())
+            self._done.set()
+
+    def _cancel(self) -> None:
+        self._update(status="stopped", message="stopped before it started", ended=time.time())
+        self._done.set()
+
+
+class JobRunner:
+    """Starts queued jobs in order while fewer than `max_concurrent` are running."""
+
+    def __init__(self, max_concurrent: Optional[int] = None, memory_budget: Optional[int] = None) -> None:
+        self.max_concurrent = max_concurrent or default_max_concurrent()
+        self.memory_budget = memory_budget  # bytes; None: MEMORY_FRACTION of the RAM available at submit time
+        self._lock = threading.Lock()
+        self._jobs: Dict[str, Job] = {}
+        self._queue: List[Job] = []
+        self._running: List[Job] = []
+
+    def submit(self, config: TrainConfig, owner: str = "", run_dir: Optional[str] = None,
+               data: Optional[ImageData] = None) -> Job:
+        """Validate, apply the memory guard (raises MemoryRefused) and queue a run; returns its job.
+
+        Jobs submitted with the same data settings and seed train on the same batches in the same order.
+        """
+        config.validate()
+        check = memory_check(config, self.memory_budget, data)
+        if not check.ok:
+            raise MemoryRefused(memory_refusal(config, check))
+        job = Job(config, owner, run_dir, data)
+        job._queue_position = lambda: self._position(job)
+        job._on_stop = lambda: self._cancel_if_queued(job)
+        with self._lock:
+            self._jobs[job.id] = job
+            self._queue.append(job)
+        self._dispatch()
+        return job
+
+    def jobs(self, owner: Optional[str] = None) -> List[Job]:
+        """Jobs of `owner` (all jobs if None), oldest first."""
+        with self._lock:
+            return [j for j in self._jobs.values() if owner is None or j.owner == owner]
+
+    def get(self, job_id: str, owner: Optional[str] = None) -> Optional[Job]:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        return job if job is not None and (owner is None or job.owner == owner) else None
+
+    def load(self) -> Tuple[int, int]:
+        """(running, queued) across all owners: the shared queue everyone sees."""
+        with self._lock:
+            return len(self._running), len(self._queue)
+
+    def _position(self, job: Job) -> Optional[int]:
+        with self._lock:
+            return self._queue.index(job) + 1 if job in self._queue else None
+
+    def _cancel_if_queued(self, job: Job) -> None:
+        """A running job sees its stop event itself; a queued one is taken off the queue here."""
+        with self._lock:
+            queued = job in self._queue
+            if queued:
+                self._queue.remove(job)
+        if queued:
+            job._cancel()
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            self._running = [j for j in self._running if not j.done]
+            starting = []
+            while self._queue and len(self._running) < self.max_concurrent:
+                job = self._queue.pop(0)
+                self._running.append(job)
+                starting.append(job)
+        for job in starting:
+            if job.config.threads is None:
+                job.config = job.config.replace(threads=max(1, (os.cpu_count() or 1) // self.max_concurrent))
+            threading.Thread(target=self._work, args=(job,), daemon=True, name=f"job-{job.id}").start()
+
+    def _work(self, job: Job) -> None:
+        try:
+            job._run()
+        finally:
+            self._dispatch()
+
+
+_DEFAULT_RUNNER: Optional[JobRunner] = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_runner() -> JobRunner:
+    """The process-wide runner (shared by every browser session of a streamlit server)."""
+    global _DEFAULT_RUNNER
+    with _DEFAULT_LOCK:
+        if _DEFAULT_RUNNER is None:
+            _DEFAULT_RUNNER = JobRunner()
+        return _DEFAULT_RUNNER
+
+
+def default_max_concurrent() -> int:
+    """$RESNET_EXPLORER_MAX_RUNS, else one run per 4 cores (1 on a 2-core machine)."""
+    env = os.environ.get(MAX_RUNS_ENV)
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"{MAX_RUNS_ENV} must be a whole number >= 1; got {env!r}") from None
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
+def execute(config: TrainConfig, *, run_dir: "str | Path | None" = None, data: Optional[ImageData] = None,
+            on_record: Optional[Callable[[Record], None]] = None, stop: Optional[threading.Event] = None,
+            on_start: Optional[Callable[[RunWriter], None]] = None) -> FitResult:
+    """One run into the store, in this thread: load data, write the run folder, train, save weights and status.
+
+    The run folder is runs_root()/<new id> unless `run_dir` is given. Errors propagate after being
+    written to the folder's status (diverged or failed).
+    """
+    config.validate()
+    data = data if data is not None else load_data(config)
+    spec = model_spec(config, data)
+    writer = create_run(dict(train=config.to_dict(), spec=spec.to_dict(), data=data.describe()), run_dir, config.model)
+    try:
+        writer.set_status("running")
+        if on_start is not None:
+            on_start(writer)
+
+        def record(r: Record) -> None:
+            writer.append(r)
+            if on_record is not None:
+                on_record(r)
+
+        result = fit(config, data=data, on_record=record, stop=stop)
+        writer.save_weights(result.model)
+        writer.set_status(result.status, "stopped by the user" if result.status == "stopped" else "", result.final)
+        return result
+    except Diverged as exc:
+        writer.set_status("diverged", str(exc))
+        raise
+    except BaseException as exc:
+        writer.set_status("failed", describe_error(exc))
+        raise
+    finally:
+        writer.close()
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: the error, and the chain of causes behind it."""
+    parts = [f"{type(exc).__name__}: {exc}"]
+    cause = exc.__cause__ or (exc.__context__ if not exc.__suppress_context__ else None)
+    while cause is not None and len(parts) < 4:
+        parts.append(f"caused by {type(cause).__name__}: {cause}")
+        cause = cause.__cause__ or (cause.__context__ if not cause.__suppress_context__ else None)
+    return "; ".join(parts)
+
+
+def available_memory() -> int:
+    """MemAvailable from /proc/meminfo (bytes); falls back to total physical memory elsewhere."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_check(config: TrainConfig, budget: Optional[int] = None, data: Optional[ImageData] = None) -> MemoryCheck:
+    """Estimate a run's memory from the model summary at its batch size and input size, against the budget."""
+    spec = resolve_spec(config.model, **config.overrides)
+    side = config.image_size or (data.image_size if data is not None else
+                                 NATIVE_SIZE.get(config.dataset, natural_input_size(spec)[1]))
+    batch = config.batch_size if config.train_subset is None else min(config.batch_size, config.train_subset)
+    summary = summarize(spec, (spec.in_channels, side, side), batch)
+    training = summary.training_memory_bytes
+    if config.optimizer in ("adam", "adamw"):
+        training += summary.total_params * BYTES_PER_FLOAT  # a second moment next to the first
+    images = len(data.train_labels) + len(data.test_labels) if data is not None else 0
+    data_bytes = images * spec.in_channels * side * side
+    available = available_memory()
+    budget = budget if budget is not None else int(MEMORY_FRACTION * available)
+    return MemoryCheck(training + data_bytes, training, data_bytes, budget, available)
+
+
+def memory_refusal(config: TrainConfig, check: MemoryCheck) -> str:
+    budget_note = (f"{MEMORY_FRACTION:.0%} of the {format_bytes(check.available_bytes)} available"
+                   if check.budget_bytes == int(MEMORY_FRACTION * check.available_bytes) else "the set budget")
+    data_note = f", data {format_bytes(check.data_bytes)}" if check.data_bytes else ""
+    return (f"batch_size {config.batch_size}: training {config.model} needs about {format_bytes(check.needed_bytes)} "
+            f"(training step {format_bytes(check.training_bytes)}{data_note}) but the "
+            f"memory budget is {format_bytes(check.budget_bytes)} ({budget_note}); lower batch_size or image_size")
