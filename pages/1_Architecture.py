@@ -95,8 +95,8 @@ def current_view() -> Optional[Tuple[str, ModelSpec, Tuple[int, ...], int]]:
 
 
 def headline(summary: Summary, model: str) -> None:
-    base = summarize(get_preset(model).spec, natural_input_size(get_preset(model).spec), summary.batch_size) \
-        if summary.spec != get_preset(model).spec else None
+    preset_spec = get_preset(model).spec
+    base = summarize(preset_spec, natural_input_size(preset_spec), 1) if summary.spec != preset_spec else None
     delta = f"{summary.total_params - base.total_params:+,} vs {model}" if base else None
     c = st.columns(3)
     c[0].metric("Parameters", format_count(summary.total_params), delta, delta_color="off", border=True,

@@ -394,8 +394,11 @@ def _read_images(files: List[Tuple[Path, int]], size: Optional[int] = None,
 
     pictures = []
     for path, _ in files:
-        with Image.open(path) as im:
-            pictures.append(im.convert("RGB") if im.mode not in ("L", "I;16", "I", "1") else im.convert("L"))
+        try:
+            with Image.open(path) as im:
+                pictures.append(im.convert("RGB") if im.mode not in ("L", "I;16", "I", "1") else im.convert("L"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"data_dir holds an image that cannot be read: {path}") from exc
     channels = channels or (3 if any(p.mode == "RGB" for p in pictures) else 1)
     size = size or min(IMAGEFOLDER_MAX_SIDE, int(np.median([min(p.size) for p in pictures])))
     mode = "RGB" if channels == 3 else "L"

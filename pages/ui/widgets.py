@@ -11,6 +11,7 @@ and written to the URL as ?model=<preset>&<field>=<value>... (ModelSpec field na
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import threading
 from dataclasses import dataclass, field
@@ -134,7 +135,10 @@ def or_error(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Optional[T]:
 
 
 class BackgroundRows:
-    """Rows computed one item at a time in a daemon thread; pages poll `snapshot()` (the thread never calls st.*)."""
+    """Rows computed one item at a time in a daemon thread; pages poll `snapshot()` (the thread never calls st.*).
+
+    At interpreter exit the thread is told to stop and joined, so no torch call is cut off mid-way.
+    """
 
     def __init__(self, compute: Callable[[Any], Dict[str, Any]], items: Sequence[Any]) -> None:
         self.total = len(items)
@@ -142,11 +146,16 @@ class BackgroundRows:
         self._rows: List[Dict[str, Any]] = []
         self._error: Optional[str] = None
         self._done = False
-        threading.Thread(target=self._run, args=(compute, list(items)), daemon=True).start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(compute, list(items)), daemon=True)
+        self._thread.start()
+        atexit.register(self._finish)
 
     def _run(self, compute: Callable[[Any], Dict[str, Any]], items: List[Any]) -> None:
         try:
             for item in items:
+                if self._stop.is_set():
+                    break
                 row = compute(item)
                 with self._lock:
                     self._rows.append(row)
@@ -156,6 +165,10 @@ class BackgroundRows:
         finally:
             with self._lock:
                 self._done = True
+
+    def _finish(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
     def snapshot(self) -> Tuple[List[Dict[str, Any]], bool, Optional[str]]:
         """(rows so far, finished?, error message or None)."""

@@ -1,0 +1,86 @@
+"""Architecture page re-render time after a dropdown change, for several presets and batch sizes.
+
+Each step changes one widget in an AppTest session and times the script run it causes (what the
+server does on that change). "first" steps meet an empty summary cache; "cached" steps come back
+to a configuration already shown. The baseline is the Home page's run, measured in the same process,
+so the ratios hold across machines. Target: <= 300 ms for a dropdown change on any preset, at any batch.
+
+    .venv/bin/python benchmarks/bench_app_render.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+PRESETS = ["resnet18", "resnet50", "resnet152", "wide_resnet101_2", "resnext101_32x8d", "resnet110", "resnet1202"]
+BATCHES = [1, 256, 65536]
+TARGET_MS = 300.0
+
+
+def timed(action: Callable[[], AppTest]) -> float:
+    start = time.perf_counter()
+    at = action()
+    elapsed = (time.perf_counter() - start) * 1000
+    if at.exception:
+        raise RuntimeError(f"the page raised: {at.exception[0].message}")
+    return elapsed
+
+
+def baseline_ms(repeats: int) -> float:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    return statistics.median(timed(at.run) for _ in range(repeats))
+
+
+def architecture_steps(repeats: int) -> List[Tuple[str, int, str, float]]:
+    """(preset, batch, step, ms) rows."""
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Architecture.py"), default_timeout=600).run()
+    rows = []
+    for preset in PRESETS:
+        rows.append((preset, 1, "first: pick preset", timed(at.selectbox(key="arch_model").set_value(preset).run)))
+        for batch in BATCHES[1:]:
+            rows.append((preset, batch, "first: set batch", timed(at.number_input(key="arch_batch").set_value(batch).run)))
+        at.number_input(key="arch_batch").set_value(BATCHES[0]).run()
+        for batch in BATCHES:
+            at.number_input(key="arch_batch").set_value(batch).run()
+            cached = []
+            for _ in range(repeats):
+                block = at.selectbox(key="arch_block")
+                original = block.value
+                at.selectbox(key="arch_block").set_value("basic" if original != "basic" else "bottleneck").run()
+                cached.append(timed(at.selectbox(key="arch_block").set_value(original).run))
+            rows.append((preset, batch, "cached: block dropdown back", statistics.median(cached)))
+        at.number_input(key="arch_batch").set_value(1).run()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per cached step (median)")
+    args = parser.parse_args()
+    base = baseline_ms(args.repeats)
+    print(f"baseline: Home page run {base:.0f} ms (median of {args.repeats})\n")
+    rows = architecture_steps(args.repeats)
+    print(f"{'preset':<18} {'batch':>6}  {'step':<28} {'ms':>7} {'× base':>7}")
+    for preset, batch, step, ms in rows:
+        print(f"{preset:<18} {batch:>6}  {step:<28} {ms:>7.0f} {ms / base:>7.1f}")
+    cached = [ms for *_, step, ms in rows if step.startswith("cached")]
+    first = [ms for *_, step, ms in rows if step.startswith("first")]
+    print(f"\ncached dropdown change: worst {max(cached):.0f} ms ({max(cached) / base:.1f}× base), "
+          f"target {TARGET_MS:.0f} ms: {'met' if max(cached) <= TARGET_MS else 'MISSED'}")
+    print(f"first view of a configuration: median {statistics.median(first):.0f} ms, worst {max(first):.0f} ms "
+          f"({max(first) / base:.1f}× base), target {TARGET_MS:.0f} ms: "
+          f"{'met' if max(first) <= TARGET_MS else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Signal-flow speed: 100 blocks, plain and residual, measured in at most 1 s on this CPU.
+
+Times `measure_stacks` (both stacks built, one forward + backward each, every block's gradient norm
+and activation statistics) and, as the baseline from the same run, a bare forward + backward of the
+same two stacks with no measurement. Prints the best of a few repeats and their ratio.
+
+    .venv/bin/python benchmarks/bench_flow.py [--blocks 100] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from resnet_core.flow import FlowConfig, FlowStack, data_batch, measure_stacks
+
+GOAL_SECONDS = 1.0
+
+
+def bare_pass(config: FlowConfig, images: torch.Tensor, labels: torch.Tensor, classes: int) -> None:
+    x = F.adaptive_avg_pool2d(images, config.resolution)
+    for skip in (False, True):
+        torch.manual_seed(config.seed)
+        stack = FlowStack(config, skip=skip, in_channels=x.shape[1], num_classes=classes)
+        h = stack.stem(x)
+        for block in stack.blocks:
+            h = block(h)
+        F.cross_entropy(stack.head(h.mean((2, 3))), labels).backward()
+
+
+def best_of(repeats: int, fn) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    config = FlowConfig(blocks=args.blocks).validate()
+    images, labels, classes = data_batch("synthetic", config.batch_size, seed=config.seed)
+    measure_stacks(config, images, labels, classes)  # warm-up
+    measured = best_of(args.repeats, lambda: measure_stacks(config, images, labels, classes))
+    baseline = best_of(args.repeats, lambda: bare_pass(config, images, labels, classes))
+    print(f"config: {config}")
+    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"measure_stacks, plain + residual, {args.blocks} blocks: {measured:.3f} s (best of {args.repeats})")
+    print(f"baseline, bare forward + backward of both stacks:   {baseline:.3f} s")
+    print(f"ratio measured / baseline: {measured / baseline:.2f}x")
+    print(f"goal <= {GOAL_SECONDS:.1f} s: {'met' if measured <= GOAL_SECONDS else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The degradation experiment (He et al. 2015, Fig. 6): plain and residual nets of two depths, trained alike.
+
+`DegradationConfig` turns one budget into four `TrainConfig`s that differ only in depth and in the
+identity shortcut; the seed and data settings are shared, so the four runs see the same batches in
+the same order (see train.py). `start` submits them to the job runner as background runs whose
+folders share a group id; `run` trains them one after another in this thread (the CLI).
+`summarize` and `describe` read the curves back and say, from the numbers, whether the deeper
+plain net ended with a higher training loss than the shallower one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+import pandas as pd
+
+from .data import DATASETS
+from .jobs import Job, JobRunner, execute
+from .presets import HE2015, PRESETS
+from .runstore import RunInfo, list_runs, read_metrics, runs_root
+from .train import FitResult, Record, TrainConfig
+
+GROUP_TAG = "degradation"
+FINAL_FRACTION = 0.1  # the final train loss is the mean over this last share of the logged steps
+CLEARLY_HIGHER = 0.05  # relative gap in final train loss that the text calls "clearly higher"
+PLAIN_REFERENCE = ("He et al. 2015, Fig. 6 (left): on CIFAR-10 the 56-layer plain net has higher training error "
+                   "(and test error) than the 20-layer plain net throughout training; Table 6 gives no plain-net "
+                   "numbers.")
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    shallow: int = 3  # blocks per stage of the shallower pair (depth 6n+2 = 20)
+    deep: int = 9  # blocks per stage of the deeper pair (depth 56)
+    dataset: str = "synthetic"
+    steps: int = 400  # optimizer steps per net
+    batch_size: int = 64
+    lr: float = 0.1  # peak of the one-cycle schedule (SGD, nesterov momentum 0.9)
+    width: int = 8  # planes of the first stage (He et al.: 16)
+    image_size: int = 16  # images are resized to this side (He et al.: 32)
+    augment: bool = False  # training loss then measures fitting, not fitting of random crops
+    seed: int = 0  # weights and batch order; the same for the four nets
+    log_every: int = 10
+    probe_every: int = 20  # probe records feed the Signal-flow page's heatmap
+    test_subset: Optional[int] = 1000  # evaluate on the first N test images (None: all)
+
+    def validate(self) -> "DegradationConfig":
+        for name, low, high in (("shallow", 1, 200), ("deep", 1, 200), ("steps", 1, 100_000),
+                                ("batch_size", 2, 4096), ("width", 1, 256), ("image_size", 8, 64)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}; got {value!r}")
+        if self.deep <= self.shallow:
+            raise ValueError(f"deep must be more blocks per stage than shallow={self.shallow}; got {self.deep}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
+        for config in self.train_configs().values():
+            config.validate()
+        return self
+
+    def replace(self, **changes: Any) -> "DegradationConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+    def nets(self) -> Dict[str, Dict[str, Any]]:
+        """name -> {skip, depth, blocks}: plain then residual, shallow then deep."""
+        return {f"{'resnet' if skip else 'plain'}{6 * n + 2}": dict(skip=skip, depth=6 * n + 2, blocks=n)
+                for skip in (False, True) for n in (self.shallow, self.deep)}
+
+    def train_configs(self) -> Dict[str, TrainConfig]:
+        configs = {}
+        for name, net in self.nets().items():
+            preset = name if name in PRESETS else ("resnet20" if net["skip"] else "plain20")
+            overrides: Dict[str, Any] = dict(width=self.width)
+            if PRESETS[preset].spec.layers != (net["blocks"],) * 3:
+                overrides["layers"] = (net["blocks"],) * 3
+            configs[name] = TrainConfig(
+                model=preset, overrides=overrides, dataset=self.dataset, image_size=self.image_size,
+                augment=self.augment, max_steps=self.steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                log_every=self.log_every, probe_every=self.probe_every, test_subset=self.test_subset)
+        return configs
+
+    def describe(self) -> str:
+        """What is run, in one sentence for the page and the CLI."""
+        names = ", ".join(self.nets())
+        return (f"{names}: width {self.width}, {self.image_size}×{self.image_size} `{self.dataset}` images"
+                f"{' with crop+flip augmentation' if self.augment else ' without augmentation'}, {self.steps} SGD "
+                f"steps of batch {self.batch_size} (one-cycle, peak lr {self.lr:g}, nesterov momentum 0.9), "
+                f"seed {self.seed}; the same batches in the same order for all four; test on "
+                f"{'all' if self.test_subset is None else f'the first {self.test_subset}'} test images.")
+
+
+# ---------------------------------------------------------------- running
+
+
+def new_group_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{GROUP_TAG}-{secrets.token_hex(2)}"
+
+
+def run_dirs(group_id: str, names: Iterable[str], root: "str | Path | None" = None) -> Dict[str, Path]:
+    """The run folders of a group: <root>/<group id>-<net name>, siblings of every other run."""
+    base = Path(root) if root else runs_root()
+    return {name: base / f"{group_id}-{name}" for name in names}
+
+
+def start(config: DegradationConfig, runner: JobRunner, owner: str = "",
+          root: "str | Path | None" = None) -> Dict[str, Job]:
+    """Submit the four runs to `runner` (background threads, its queue and memory guard); name -> job."""
+    configs = config.validate().train_configs()
+    dirs = run_dirs(new_group_id(), configs, root)
+    jobs: Dict[str, Job] = {}
+    try:
+        for name, train_config in configs.items():
+            jobs[name] = runner.submit(train_config, owner=owner, run_dir=str(dirs[name]))
+    except ValueError:
+        for job in jobs.values():
+            job.stop()
+        raise
+    return jobs
+
+
+def run(config: DegradationConfig, root: "str | Path | None" = None,
+        on_result: Optional[Callable[[str, FitResult, Path], None]] = None) -> Dict[str, Dict[str, Any]]:
+    """Train the four nets one after another in this thread; name -> summary (see `summarize_records`)."""
+    configs = config.validate().train_configs()
+    dirs = run_dirs(new_group_id(), configs, root)
+    summaries = {}
+    for name, train_config in configs.items():
+        result = execute(train_config, run_dir=dirs[name])
+        if on_result is not None:
+            on_result(name, result, dirs[name])
+        summaries[name] = dict(summarize_records(result.records), run_dir=str(dirs[name]))
+    return summaries
+
+
+# ---------------------------------------------------------------- reading results
+
+
+def curves(records: Sequence[Record]) -> Dict[str, pd.DataFrame]:
+    """train: step, loss, acc (logged windows); test: step, loss, acc (each evaluation)."""
+    train = pd.DataFrame([(r["step"], r["loss"], r["acc"]) for r in records if r["kind"] == "train"],
+                         columns=["step", "loss", "acc"])
+    test = pd.DataFrame([(r["step"], r["test_loss"], r["test_acc"]) for r in records if r["kind"] == "test"],
+                        columns=["step", "loss", "acc"])
+    return dict(train=train, test=test)
+
+
+def final_train_loss(train: pd.DataFrame) -> Optional[float]:
+    """Mean logged train loss over the last FINAL_FRACTION of the steps (less noisy than the last window)."""
+    if train.empty:
+        return None
+    last = train.step.max()
+    tail = train[train.step > last * (1 - FINAL_FRACTION)]
+    return float(tail.loss.mean())
+
+
+def summarize_records(records: Sequence[Record]) -> Dict[str, Any]:
+    """train_loss (the logged curve), steps, final_train_loss, test_loss, test_acc, seconds, status."""
+    c = curves(records)
+    final = next((r for r in records if r["kind"] == "final"), None)
+    test = c["test"]
+    return dict(train_loss=c["train"].loss.tolist(), steps=c["train"].step.tolist(),
+                final_train_loss=final_train_loss(c["train"]),
+                test_loss=float(test.loss.iloc[-1]) if len(test) else None,
+                test_acc=float(test.acc.iloc[-1]) if len(test) else None,
+                seconds=final["seconds"] if final else None, status=final["status"] if final else None)
+
+
+def list_groups(root: "str | Path | None" = None) -> Dict[str, Dict[str, RunInfo]]:
+    """Degradation groups in the run store, newest first: group id -> {net name: run}."""
+    groups: Dict[str, Dict[str, RunInfo]] = {}
+    for info in list_runs(root):
+        group, _, name = info.run_id.rpartition("-")
+        if f"-{GROUP_TAG}-" in f"{group}-":
+            groups.setdefault(group, {})[name] = info
+    return dict(sorted(groups.items(), reverse=True))
+
+
+def group_records(group: Mapping[str, RunInfo]) -> Dict[str, List[Record]]:
+    return {name: read_metrics(info.path) for name, info in group.items()}
+
+
+def reference_rows() -> List[Dict[str, Any]]:
+    """He et al. 2015 Table 6: CIFAR-10 test error of the ResNets, with the source, from the presets."""
+    rows = [dict(name=p.name, depth=p.spec.depth, test_error=p.reference["test_error"],
+                 params=p.reference.get("params_paper"), source=p.reference["source"])
+            for p in PRESETS.values() if p.family == "cifar" and p.reference.get("source") == HE2015]
+    return sorted(rows, key=lambda r: r["depth"])
+
+
+# ---------------------------------------------------------------- text from the numbers
+
+
+def describe(summaries: Mapping[str, Mapping[str, Any]], config: DegradationConfig) -> List[str]:
+    """Whether the deeper plain net trained worse than the shallower one, and the residual pair, from the numbers."""
+    nets = config.nets()
+    lines = []
+    for skip, kind in ((False, "plain"), (True, "residual")):
+        shallow, deep = (name for name, net in nets.items() if net["skip"] == skip)
+        a, b = summaries.get(shallow, {}).get("final_train_loss"), summaries.get(deep, {}).get("final_train_loss")
+        if a is None or b is None:
+            continue
+        gap = (b - a) / a if a > 0 else math.inf
+        if gap > CLEARLY_HIGHER:
+            verdict = (f"the deeper {kind} net ends **{gap:.0%} higher** — "
+                       + ("degradation: more layers, worse fit of the training set." if not skip
+                          else "the deeper residual net degrades too at this budget."))
+        elif gap < -CLEARLY_HIGHER:
+            verdict = f"the deeper {kind} net ends **{-gap:.0%} lower** — depth helps here."
+        else:
+            verdict = f"within {CLEARLY_HIGHER:.0%} of each other."
+        lines.append(f"Final train loss (mean over the last {FINAL_FRACTION:.0%} of steps): {shallow} {a:.3f}, "
+                     f"{deep} {b:.3f}: {verdict}")
+    accs = {n: s.get("test_acc") for n, s in summaries.items() if s.get("test_acc") is not None}
+    if accs:
+        lines.append("Test error: " + ", ".join(f"{n} {100 * (1 - acc):.1f}%" for n, acc in accs.items()) + ".")
+    return lines

@@ -1,0 +1,104 @@
+"""resnet_core.anatomy: traced block steps against torchvision's own blocks, and the seeds' bottleneck comparison."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import resnet as tv
+
+from resnet_core.anatomy import VARIANTS, bottleneck_saving, shortcut_options, trace_block
+
+
+def n_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def tv_projection(in_channels: int, out_channels: int, stride: int) -> nn.Module:
+    return nn.Sequential(tv.conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+
+
+def test_seeds_comparison_two_3x3_convs_against_a_bottleneck():
+    saving = bottleneck_saving(256)
+    assert saving.basic.params == 1_180_672
+    assert saving.bottleneck.params == 70_400
+    assert f"{saving.ratio:.1f}" == "16.8"
+    assert f"{saving.conv_ratio:.1f}" == "16.9"  # 2·9·256² against 256·64 + 9·64² + 64·256
+    assert [s.shape[1] for s in saving.bottleneck.steps if s.op.startswith("conv")] == [64, 64, 256]
+
+
+@pytest.mark.parametrize("key, tv_block, kwargs", [
+    ("basic", tv.BasicBlock, {}),
+    ("bottleneck", tv.Bottleneck, {}),
+    ("resnext", tv.Bottleneck, dict(groups=32, base_width=4)),
+])
+def test_block_params_equal_torchvisions_block(key, tv_block, kwargs):
+    anatomy = trace_block(key, 128, 256, stride=2, size=56, shortcut="B")
+    planes = 256 // tv_block.expansion
+    reference = tv_block(128, planes, 2, tv_projection(128, 256, 2), **kwargs)
+    assert anatomy.params == n_params(reference)
+    assert sum(s.params for s in anatomy.steps) == anatomy.params
+    assert anatomy.output_shape == tuple(reference(torch.zeros(1, 128, 56, 56)).shape) == (1, 256, 28, 28)
+
+
+def test_bottleneck_strides_on_the_3x3_and_projects_the_shortcut():
+    anatomy = trace_block("bottleneck", 256, 512, stride=2, size=56, shortcut="B")
+    strided = [s for s in anatomy.steps if "stride 2" in s.op]
+    assert [s.module for s in strided] == ["conv2", "downsample.0"]
+    assert next(s for s in anatomy.steps if s.module == "conv2").op == "conv 3×3, 128→128, stride 2"
+    assert anatomy.shortcut_path == "projection"
+    assert [s.op for s in anatomy.steps if s.branch == "sum"] == ["add: main path + shortcut", "ReLU"]
+
+
+def test_shortcut_kinds():
+    same = dict(in_channels=64, out_channels=64, stride=1, size=32)
+    assert trace_block("basic", **same, shortcut="A").shortcut_path == "identity"
+    assert trace_block("basic", **same, shortcut="B").shortcut_path == "identity"
+    projected = trace_block("basic", **same, shortcut="C")
+    assert projected.shortcut_path == "projection"
+    assert sum(s.params for s in projected.steps if s.branch == "shortcut") == 64 * 64 + 2 * 64
+    padded = trace_block("basic", 16, 32, stride=2, size=32, shortcut="A")
+    assert padded.shortcut_path == "zero-pad"
+    assert [(s.op, s.shape, s.params) for s in padded.steps if s.branch == "shortcut"] == [
+        ("subsample, stride 2", (1, 16, 16, 16), 0), ("zero-pad 8+8 channels", (1, 32, 16, 16), 0)]
+
+
+def test_preact_se_and_plain_blocks():
+    preact = trace_block("preact_basic", 64, 64, size=32)
+    assert [s.op for s in preact.steps[1:4]] == ["batch norm", "ReLU", "conv 3×3, 64→64"]
+    assert preact.steps[-1].op == "add: main path + shortcut"  # nothing after the sum
+    se = trace_block("se", 256, 256, size=14)
+    gate = [s for s in se.steps if s.branch == "se"]
+    assert sum(s.params for s in gate) == (256 * 16 + 16) + (16 * 256 + 256)
+    assert gate[0].shape == (1, 256, 1, 1) and gate[-1].shape == (1, 256, 14, 14)
+    plain = trace_block("basic", 64, 64, size=32, skip=False)
+    assert plain.shortcut_path == "none"
+    assert not [s for s in plain.steps if s.branch in ("sum", "shortcut")]
+
+
+def test_every_variant_traces_with_a_projection():
+    for key in VARIANTS:
+        anatomy = trace_block(key, 64, 256, stride=2, size=16, shortcut="C")
+        assert anatomy.output_shape == (1, 256, 8, 8)
+        assert anatomy.shortcut_path == "projection"
+
+
+def test_shortcut_options_count_their_parameters():
+    options = shortcut_options(128, 256, 2).set_index("shortcut")["params"].to_dict()
+    assert options == {"A": 0, "B": 128 * 256 + 2 * 256, "C": 128 * 256 + 2 * 256}
+    same = shortcut_options(256, 256, 1).set_index("shortcut")["params"].to_dict()
+    assert same == {"A": 0, "B": 0, "C": 256 * 256 + 2 * 256}
+
+
+@pytest.mark.parametrize("args, field", [
+    (dict(key="bottleneck", out_channels=255), "out_channels"),
+    (dict(key="resnext", in_channels=32, out_channels=32), "out_channels"),
+    (dict(key="basic", stride=3), "stride"),
+    (dict(key="basic", in_channels=0), "in_channels"),
+    (dict(key="basic", in_channels=256, out_channels=128, shortcut="A"), "out_channels"),
+    (dict(key="basic", shortcut="D"), "shortcut"),
+    (dict(key="dense"), "block"),
+])
+def test_bad_arguments_name_the_field(args, field):
+    with pytest.raises(ValueError, match=field):
+        trace_block(**args)

@@ -1,0 +1,74 @@
+"""Real Chromium: every page's URL as the first request to a fresh server, the ?model= link, and bad input.
+
+Screenshots of each view are saved to test-artifacts/ (see conftest.save_screenshot).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.source_util import page_icon_and_name
+
+from tests.conftest import save_screenshot
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
+PAGE_NAMES = [page_icon_and_name(p)[1] for p in PAGE_FILES]  # URL path segments, e.g. Block_anatomy
+NAV_LABELS = ["app", *(name.replace("_", " ") for name in PAGE_NAMES)]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+TIMEOUT_MS = 120_000
+
+pytestmark = pytest.mark.browser
+
+
+def wait_idle(pg) -> None:
+    """Until the script run that the page load started has finished."""
+    pg.wait_for_selector('[data-testid="stMain"]', timeout=TIMEOUT_MS)
+    pg.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+
+
+def screenshot(pg, name: str) -> Path:
+    """The whole page: streamlit scrolls inside stMain, so grow the viewport to its height first."""
+    height = pg.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    pg.set_viewport_size({"width": 1400, "height": max(1000, min(int(height), 8000))})
+    pg.wait_for_timeout(500)
+    return save_screenshot(pg, name)
+
+
+@pytest.mark.parametrize("name", ["", *PAGE_NAMES], ids=["Home", *PAGE_NAMES])
+def test_page_url_as_first_request_to_a_fresh_server(start_server, page, name):
+    page.goto(f"{start_server()}/{name}")
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    nav = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
+    assert nav.all_inner_texts() == NAV_LABELS
+    assert page.locator("h1").count() >= 1
+    screenshot(page, f"page-{name or 'Home'}")
+
+
+def test_model_link_opens_resnet50(start_server, page):
+    page.goto(f"{start_server()}/?model=resnet50")
+    page.wait_for_url("**/Architecture?model=resnet50", timeout=TIMEOUT_MS)
+    wait_idle(page)
+    params = page.locator('[data-testid="stMetric"]').filter(has_text="Parameters")
+    assert params.locator('[data-testid="stMetricValue"]').inner_text() == "25,557,032"
+    assert page.get_by_text("= torchvision.models.resnet50: 25,557,032 parameters").count() == 1
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "architecture-resnet50-link")
+
+
+def test_bad_blocks_per_stage_shows_the_error_and_keeps_the_page(start_server, page):
+    page.goto(f"{start_server()}/Architecture?model=resnet34")
+    wait_idle(page)
+    field = page.get_by_label("Blocks per stage", exact=True)
+    field.fill("3,x")
+    field.press("Enter")
+    error = page.locator('[data-testid="stAlertContentError"]')
+    error.wait_for(timeout=TIMEOUT_MS)
+    assert "layers must be comma-separated whole numbers" in error.inner_text()
+    wait_idle(page)
+    params = page.locator('[data-testid="stMetric"]').filter(has_text="Parameters")
+    assert params.locator('[data-testid="stMetricValue"]').inner_text() == "21,797,672"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, "architecture-bad-layers")
