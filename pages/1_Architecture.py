@@ -9,9 +9,9 @@ import streamlit as st
 
 st.set_page_config(page_title="Architecture · ResNet Explorer", page_icon="🧱", layout="wide")
 
-from pages.ui.figures import stage_figure  # noqa: E402  (set_page_config must come first)
+from pages.ui.figures import short_count, stage_figure  # noqa: E402  (set_page_config must come first)
 from pages.ui.widgets import (  # noqa: E402
-    ModelChoice, or_error, preset_label, remember_choice, shared_choice, unvalidated_spec)
+    ModelChoice, or_error, preset_label, remember_choice, shared_choice)
 from resnet_core.cli.spec_args import parse_shape  # noqa: E402
 from resnet_core.format import (  # noqa: E402
     format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown)
@@ -41,7 +41,11 @@ def init_state() -> None:
     if "arch_model" in st.session_state:
         return
     choice = shared_choice()
-    spec = unvalidated_spec(choice)
+    try:
+        spec = choice.spec()
+    except ValueError as exc:
+        st.error(f"The link's model settings were ignored: {exc}")
+        spec = get_preset(choice.model).spec
     st.session_state["arch_model"] = choice.model
     st.session_state.update(widget_values(spec))
     if "input" in st.query_params:
@@ -80,36 +84,34 @@ def configuration_widgets() -> None:
         c[5].number_input("Batch size", min_value=1, max_value=65536, key="arch_batch")
 
 
-def current_view() -> Optional[Tuple[str, ModelSpec, Tuple[int, ...], int]]:
-    """(preset, spec, input dims, batch) from the widgets, or None after showing the engine's error."""
+def current_view() -> Optional[Tuple[str, Summary]]:
+    """(preset, summary) from the widgets, or None after showing the engine's error."""
     model = st.session_state["arch_model"]
     dims = or_error(parse_shape, st.session_state["arch_input"], "input")
     if dims is None:
         return None
     fields = {field: st.session_state[key] for field, key in FIELD_KEYS.items()}
     spec = or_error(resolve_spec, model, in_channels=dims[0], **fields)
-    if spec is None:
-        return None
-    batch = st.session_state["arch_batch"]
-    return None if or_error(summarize, spec, dims, batch) is None else (model, spec, dims, batch)
+    summary = None if spec is None else or_error(summarize, spec, dims, st.session_state["arch_batch"])
+    return None if summary is None else (model, summary)
 
 
 def headline(summary: Summary, model: str) -> None:
     preset_spec = get_preset(model).spec
     base = summarize(preset_spec, natural_input_size(preset_spec), 1) if summary.spec != preset_spec else None
     delta = f"{summary.total_params - base.total_params:+,} vs {model}" if base else None
-    c = st.columns(3)
-    c[0].metric("Parameters", format_count(summary.total_params), delta, delta_color="off", border=True,
-                help=f"trainable: {format_count(summary.trainable_params)}")
-    c[1].metric("Mult-adds", f"{summary.mult_adds / 1e9:,.2f} G", border=True,
-                help=f"{format_count(summary.mult_adds)} multiply-accumulates for the whole batch (torchinfo's rule)")
-    c[2].metric("Depth", summary.depth, border=True,
-                help="weighted layers on the main path: stem convs + block convs + fc")
-    c[0].metric("Activation memory", format_bytes(summary.activation_bytes), border=True,
-                help="forward outputs kept for the backward pass of one training step (estimate)")
-    c[1].metric("Training memory", format_bytes(summary.training_memory_bytes), border=True,
-                help="activations + input + weights, gradients and momentum (estimate)")
-    c[2].metric("Output shape", format_shape(summary.output_shape), border=True)
+    top, bottom = st.columns(3), st.columns(3)
+    top[0].metric("Parameters", format_count(summary.total_params), delta, delta_color="off", border=True,
+                  height="stretch", help=f"trainable: {format_count(summary.trainable_params)}")
+    top[1].metric("Mult-adds", short_count(summary.mult_adds), border=True, height="stretch",
+                  help=f"{format_count(summary.mult_adds)} multiply-accumulates for the whole batch (torchinfo's rule)")
+    top[2].metric("Depth", summary.depth, border=True, height="stretch",
+                  help="weighted layers on the main path: stem convs + block convs + fc")
+    bottom[0].metric("Activation memory", format_bytes(summary.activation_bytes), border=True,
+                     help="forward outputs kept for the backward pass of one training step (estimate)")
+    bottom[1].metric("Training memory", format_bytes(summary.training_memory_bytes), border=True,
+                     help="activations + input + weights, gradients and momentum (estimate)")
+    bottom[2].metric("Output shape", format_shape(summary.output_shape), border=True)
     st.caption(f"{format_count(summary.mult_adds)} mult-adds for input "
                f"{format_shape((summary.batch_size, *summary.input_size))}, computed on the meta device "
                "(shapes only, no real forward pass).")
@@ -164,7 +166,10 @@ def layers_section(summary: Summary) -> None:
         shown = layers[layers["depth"] <= depth].drop(columns=["leaf"]).copy()
         for column in ("input_shape", "output_shape"):
             shown[column] = shown[column].map(format_shape)
+        for column in ("kernel", "stride", "padding", "output_size"):  # blank, not "None", for non-convs
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else str(v))
         st.dataframe(shown, hide_index=True, height=420, column_config={
+            "input_shape": "input", "output_shape": "output", "output_size": "output size",
             "params": st.column_config.NumberColumn("params", format="localized"),
             "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
         })
@@ -183,10 +188,8 @@ def code_snippet(summary: Summary, choice: ModelChoice) -> str:
     return "\n".join(lines)
 
 
-def show(view: Tuple[str, ModelSpec, Tuple[int, ...], int]) -> None:
-    model, spec, dims, batch = view
-    summary = summarize(spec, dims, batch)
-    choice = ModelChoice.from_spec(model, spec)
+def show(model: str, summary: Summary) -> None:
+    choice = ModelChoice.from_spec(model, summary.spec)
     headline(summary, model)
     badges(summary, model)
     stages_section(summary, choice.model + ("_custom" if choice.overrides else ""))
@@ -202,14 +205,14 @@ configuration_widgets()
 view = current_view()
 if view is not None:
     st.session_state[LAST_GOOD_KEY] = view
-    model, spec, dims, batch = view
-    natural = tuple(natural_input_size(spec))
-    remember_choice(ModelChoice.from_spec(model, spec),
-                    {"input": None if dims == natural else ",".join(map(str, dims)),
-                     "batch": None if batch == 1 else str(batch)})
-    show(view)
+    model, summary = view
+    natural = tuple(natural_input_size(summary.spec))
+    remember_choice(ModelChoice.from_spec(model, summary.spec),
+                    {"input": None if summary.input_size == natural else ",".join(map(str, summary.input_size)),
+                     "batch": None if summary.batch_size == 1 else str(summary.batch_size)})
+    show(*view)
 elif LAST_GOOD_KEY in st.session_state:
-    last = st.session_state[LAST_GOOD_KEY]
-    st.caption(f"Showing the last valid configuration: {ModelChoice.from_spec(last[0], last[1]).label}, "
-               f"input {format_shape(last[2])}, batch {last[3]}.")
-    show(last)
+    model, summary = st.session_state[LAST_GOOD_KEY]
+    st.caption(f"Showing the last valid configuration: {ModelChoice.from_spec(model, summary.spec).label}, "
+               f"input {format_shape(summary.input_size)}, batch {summary.batch_size}.")
+    show(model, summary)

@@ -71,8 +71,8 @@ def summary_table(anatomies: list[BlockAnatomy]) -> pd.DataFrame:
 
 
 st.title("Block anatomy")
-st.write("Each block below is built from `resnet_core.blocks` and traced with torch.fx on the meta device: "
-         "the steps, shapes and parameter counts are read off the real module.")
+st.write("Each block below is built from `resnet_core.blocks` and run once on the meta device while every "
+         "step is recorded: the ops, shapes and parameter counts are read off the real module.")
 st.subheader("The bottleneck's saving, computed")
 seeds_comparison()
 

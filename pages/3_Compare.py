@@ -14,7 +14,7 @@ from pages.ui.widgets import (  # noqa: E402
     CHOICE_KEY, BackgroundRows, ModelChoice, or_error, shared_choice)
 from resnet_core.cli.spec_args import parse_shape  # noqa: E402
 from resnet_core.format import format_bytes, format_shape  # noqa: E402
-from resnet_core.presets import PRESETS, matching_preset  # noqa: E402
+from resnet_core.presets import PRESETS, matching_preset, resolve_spec  # noqa: E402
 from resnet_core.summary import natural_input_size, summarize  # noqa: E402
 
 DEFAULT_MODELS = ["resnet18", "resnet34", "resnet50", "plain50"]
@@ -47,14 +47,10 @@ def configuration_options() -> Dict[str, ModelChoice]:
 
 
 def comparison_row(label: str, choice: ModelChoice, dims: Optional[Tuple[int, ...]], batch: int) -> Optional[dict]:
-    spec = or_error(choice.spec)
-    if spec is None:
-        return None
-    if dims is not None and dims[0] != spec.in_channels:
-        spec = or_error(spec.replace, in_channels=dims[0])
-        if spec is None:
-            return None
-    summary = or_error(summarize, spec, dims or natural_input_size(spec), batch)
+    """One configuration's figures; the input's channel count sets the model's in_channels."""
+    overrides = {**choice.overrides, **({"in_channels": dims[0]} if dims else {})}
+    spec = or_error(resolve_spec, choice.model, **overrides)
+    summary = None if spec is None else or_error(summarize, spec, dims or natural_input_size(spec), batch)
     if summary is None:
         return None
     match = matching_preset(spec)

@@ -1,25 +1,22 @@
 """Block anatomy: the path of one tensor through each residual block type, traced from the real modules.
 
-Each block is built from `blocks.py` on the meta device, traced with torch.fx and run once on a meta
-tensor, so every step (op, output shape, parameters) is read off the module itself: nothing is
+Each block is built from `blocks.py` on the meta device and run once on a meta tensor while module
+hooks and a torch-function mode record every step (op, output shape, parameters), so nothing is
 hand-written. Also the seeds' comparison, two 3x3 convs against a bottleneck at the same width.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import pandas as pd
 import torch
-import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.overrides import TorchFunctionMode
 
-from .blocks import BLOCK_TYPES, make_shortcut
+from .blocks import BLOCK_TYPES, ZeroPadShortcut, make_shortcut
 from .spec import SHORTCUTS
 
 Shape = Tuple[int, ...]
@@ -89,7 +86,7 @@ class BlockAnatomy:
         ops = [s for s in self.steps if s.branch == "shortcut"]
         if not ops:
             return "identity"
-        return "projection" if any(s.module for s in ops) else "zero-pad"
+        return "projection" if any(s.op.startswith("conv") for s in ops) else "zero-pad"
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([dict(branch=s.branch, op=s.op, module=s.module,
@@ -109,48 +106,81 @@ def _trace_block(key: str, in_channels: int, out_channels: int, stride: int, siz
                  skip: bool) -> BlockAnatomy:
     variant = VARIANTS[key]
     block_cls = BLOCK_TYPES[variant.block]
-    planes = out_channels // block_cls.expansion
     preact = variant.block.startswith("preact")
     with torch.device("meta"):
         downsample = make_shortcut(shortcut, in_channels, out_channels, stride, norm=not preact) if skip else None
-        block = block_cls(in_channels, planes, stride, downsample, groups=variant.groups,
+        block = block_cls(in_channels, out_channels // block_cls.expansion, stride, downsample, groups=variant.groups,
                           base_width=variant.width_per_group, skip=skip, se=variant.se)
-    graph = fx.symbolic_trace(block)
-    ShapeProp(graph).propagate(torch.empty(1, in_channels, size, size, device="meta"))
-    modules = dict(block.named_modules())
-    steps = []
-    after_sum = False
-    for node in graph.graph.nodes:
-        if node.op == "output":
-            continue
-        module = modules[node.target] if node.op == "call_module" else None
-        is_sum = node.op == "call_function" and node.target in (operator.add, torch.add)
-        after_sum = after_sum or is_sum
-        steps.append(Step(
-            branch=_branch(node, after_sum),
-            module=node.target if module is not None else "",
-            op=_describe(node, module),
-            shape=tuple(node.meta["tensor_meta"].shape),
-            params=sum(p.numel() for p in module.parameters()) if module is not None else 0,
-        ))
+    x = torch.empty(1, in_channels, size, size, device="meta")
+    steps = [Step("input", "", "input", tuple(x.shape), 0)] + _StepRecorder(block).run(x)
     return BlockAnatomy(key, variant, in_channels, out_channels, stride, shortcut, skip, tuple(steps),
                         sum(p.numel() for p in block.parameters()))
 
 
-def _branch(node: fx.Node, after_sum: bool) -> str:
-    if node.op == "placeholder":
-        return "input"
-    if after_sum:
-        return "sum"
-    scopes = [name.split(".")[0].split("@")[0] for name in node.meta.get("nn_module_stack", {})]
-    if "downsample" in scopes:
-        return "shortcut"
-    return "se" if "se" in scopes else "main"
+class _StepRecorder(TorchFunctionMode):
+    """Runs a block once and records, in call order, each leaf module call and each tensor op the block's
+    own code makes between them (F.relu, the addition, the SE gate's mean/sigmoid/multiply).
+
+    Per-module hooks and a torch-function mode (thread-local) only, so other threads are never affected.
+    """
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        self.steps: List[Step] = []
+        self.scopes: List[str] = []  # names of the modules running now, outermost first
+        self.summed = False
+
+    def run(self, x: torch.Tensor) -> List[Step]:
+        handles = []
+        for name, module in self.block.named_modules():
+            if name:
+                handles.append(module.register_forward_pre_hook(functools.partial(self._enter, name)))
+                handles.append(module.register_forward_hook(functools.partial(self._leave, name)))
+        try:
+            with torch.no_grad(), self:
+                self.block(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return self.steps
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inside_leaf = any(_is_leaf(self.block.get_submodule(name)) for name in self.scopes)
+        if isinstance(out, torch.Tensor) and not inside_leaf:
+            op = _FUNCTION_OPS.get(getattr(func, "__name__", ""), getattr(func, "__name__", str(func)))
+            self.summed = self.summed or op == SUM_OP
+            self._record("", op, out, 0)
+        return out
+
+    def _enter(self, name: str, module: nn.Module, args: tuple) -> None:
+        self.scopes.append(name)
+
+    def _leave(self, name: str, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        self.scopes.pop()
+        if _is_leaf(module):
+            self._record(name, _describe_module(module), out, sum(p.numel() for p in module.parameters()),
+                         scope=name)
+
+    def _record(self, module: str, op: str, out: torch.Tensor, params: int, scope: str = "") -> None:
+        top = {name.split(".")[0] for name in [*self.scopes, scope] if name}
+        branch = ("sum" if self.summed else "shortcut" if "downsample" in top else "se" if "se" in top
+                  else "main")
+        self.steps.append(Step(branch, module, op, tuple(out.shape), params))
 
 
-def _describe(node: fx.Node, module: Optional[nn.Module]) -> str:
-    if node.op == "placeholder":
-        return "input"
+SUM_OP = "add: main path + shortcut"
+_FUNCTION_OPS = {"relu": "ReLU", "mean": "global average pool", "sigmoid": "sigmoid gate",
+                 "mul": "scale channels by the gate", "__mul__": "scale channels by the gate",
+                 "add": SUM_OP, "__add__": SUM_OP}
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return next(iter(module.children()), None) is None
+
+
+def _describe_module(module: nn.Module) -> str:
     if isinstance(module, nn.Conv2d):
         k, s = module.kernel_size[0], module.stride[0]
         text = f"conv {k}×{k}, {module.in_channels}→{module.out_channels}"
@@ -161,22 +191,12 @@ def _describe(node: fx.Node, module: Optional[nn.Module]) -> str:
         return text
     if isinstance(module, nn.BatchNorm2d):
         return "batch norm"
-    if isinstance(module, nn.ReLU) or node.target is F.relu:
+    if isinstance(module, nn.ReLU):
         return "ReLU"
-    if node.target == "mean":
-        return "global average pool"
-    if node.target is torch.sigmoid:
-        return "sigmoid gate"
-    if node.target is operator.mul:
-        return "scale channels by the gate"
-    if node.target is operator.getitem:
-        return f"subsample, stride {node.args[1][-1].step or 1}"
-    if node.target is F.pad:
-        pads = node.args[1]
-        return f"zero-pad {pads[4]}+{pads[5]} channels"
-    if node.target in (operator.add, torch.add):
-        return "add: main path + shortcut"
-    return str(node.target)
+    if isinstance(module, ZeroPadShortcut):
+        subsample = f"subsample, stride {module.stride} · " if module.stride > 1 else ""
+        return f"{subsample}zero-pad {module.pad_front}+{module.pad_back} channels"
+    return type(module).__name__
 
 
 def _check_args(key: str, in_channels: int, out_channels: int, stride: int, size: int, shortcut: str) -> None:

@@ -84,15 +84,20 @@ def default_data_dir() -> Path:
 
 def load_dataset(name: str = "synthetic", data_dir: "str | Path | None" = None) -> ImageData:
     """The named set at its native size and channels, loaded once per process and cached."""
-    if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+    check_source(name, data_dir)
     if name == "synthetic":
         return _synthetic()
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    return _load_cached(name, str(root.resolve()))
+
+
+def check_source(name: str, data_dir: "str | Path | None") -> None:
+    """ValueError naming the field for an unknown set, or imagefolder without its folder."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
     if name == "imagefolder" and not data_dir:
         raise ValueError("data_dir is required for dataset imagefolder: a folder of class folders "
                          "(or with train/ and test/ or val/ subfolders)")
-    return _load_cached(name, str(root.resolve()))
 
 
 def prepare(name: str = "synthetic", data_dir: "str | Path | None" = None, *, channels: Optional[int] = None,

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import pandas as pd
 
@@ -109,10 +110,14 @@ def run_dirs(group_id: str, names: Iterable[str], root: "str | Path | None" = No
 
 
 def start(config: DegradationConfig, runner: JobRunner, owner: str = "",
-          root: "str | Path | None" = None) -> Dict[str, Job]:
-    """Submit the four runs to `runner` (background threads, its queue and memory guard); name -> job."""
+          root: "str | Path | None" = None) -> Tuple[str, Dict[str, Job]]:
+    """Submit the four runs to `runner` (background threads, its queue and memory guard).
+
+    Returns the group id and name -> job; if one is refused, those already queued are stopped.
+    """
     configs = config.validate().train_configs()
-    dirs = run_dirs(new_group_id(), configs, root)
+    group_id = new_group_id()
+    dirs = run_dirs(group_id, configs, root)
     jobs: Dict[str, Job] = {}
     try:
         for name, train_config in configs.items():
@@ -121,7 +126,7 @@ def start(config: DegradationConfig, runner: JobRunner, owner: str = "",
         for job in jobs.values():
             job.stop()
         raise
-    return jobs
+    return group_id, jobs
 
 
 def run(config: DegradationConfig, root: "str | Path | None" = None,
@@ -196,12 +201,23 @@ def reference_rows() -> List[Dict[str, Any]]:
 # ---------------------------------------------------------------- text from the numbers
 
 
-def describe(summaries: Mapping[str, Mapping[str, Any]], config: DegradationConfig) -> List[str]:
+def parse_net(name: str) -> Dict[str, Any]:
+    """"plain56" -> {skip: False, depth: 56}: the inverse of the names `DegradationConfig.nets` gives."""
+    match = re.fullmatch(r"(plain|resnet)(\d+)", name)
+    if not match:
+        raise ValueError(f"net name must be plain<depth> or resnet<depth>; got {name!r}")
+    return dict(skip=match.group(1) == "resnet", depth=int(match.group(2)))
+
+
+def describe(summaries: Mapping[str, Mapping[str, Any]]) -> List[str]:
     """Whether the deeper plain net trained worse than the shallower one, and the residual pair, from the numbers."""
-    nets = config.nets()
+    nets = {name: parse_net(name) for name in summaries}
     lines = []
     for skip, kind in ((False, "plain"), (True, "residual")):
-        shallow, deep = (name for name, net in nets.items() if net["skip"] == skip)
+        pair = sorted((net["depth"], name) for name, net in nets.items() if net["skip"] == skip)
+        if len(pair) != 2:
+            continue
+        (_, shallow), (_, deep) = pair
         a, b = summaries.get(shallow, {}).get("final_train_loss"), summaries.get(deep, {}).get("final_train_loss")
         if a is None or b is None:
             continue

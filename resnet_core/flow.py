@@ -213,8 +213,8 @@ def _measure_stack(kind: str, stack: FlowStack, config: FlowConfig, x: Tensor, y
     set_mode(stack, config.mode, lambda: _run_stack(stack, x, record=None))
     outputs: List[Tensor] = []
     features = _run_stack(stack, x, record=outputs)
-    loss = _loss(stack.head(features.mean((2, 3))), y, config.loss) if config.loss == "cross_entropy" \
-        else _loss(features, y, "sum")
+    outputs_for_loss = stack.head(features.mean((2, 3))) if config.loss == "cross_entropy" else features
+    loss = _loss(outputs_for_loss, y, config.loss)
     loss.backward()
     means, stds = _moments(outputs)
     grads = _norms([b.conv1.weight.grad for b in stack.blocks])
@@ -251,12 +251,9 @@ def _loss(outputs: Tensor, labels: Tensor, loss: str) -> Tensor:
 
 
 def _moments(outputs: Sequence[Tensor]) -> Tuple[List[float], List[float]]:
-    if not outputs:
-        return [], []
-    flat = torch.stack([o.double().flatten() for o in outputs]) if len({o.numel() for o in outputs}) == 1 else None
-    if flat is not None:
-        return flat.mean(1).tolist(), flat.std(1).tolist()
-    return [float(o.double().mean()) for o in outputs], [float(o.double().std()) for o in outputs]
+    # float64: the std of float32 activations near 1e-20 would underflow in float32
+    pairs = [torch.std_mean(o.double()) for o in outputs]
+    return [float(m) for _, m in pairs], [float(sd) for sd, _ in pairs]
 
 
 def _norms(grads: Sequence[Optional[Tensor]]) -> List[float]:

@@ -21,15 +21,17 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import torch
+
+from .data import NATIVE_SIZE, ImageData
 from .format import format_bytes
 from .presets import resolve_spec
 from .runstore import RunWriter, create_run
 from .summary import natural_input_size, summarize
-from .data import NATIVE_SIZE, ImageData
 from .train import Diverged, FitResult, Record, TrainConfig, fit, load_data, model_spec
 
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
@@ -168,9 +170,12 @@ class Job:
 class JobRunner:
     """Starts queued jobs in order while fewer than `max_concurrent` are running."""
 
-    def __init__(self, max_concurrent: Optional[int] = None, memory_budget: Optional[int] = None) -> None:
+    def __init__(self, max_concurrent: Optional[int] = None, memory_budget: Optional[int] = None,
+                 threads_per_run: Optional[int] = None) -> None:
         self.max_concurrent = max_concurrent or default_max_concurrent()
         self.memory_budget = memory_budget  # bytes; None: MEMORY_FRACTION of the RAM available at submit time
+        # torch's thread count (all cores, or OMP_NUM_THREADS) shared out between the concurrent runs
+        self.threads_per_run = threads_per_run or max(1, torch.get_num_threads() // self.max_concurrent)
         self._lock = threading.Lock()
         self._jobs: Dict[str, Job] = {}
         self._queue: List[Job] = []
@@ -233,7 +238,7 @@ class JobRunner:
                 starting.append(job)
         for job in starting:
             if job.config.threads is None:
-                job.config = job.config.replace(threads=max(1, (os.cpu_count() or 1) // self.max_concurrent))
+                job.config = job.config.replace(threads=self.threads_per_run)
             threading.Thread(target=self._work, args=(job,), daemon=True, name=f"job-{job.id}").start()
 
     def _work(self, job: Job) -> None:

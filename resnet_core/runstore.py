@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import pandas as pd
 import torch
 
 from .data import ImageData
@@ -132,6 +133,11 @@ def read_metrics(path: "str | Path", kind: Optional[str] = None) -> List[Dict[st
         if kind is None or record.get("kind") == kind:
             records.append(record)
     return records
+
+
+def metrics_csv(records: List[Dict[str, Any]]) -> str:
+    """Train and test records as one CSV table (one row per record, columns = the union of their keys)."""
+    return pd.DataFrame([r for r in records if r.get("kind") in ("train", "test")]).to_csv(index=False)
 
 
 def load_weights(path: "str | Path") -> Dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ metrics.jsonl). A record is a JSON-ready dict; its `kind` says which keys it has
   before any evaluation), train_loss, classes, confusion (rows = true class, from the last test
   evaluation, or None).
 
-A NaN or infinite loss raises `Diverged` ("diverged at step N ... lower the learning rate").
+A NaN, infinite or absurd (> 1e4) loss raises `Diverged` ("diverged at step N ... lower the learning rate").
 `stop.set()` ends the run within one block's forward pass; `fit` then returns with status "stopped".
 """
 
@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import DATASETS, NATIVE_SIZE, ImageData, augment, normalize, prepare
+from .data import NATIVE_SIZE, ImageData, augment, check_source, normalize, prepare
 from .model import ResNet
 from .presets import resolve_spec
 from .probes import Probes
@@ -53,6 +53,7 @@ PRECISIONS = ("fp32", "bf16")
 DEFAULT_LR = {"sgd": 0.1, "adam": 2e-3, "adamw": 2e-3}  # used when lr is None
 ONECYCLE_WARMUP = 0.25  # one-cycle's rising phase when warmup is 0
 ONECYCLE_DIV = 25.0  # one-cycle starts at lr/25 (torch's OneCycleLR default)
+DIVERGED_LOSS = 1e4  # a cross-entropy this large (logits 10^4 off) never comes back: treated like NaN
 
 Record = Dict[str, Any]
 
@@ -92,11 +93,11 @@ class TrainConfig:
     threads: Optional[int] = None  # torch intra-op threads for this run (None: leave as is)
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
     # logging
-    log_every: int = 10  # steps between train records (step 1 is always logged)
+    log_every: int = 5  # steps between train records (step 1 is always logged)
     probe_every: int = 20  # steps between probe records; 0 turns probes off
 
     def validate(self) -> "TrainConfig":
-        _choice("dataset", self.dataset, DATASETS)
+        check_source(self.dataset, self.data_dir)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("precision", self.precision, PRECISIONS)
@@ -149,11 +150,11 @@ class TrainConfig:
 
 
 class Diverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN, infinite or larger than DIVERGED_LOSS."""
 
     def __init__(self, step: int, loss: float, lr: float) -> None:
         self.step, self.loss, self.lr = step, loss, lr
-        super().__init__(f"diverged at step {step} (loss {loss}, learning rate {lr:.3g}): "
+        super().__init__(f"diverged at step {step} (loss {loss:.3g}, learning rate {lr:.3g}): "
                          f"lower the learning rate (try {lr / 10:.3g}) or add warmup")
 
 
@@ -346,7 +347,7 @@ class _Trainer:
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             loss_value = loss.item()
-            if not math.isfinite(loss_value):
+            if not loss_value < DIVERGED_LOSS:  # also catches NaN
                 raise Diverged(self.step + 1, loss_value, lr)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

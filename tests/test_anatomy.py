@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from torch import nn
 from torchvision.models import resnet as tv
 
+from resnet_core import summarize
 from resnet_core.anatomy import VARIANTS, bottleneck_saving, shortcut_options, trace_block
 
 
@@ -60,7 +63,7 @@ def test_shortcut_kinds():
     padded = trace_block("basic", 16, 32, stride=2, size=32, shortcut="A")
     assert padded.shortcut_path == "zero-pad"
     assert [(s.op, s.shape, s.params) for s in padded.steps if s.branch == "shortcut"] == [
-        ("subsample, stride 2", (1, 16, 16, 16), 0), ("zero-pad 8+8 channels", (1, 32, 16, 16), 0)]
+        ("subsample, stride 2 · zero-pad 8+8 channels", (1, 32, 16, 16), 0)]
 
 
 def test_preact_se_and_plain_blocks():
@@ -88,6 +91,18 @@ def test_shortcut_options_count_their_parameters():
     assert options == {"A": 0, "B": 128 * 256 + 2 * 256, "C": 128 * 256 + 2 * 256}
     same = shortcut_options(256, 256, 1).set_index("shortcut")["params"].to_dict()
     assert same == {"A": 0, "B": 0, "C": 256 * 256 + 2 * 256}
+
+
+def test_tracing_leaves_other_threads_alone():
+    """The app traces blocks while a background thread summarizes presets: neither may see the other's calls."""
+    results = {}
+    worker = threading.Thread(target=lambda: results.update(s=summarize("resnet34", (3, 96, 96), 3)))
+    worker.start()
+    anatomies = [trace_block("se", 64, 128, stride=2, size=size) for size in range(20, 30)]
+    worker.join()
+    assert results["s"].total_params == n_params(tv.resnet34())
+    assert results["s"].output_shape == (3, 1000)
+    assert {len(a.steps) for a in anatomies} == {len(trace_block("se", 64, 128, stride=2, size=40).steps)}
 
 
 @pytest.mark.parametrize("args, field", [

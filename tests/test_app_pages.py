@@ -78,11 +78,15 @@ def test_home_model_link_opens_resnet50():
     assert metrics(at)["Parameters"] == "25,557,032"
 
 
-def test_torchvision_badge_count_is_torchvisions_count():
-    at = run(ARCHITECTURE, model="resnet50")
-    assert torchvision_params("resnet50") == 25_557_032
-    assert "= torchvision.models.resnet50: 25,557,032 parameters" in texts(at)
-    assert 'tv_model = torchvision.models.resnet50()' in texts(at)
+@pytest.mark.parametrize("name", ["resnet50", "resnext50_32x4d", "wide_resnet50_2"])
+def test_torchvision_badge_count_is_torchvisions_count(name):
+    at = run(ARCHITECTURE, model=name)
+    expected = torchvision_params(name)
+    assert f"= torchvision.models.{name}: {expected:,} parameters" in texts(at)
+    assert metrics(at)["Parameters"] == f"{expected:,}"
+    assert f"tv_model = torchvision.models.{name}()" in texts(at)
+    if name == "resnet50":
+        assert expected == 25_557_032
 
 
 def test_choose_preset_then_change_block():
@@ -190,6 +194,7 @@ def test_compare_table_and_the_whole_family():
     while any(e.type == "progress" for e in at.main) and time.monotonic() < deadline:
         time.sleep(1)
         at.run()
+    assert not at.error and not at.exception
     family = charts(at)["Parameters against depth"]
     points = {}
     for trace in family["data"]:
@@ -204,3 +209,13 @@ def test_compare_table_and_the_whole_family():
     at.multiselect(key="cmp_configs").set_value(["resnet18"]).run()
     assert "at least two" in at.info[0].value
     assert not at.exception
+
+
+def test_a_link_with_bad_settings_falls_back_to_the_preset():
+    at = run(ARCHITECTURE, model="resnet18", width="0")
+    with pytest.raises(ValueError) as engine:
+        resolve_spec("resnet18", width=0)
+    assert not at.exception
+    assert [e.value for e in at.error] == [f"The link's model settings were ignored: {engine.value}"]
+    assert metrics(at)["Parameters"] == "11,689,512"
+    assert "width" not in at.query_params

@@ -30,9 +30,13 @@ def wait_idle(pg) -> None:
 
 def screenshot(pg, name: str) -> Path:
     """The whole page: streamlit scrolls inside stMain, so grow the viewport to its height first."""
-    height = pg.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    pg.set_viewport_size({"width": 1400, "height": max(1000, min(int(height), 8000))})
-    pg.wait_for_timeout(500)
+    for _ in range(3):  # charts may lay out again at the new size
+        height = max(1000, min(8000, pg.evaluate(
+            "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")))
+        if height == pg.viewport_size["height"]:
+            break
+        pg.set_viewport_size({"width": 1400, "height": height})
+        pg.wait_for_timeout(500)
     return save_screenshot(pg, name)
 
 
@@ -47,7 +51,7 @@ def test_page_url_as_first_request_to_a_fresh_server(start_server, page, name):
     screenshot(page, f"page-{name or 'Home'}")
 
 
-def test_model_link_opens_resnet50(start_server, page):
+def test_model_link_opens_resnet50_and_bad_input_keeps_the_page(start_server, page):
     page.goto(f"{start_server()}/?model=resnet50")
     page.wait_for_url("**/Architecture?model=resnet50", timeout=TIMEOUT_MS)
     wait_idle(page)
@@ -57,10 +61,7 @@ def test_model_link_opens_resnet50(start_server, page):
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "architecture-resnet50-link")
 
-
-def test_bad_blocks_per_stage_shows_the_error_and_keeps_the_page(start_server, page):
-    page.goto(f"{start_server()}/Architecture?model=resnet34")
-    wait_idle(page)
+    page.set_viewport_size({"width": 1400, "height": 1000})
     field = page.get_by_label("Blocks per stage", exact=True)
     field.fill("3,x")
     field.press("Enter")
@@ -68,7 +69,6 @@ def test_bad_blocks_per_stage_shows_the_error_and_keeps_the_page(start_server, p
     error.wait_for(timeout=TIMEOUT_MS)
     assert "layers must be comma-separated whole numbers" in error.inner_text()
     wait_idle(page)
-    params = page.locator('[data-testid="stMetric"]').filter(has_text="Parameters")
-    assert params.locator('[data-testid="stMetricValue"]').inner_text() == "21,797,672"
+    assert params.locator('[data-testid="stMetricValue"]').inner_text() == "25,557,032"  # the last valid view
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "architecture-bad-layers")

@@ -18,7 +18,8 @@ SPATIAL_COLOUR = SEQUENCE[3]
 BOX_FILL = "rgba(240, 242, 246, 1)"
 NEUTRAL = "#555555"
 BOX_HALF_HEIGHT = 0.32
-SHORTCUT_X = 1.45
+BOX_HALF_WIDTH = 0.98
+SHORTCUT_X = 1.2
 MIB = 2**20
 
 
@@ -41,7 +42,7 @@ def stage_figure(stages: pd.DataFrame, residual: bool = True) -> go.Figure:
                          hovertemplate="%{x}: %{y} channels<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Bar(x=spatial["stage"], y=[s[2] for s in spatial["output_shape"]], text=sizes,
                          marker_color=SPATIAL_COLOUR, hovertemplate="%{x}: %{text}<extra></extra>"), row=1, col=2)
-    fig.add_trace(go.Bar(x=stages["stage"], y=stages["params"], text=[_short_count(p) for p in stages["params"]],
+    fig.add_trace(go.Bar(x=stages["stage"], y=stages["params"], text=[short_count(p) for p in stages["params"]],
                          marker_color=colour, hovertemplate="%{x}: %{y:,} parameters<extra></extra>"), row=1, col=3)
     fig.update_traces(textposition="outside", cliponaxis=False)
     fig.update_layout(height=330, margin=dict(t=40, b=10, l=10, r=10), bargap=0.3, showlegend=False)
@@ -49,28 +50,23 @@ def stage_figure(stages: pd.DataFrame, residual: bool = True) -> go.Figure:
 
 
 def block_path_figure(anatomy: BlockAnatomy, rows: int = 0) -> go.Figure:
-    """The block drawn top to bottom: main path in boxes, the shortcut beside it, joined at the addition.
+    """The block drawn top to bottom: main path in boxes, the shortcut as a labelled line into the addition.
 
     `rows` (at least the block's own box count) gives figures of blocks shown side by side one height.
     """
     boxes = _path_boxes(anatomy.steps)
     main = [b for b in boxes if b[0] != "shortcut"]
-    shortcut = next((b for b in boxes if b[0] == "shortcut"), None)
-    positions = {id(box): (0.0, -float(i)) for i, box in enumerate(main)}
-    sum_box = next((b for b in main if b[0] == "sum"), None)
-    if shortcut is not None:
-        positions[id(shortcut)] = (SHORTCUT_X, positions[id(sum_box)][1] / 2)
     fig = go.Figure()
-    for box in main + ([shortcut] if shortcut else []):
-        _draw_box(fig, box, *positions[id(box)])
-    for upper, lower in zip(main, main[1:]):
-        _arrow(fig, positions[id(upper)], positions[id(lower)])
-    if sum_box is not None:
-        start, end = positions[id(main[0])], positions[id(sum_box)]
-        via = positions[id(shortcut)] if shortcut else (SHORTCUT_X, (start[1] + end[1]) / 2)
-        _shortcut_line(fig, start, via, end, label="" if shortcut else "identity", through_box=bool(shortcut))
+    for i, box in enumerate(main):
+        _draw_box(fig, box, -float(i))
+    for i in range(1, len(main)):
+        _arrow(fig, -float(i - 1), -float(i))
+    sum_row = next((i for i, b in enumerate(main) if b[0] == "sum"), None)
+    if sum_row is not None:
+        shortcut = [s for s in anatomy.steps if s.branch == "shortcut"]
+        _shortcut_line(fig, -float(sum_row), _shortcut_label(shortcut))
     rows = max(rows, len(main))
-    fig.update_xaxes(visible=False, range=[-1.05, 2.05], fixedrange=True)
+    fig.update_xaxes(visible=False, range=[-1.02, 1.6], fixedrange=True)
     fig.update_yaxes(visible=False, range=[-rows + 0.45, 0.55], fixedrange=True)
     fig.update_layout(height=30 + 82 * rows, margin=dict(t=10, b=10, l=0, r=0), showlegend=False,
                       plot_bgcolor="rgba(0,0,0,0)")
@@ -128,35 +124,36 @@ def _wrap(ops: List[str]) -> str:
     return "<br>".join(lines)
 
 
-def _draw_box(fig: go.Figure, box: Box, x: float, y: float) -> None:
-    branch = box[0]
-    colour = {"shortcut": RESIDUAL, "sum": RESIDUAL, "se": SE_COLOUR}.get(branch, NEUTRAL)
-    half_width = 0.55 if branch == "shortcut" else 0.98
-    fig.add_shape(type="rect", x0=x - half_width, x1=x + half_width, y0=y - BOX_HALF_HEIGHT, y1=y + BOX_HALF_HEIGHT,
+def _draw_box(fig: go.Figure, box: Box, y: float) -> None:
+    colour = {"sum": RESIDUAL, "se": SE_COLOUR}.get(box[0], NEUTRAL)
+    fig.add_shape(type="rect", x0=-BOX_HALF_WIDTH, x1=BOX_HALF_WIDTH, y0=y - BOX_HALF_HEIGHT, y1=y + BOX_HALF_HEIGHT,
                   line=dict(color=colour, width=1.5), fillcolor=BOX_FILL, layer="below")
-    fig.add_annotation(x=x, y=y, text=_box_text(box), showarrow=False, font=dict(size=11))
+    fig.add_annotation(x=0, y=y, text=_box_text(box), showarrow=False, font=dict(size=11))
 
 
-def _arrow(fig: go.Figure, tail: Tuple[float, float], head: Tuple[float, float]) -> None:
-    fig.add_annotation(x=head[0], y=head[1] + BOX_HALF_HEIGHT, ax=tail[0], ay=tail[1] - BOX_HALF_HEIGHT,
+def _arrow(fig: go.Figure, tail_y: float, head_y: float) -> None:
+    fig.add_annotation(x=0, y=head_y + BOX_HALF_HEIGHT, ax=0, ay=tail_y - BOX_HALF_HEIGHT,
                        xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=2, arrowwidth=1.5,
                        arrowcolor=NEUTRAL, text="")
 
 
-def _shortcut_line(fig: go.Figure, start: Tuple[float, float], via: Tuple[float, float], end: Tuple[float, float],
-                   label: str, through_box: bool) -> None:
-    """Input box -> right -> down (through the shortcut box, if any) -> into the sum box."""
-    x = via[0]
-    gap = BOX_HALF_HEIGHT if through_box else 0.0
-    segments = [((0.98, start[1]), (x, start[1])), ((x, start[1]), (x, via[1] + gap)),
-                ((x, via[1] - gap), (x, end[1]))]
-    for (x0, y0), (x1, y1) in segments:
+def _shortcut_label(steps: List[Step]) -> str:
+    if not steps:
+        return "identity"
+    ops = " · ".join(s.op.replace("batch norm", "BN") for s in steps)
+    params = sum(s.params for s in steps)
+    return f"{ops}<br>{params:,} params" if params else ops
+
+
+def _shortcut_line(fig: go.Figure, sum_y: float, label: str) -> None:
+    """From the input box out to the right, down, and into the sum box, labelled along the way."""
+    points = [(BOX_HALF_WIDTH, 0.0), (SHORTCUT_X, 0.0), (SHORTCUT_X, sum_y)]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
         fig.add_shape(type="line", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color=RESIDUAL, width=2))
-    fig.add_annotation(x=0.98, y=end[1], ax=x, ay=end[1], xref="x", yref="y", axref="x", ayref="y",
+    fig.add_annotation(x=BOX_HALF_WIDTH, y=sum_y, ax=SHORTCUT_X, ay=sum_y, xref="x", yref="y", axref="x", ayref="y",
                        showarrow=True, arrowhead=2, arrowwidth=2, arrowcolor=RESIDUAL, text="")
-    if label:
-        fig.add_annotation(x=x, y=via[1], text=label, showarrow=False, textangle=-90, xshift=10,
-                           font=dict(color=RESIDUAL, size=12))
+    fig.add_annotation(x=SHORTCUT_X, y=sum_y / 2, text=label, showarrow=False, textangle=-90, xshift=16,
+                       font=dict(color=RESIDUAL, size=11))
 
 
 def compare_figure(rows: pd.DataFrame) -> go.Figure:
@@ -171,7 +168,7 @@ def compare_figure(rows: pd.DataFrame) -> go.Figure:
     for col, (column, title, scale, fmt) in enumerate(metrics, start=1):
         values = rows[column] / scale
         fig.add_trace(go.Bar(x=rows["label"], y=values, marker_color=colours, name=title, showlegend=False,
-                             text=[_short_count(v) if scale == 1 and column != "depth" else fmt.format(v)
+                             text=[short_count(v) if scale == 1 and column != "depth" else fmt.format(v)
                                    for v in values],
                              textposition="outside", cliponaxis=False,
                              hovertemplate="%{x}: %{y:,}<extra>" + title + "</extra>"), row=1, col=col)
@@ -226,7 +223,8 @@ def _legend_entries(fig: go.Figure, skips: pd.Series) -> None:
                              name="residual" if skip else "plain (no skip)"))
 
 
-def _short_count(n: float) -> str:
+def short_count(n: float) -> str:
+    """12345678 -> "12.3M": three significant digits with k, M or G."""
     for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= limit:
             return f"{n / limit:.3g}{suffix}"

@@ -67,11 +67,6 @@ def choice_from_query_params(params: Mapping[str, str]) -> Optional[ModelChoice]
     return ModelChoice(model, {k: _from_text(k, params[k]) for k in OVERRIDABLE if k in params})
 
 
-def unvalidated_spec(choice: ModelChoice) -> ModelSpec:
-    """The preset with the overrides applied as given, so widgets can show values the engine rejects."""
-    return dataclasses.replace(get_preset(choice.model).spec, **choice.overrides)
-
-
 def shared_choice(default: str = DEFAULT_MODEL) -> ModelChoice:
     """The URL's choice if it has one, else the session's (set by the Architecture page), else `default`."""
     try:

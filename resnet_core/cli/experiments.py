@@ -2,7 +2,7 @@
 
     python -m resnet_core flow --blocks 50 [--width 16] [--no-bn] [--init normal --std 0.05] [--activation tanh] [--json]
     python -m resnet_core degradation [--steps N] [--json]
-    python -m resnet_core lesion RUN_DIR [RUN_DIR ...] [--json]
+    python -m resnet_core lesion RUN_DIR [RUN_DIR ...] [--limit N] [--json]
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import degradation, lesion
 from ..data import DATASETS
 from ..flow import ACTIVATIONS, INITS, LOSSES, MODES, FlowConfig, describe_stacks, format_ratio, run_flow
 
 _FLOW = FlowConfig()
+_DEGRADATION = degradation.DegradationConfig()
 
 
 def register(sub) -> None:
@@ -34,6 +36,29 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(func=_flow)
 
+    d = _DEGRADATION
+    p = sub.add_parser("degradation", help="train plain and residual nets of two depths on the same batches")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps per net (default {d.steps})")
+    p.add_argument("--shallow", type=int, default=d.shallow, help=f"blocks per stage, shallow pair (default {d.shallow})")
+    p.add_argument("--deep", type=int, default=d.deep, help=f"blocks per stage, deep pair (default {d.deep})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--width", type=int, default=d.width)
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--augment", action="store_true", help="random crop + flip")
+    p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--test-subset", type=int, default=d.test_subset, help="evaluate on the first N test images")
+    p.add_argument("--run-root", help="folder for the four run folders (default: the run store)")
+    p.add_argument("--json", action="store_true", help="one JSON line per finished net, then {\"runs\": ...}")
+    p.set_defaults(func=_degradation)
+
+    p = sub.add_parser("lesion", help="delete each block of trained nets at test time; accuracy per deleted block")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--limit", type=int, help="evaluate on the first N test images (default: the run's own setting)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_lesion)
+
 
 def _flow(args: argparse.Namespace) -> int:
     config = FlowConfig(blocks=args.blocks, width=args.width, batch_norm=not args.no_bn, mode=args.mode,
@@ -52,4 +77,43 @@ def _flow(args: argparse.Namespace) -> int:
     print()
     for line in describe_stacks(result):
         print(line.replace("**", ""))
+    return 0
+
+
+def _degradation(args: argparse.Namespace) -> int:
+    config = degradation.DegradationConfig(
+        shallow=args.shallow, deep=args.deep, dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
+        lr=args.lr, width=args.width, image_size=args.image_size, augment=args.augment, seed=args.seed,
+        test_subset=args.test_subset).validate()
+    if not args.json:
+        print(f"training {config.describe()}".replace("`", ""), flush=True)
+
+    def finished(name, result, run_dir) -> None:
+        summary = degradation.summarize_records(result.records)
+        if args.json:
+            print(json.dumps(dict(name=name, run_dir=str(run_dir), **summary)), flush=True)
+        else:
+            print(f"{name}: final train loss {summary['final_train_loss']:.4f}, test accuracy "
+                  f"{summary['test_acc']:.1%}, {summary['seconds']:.0f} s  ({run_dir})", flush=True)
+
+    summaries = degradation.run(config, root=args.run_root, on_result=finished)
+    if args.json:
+        print(json.dumps(dict(runs=summaries)))
+    else:
+        for line in degradation.describe(summaries):
+            print(line.replace("**", ""))
+    return 0
+
+
+def _lesion(args: argparse.Namespace) -> int:
+    for run_dir in args.run_dirs:
+        result = lesion.lesion_run(run_dir, limit=args.limit)
+        if args.json:
+            print(json.dumps(result.to_dict()), flush=True)
+            continue
+        print(f"{result.name}: intact test accuracy {result.baseline_acc:.2%} on {result.test_images} images")
+        for row in result.blocks:
+            print(f"  without {row['block']:<10} " + (f"{row['acc']:.2%}" if row["deletable"]
+                                                       else "not deletable (changes the shape)"))
+        print(lesion.describe(result).replace("**", ""))
     return 0

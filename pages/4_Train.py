@@ -1,0 +1,291 @@
+"""Train: start a run on the chosen model, watch its live curves, stop it; results, downloads and past runs."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import streamlit as st
+
+st.set_page_config(page_title="Train · ResNet Explorer", page_icon="🧱", layout="wide")
+
+from pages.ui.train_figures import (  # noqa: E402  (set_page_config must come first)
+    OVERLAY_METRICS, confusion_figure, overlay_figure, prediction_grid, training_curves)
+from pages.ui.widgets import ModelChoice, model_picker  # noqa: E402
+from resnet_core.data import DATASETS, default_data_dir, load_dataset  # noqa: E402
+from resnet_core.jobs import Job, JobSnapshot, default_runner  # noqa: E402
+from resnet_core.runstore import (  # noqa: E402
+    WEIGHTS, RunInfo, list_runs, load_model, load_run_data, metrics_csv, read_metrics, read_run)
+from resnet_core.train import DEFAULT_LR, OPTIMIZERS, SCHEDULES, Evaluation, TrainConfig, evaluate  # noqa: E402
+
+POLL_SECONDS = 0.5
+GRID_IMAGES = 24
+OWNER_KEY, JOB_KEY, ERROR_KEY, TOAST_KEY = "train_owner", "train_job", "train_error", "train_toast"
+BATCH_SIZES = [16, 32, 64, 128, 256, 512]
+DEFAULTS = TrainConfig()
+WIDGETS: Dict[str, Any] = dict(  # widget key -> default, from TrainConfig's defaults
+    train_dataset=DEFAULTS.dataset, train_data_dir="", train_epochs=DEFAULTS.epochs, train_steps=0,
+    train_batch=DEFAULTS.batch_size, train_optimizer=DEFAULTS.optimizer, train_schedule=DEFAULTS.schedule,
+    train_warmup=DEFAULTS.warmup, train_wd=DEFAULTS.weight_decay, train_smoothing=DEFAULTS.label_smoothing,
+    train_nesterov=DEFAULTS.nesterov, train_subset=0, train_augment=DEFAULTS.augment,
+    train_precision=DEFAULTS.precision, train_seed=DEFAULTS.seed, train_probe_every=DEFAULTS.probe_every,
+    train_threads=0,
+    **{f"train_lr_{name}": lr for name, lr in DEFAULT_LR.items()},
+)
+
+
+def init_state() -> None:
+    st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)  # this browser session's jobs only
+    for key, value in WIDGETS.items():
+        st.session_state.setdefault(key, value)
+
+
+def my_job() -> Optional[Job]:
+    job_id = st.session_state.get(JOB_KEY)
+    return default_runner().get(job_id, owner=st.session_state[OWNER_KEY]) if job_id else None
+
+
+def config_from_state(choice: ModelChoice) -> TrainConfig:
+    s = st.session_state
+    return TrainConfig(
+        model=choice.model, overrides=dict(choice.overrides), dataset=s.train_dataset,
+        data_dir=s.train_data_dir.strip() or None, train_subset=s.train_subset or None, epochs=s.train_epochs,
+        max_steps=s.train_steps or None, batch_size=s.train_batch, optimizer=s.train_optimizer,
+        lr=s[f"train_lr_{s.train_optimizer}"], nesterov=s.train_nesterov, weight_decay=s.train_wd,
+        schedule=s.train_schedule, warmup=s.train_warmup, label_smoothing=s.train_smoothing,
+        augment=s.train_augment, precision=s.train_precision, seed=s.train_seed, probe_every=s.train_probe_every,
+        threads=s.train_threads or None,
+    )
+
+
+def start(choice: ModelChoice) -> None:
+    st.session_state.pop(ERROR_KEY, None)
+    try:
+        job = default_runner().submit(config_from_state(choice), owner=st.session_state[OWNER_KEY])
+    except ValueError as exc:  # bad settings or the memory guard's refusal, with its figures
+        st.session_state[ERROR_KEY] = str(exc)
+        return
+    st.session_state[JOB_KEY] = job.id
+
+
+def stop() -> None:
+    job = my_job()
+    if job is not None:
+        job.stop()
+
+
+def controls() -> ModelChoice:
+    choice = model_picker("Model", key="train_model", default="resnet20")
+    st.selectbox("Data set", DATASETS, key="train_dataset",
+                 help="synthetic: 10 classes of shapes, generated here (works offline)")
+    if st.session_state.train_dataset != "synthetic":
+        st.text_input("Data folder", key="train_data_dir", placeholder=str(default_data_dir()),
+                      help="where the files are (or are downloaded to); for imagefolder: a folder of class folders, "
+                           "or with train/ and test/ (or val/)")
+    c = st.columns(2)
+    c[0].number_input("Epochs", 1, 500, key="train_epochs")
+    c[1].number_input("Step budget (0: use epochs)", 0, 10**7, key="train_steps")
+    c = st.columns(2)
+    c[0].selectbox("Batch size", BATCH_SIZES, key="train_batch")
+    c[1].number_input("Train subset (0: all)", 0, 10**7, step=500, key="train_subset")
+    c = st.columns(2)
+    optimizer = c[0].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer")
+    c[1].number_input("Peak learning rate", 1e-6, 100.0, format="%.4g", key=f"train_lr_{optimizer}")
+    with st.expander("More settings"):
+        c = st.columns(2)
+        c[0].selectbox("Schedule", SCHEDULES, key="train_schedule",
+                       help="onecycle: rise for the first quarter (or the warmup), then cosine down")
+        c[1].slider("Warmup (fraction of steps)", 0.0, 0.5, step=0.05, key="train_warmup")
+        c = st.columns(2)
+        c[0].number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%.4g", key="train_wd")
+        c[1].slider("Label smoothing", 0.0, 0.3, step=0.05, key="train_smoothing")
+        c = st.columns(2)
+        c[0].checkbox("Nesterov momentum (SGD)", key="train_nesterov")
+        c[1].checkbox("Augment (crop + flip)", key="train_augment")
+        c = st.columns(2)
+        c[0].radio("Precision", ["fp32", "bf16"], key="train_precision", horizontal=True,
+                   help="bf16: autocast to bfloat16 (fast on GPUs and CPUs with AMX; often slower elsewhere)")
+        c[1].number_input("Seed", 0, 2**31 - 1, key="train_seed")
+        c = st.columns(2)
+        c[0].number_input("Probe every (steps, 0: off)", 0, 10_000, key="train_probe_every",
+                          help="per-block gradient norms and activation statistics, read by the Signal flow page")
+        c[1].number_input("Threads (0: the server's share)", 0, 256, key="train_threads",
+                          help=f"this server gives each run {default_runner().threads_per_run} thread(s) by default")
+    return choice
+
+
+def status_line(snap: JobSnapshot) -> None:
+    running, queued = default_runner().load()
+    if snap.status == "queued":
+        st.info(f"Queued at position {snap.queue_position}: {running} run(s) training on this server, which trains "
+                f"at most {default_runner().max_concurrent} at a time.")
+        return
+    if snap.status == "running":
+        total = snap.total_steps or 0
+        eta = f" · about {format_seconds(snap.eta_sec)} left" if snap.eta_sec is not None else ""
+        speed = f" · {snap.images_per_sec:.0f} images/s" if snap.images_per_sec else ""
+        st.progress(snap.progress, text=f"Step {snap.step} of {total or '…'}{eta}{speed} — {snap.message}")
+        if queued:
+            st.caption(f"{queued} run(s) waiting in the server's queue.")
+        return
+    note = {"finished": st.success, "stopped": st.warning, "diverged": st.error, "failed": st.error}[snap.status]
+    text = snap.message if snap.message.startswith(snap.status) else f"{snap.status}: {snap.message}"
+    note(text[0].upper() + text[1:])
+    if snap.error:
+        with st.expander("Traceback"):
+            st.code(snap.error)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def live_panel(job: Job) -> None:
+    live = not job.done
+
+    @st.fragment(run_every=POLL_SECONDS if live else None)
+    def panel() -> None:
+        snap = job.snapshot()
+        status_line(snap)
+        if snap.records:
+            with st.container(key="train_live"):
+                st.plotly_chart(training_curves(snap.records), width="stretch", key="train_live_curves")
+        if live and snap.done:
+            st.session_state[TOAST_KEY] = f"Run {snap.status}: {snap.message}"
+            st.rerun()  # the whole page: polling ends and the results appear
+
+    panel()
+
+
+def results(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]],
+            evaluation: Optional[Evaluation], test_images=None) -> None:
+    final = records[-1] if records and records[-1]["kind"] == "final" else None
+    st.subheader(title)
+    if final is None:
+        st.caption("No final record: the run did not end normally, so its curves are all there is.")
+        return
+    c = st.columns(5)
+    c[0].metric("Test accuracy", f"{final['test_acc']:.1%}" if final["test_acc"] is not None else "—")
+    c[1].metric("Test loss", f"{final['test_loss']:.3f}" if final["test_loss"] is not None else "—")
+    c[2].metric("Steps", f"{final['steps']:,}")
+    c[3].metric("Training speed", f"{final['images_per_sec']:.0f} images/s")
+    c[4].metric("Wall clock", format_seconds(final["seconds"]))
+    downloads(run_dir, records)
+    if final["confusion"] is None:
+        return
+    left, right = st.columns([2, 3])
+    left.plotly_chart(confusion_figure(final["confusion"], final["classes"]), width="stretch",
+                      key=f"confusion_{title}")
+    if evaluation is not None and test_images is not None:
+        mistakes_only = right.toggle("Mistakes only", key=f"mistakes_{title}")
+        index = [i for i in range(len(evaluation.labels))
+                 if not mistakes_only or int(evaluation.predictions[i]) != int(evaluation.labels[i])][:GRID_IMAGES]
+        if index:
+            right.plotly_chart(prediction_grid(test_images[index].numpy(), evaluation.labels[index].tolist(),
+                                               evaluation.predictions[index].tolist(), final["classes"]),
+                               width="stretch", key=f"grid_{title}")
+        else:
+            right.success("No mistakes on the test images.")
+
+
+def downloads(run_dir: Optional[str], records: Sequence[Dict[str, Any]]) -> None:
+    name = Path(run_dir).name if run_dir else "run"
+    c = st.columns(2)
+    c[0].download_button("Metrics (CSV)", metrics_csv(list(records)), file_name=f"{name}-metrics.csv",
+                         mime="text/csv", key=f"csv_{name}", on_click="ignore")
+    weights = Path(run_dir) / WEIGHTS if run_dir else None
+    if weights is not None and weights.is_file():
+        c[1].download_button("Weights (.pt state_dict)", weights.read_bytes(), file_name=f"{name}.pt",
+                             mime="application/octet-stream", key=f"pt_{name}", on_click="ignore",
+                             help="load with torch.load(path, weights_only=True)")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Evaluating the stored weights on the test set…")
+def stored_evaluation(run_dir: str, weights_mtime: float):
+    info = read_run(run_dir)
+    data = load_run_data(run_dir)
+    evaluation = evaluate(load_model(run_dir), data, limit=info.config["train"].get("test_subset"))
+    return evaluation, data.test_images
+
+
+def run_label(info: RunInfo) -> str:
+    train = info.config.get("train", {})
+    acc = info.final.get("test_acc") if info.final else None
+    score = f" · test acc {acc:.1%}" if acc is not None else ""
+    return f"{info.run_id} · {train.get('dataset', '?')} · {info.status}{score}"
+
+
+def past_runs(current_run: Optional[str]) -> None:
+    runs = {info.run_id: info for info in list_runs()}
+    st.subheader("Past runs")
+    if not runs:
+        st.caption("No runs stored yet: they are kept in the runs folder and listed here after a restart.")
+        return
+    st.caption(f"All {len(runs)} runs stored on this server (interrupted: the process training them ended early; "
+               "their curves are kept).")
+    c = st.columns([3, 1])
+    default = [current_run] if current_run in runs else list(runs)[:1]
+    picked = c[0].multiselect("Overlay runs", list(runs), default=default, format_func=lambda r: run_label(runs[r]),
+                              key="train_overlay_runs")
+    metric = c[1].selectbox("Metric", list(OVERLAY_METRICS), key="train_overlay_metric")
+    if picked:
+        overlay = [dict(label=r, records=read_metrics(runs[r].path),
+                        skip=runs[r].config.get("spec", {}).get("skip", True)) for r in picked]
+        st.plotly_chart(overlay_figure(overlay, metric), width="stretch", key="train_overlay")
+    inspect = st.selectbox("Inspect a stored run", ["—", *runs], format_func=lambda r: r if r == "—" else
+                           run_label(runs[r]), key="train_inspect")
+    if inspect != "—":
+        info = runs[inspect]
+        records = read_metrics(info.path)
+        st.plotly_chart(training_curves(records), width="stretch", key="train_inspect_curves")
+        weights = info.path / WEIGHTS
+        evaluation = images = None
+        if weights.is_file() and info.final and info.final.get("confusion") is not None:
+            try:
+                evaluation, images = stored_evaluation(str(info.path), weights.stat().st_mtime)
+            except (ValueError, RuntimeError) as exc:
+                st.warning(f"Cannot re-evaluate this run: {exc}")
+        results(f"Stored run {info.run_id}", str(info.path), records, evaluation, images)
+
+
+def main() -> None:
+    init_state()
+    if TOAST_KEY in st.session_state:
+        st.toast(st.session_state.pop(TOAST_KEY), icon="🏁")
+    st.title("Train")
+    st.markdown("Train the chosen model on a data set and watch the curves as they are measured. Every run is kept "
+                "on disk with its config, metrics, status and final weights.")
+    job = my_job()
+    live = job is not None and not job.done
+    left, right = st.columns([1, 2.3], gap="large")
+    with left:
+        choice = controls()
+        c = st.columns(2)
+        c[0].button("Start training", type="primary", on_click=start, args=(choice,), disabled=live,
+                    key="train_start", width="stretch")
+        c[1].button("Stop", on_click=stop, disabled=not live, key="train_stop", width="stretch")
+        if ERROR_KEY in st.session_state:
+            st.error(st.session_state[ERROR_KEY], icon="⚠️")
+    with right:
+        if st.session_state.train_dataset == "synthetic":
+            with st.spinner("Generating the synthetic set…"):
+                load_dataset("synthetic")  # once per server process, so Start goes straight to training
+        if job is None:
+            running, queued = default_runner().load()
+            st.info(f"Pick a model and press **Start training**. Defaults: {DEFAULTS.model}-sized runs of "
+                    f"{DEFAULTS.epochs} epochs on the built-in synthetic set. Server: {running} run(s) training, "
+                    f"{queued} queued.")
+        else:
+            st.caption(f"{job.config.model} on {job.config.dataset} · seed {job.config.seed}")
+            live_panel(job)
+            snap = job.snapshot()
+            if snap.done and job.result is not None:
+                result = job.result
+                results("Results", snap.run_dir, snap.records, result.evaluation, result.data.test_images)
+    st.divider()
+    past_runs(job.snapshot().run_id if job is not None else None)
+
+
+main()

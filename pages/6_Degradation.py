@@ -1,0 +1,173 @@
+"""Degradation: plain and residual nets of two depths trained side by side on the same batches (He et al. 2015)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Dict, List, Optional
+
+import pandas as pd
+import streamlit as st
+
+st.set_page_config(page_title="Degradation · ResNet Explorer", page_icon="🧱", layout="wide")
+
+from pages.ui.flow_figures import degradation_figure  # noqa: E402  (set_page_config must come first)
+from resnet_core import degradation  # noqa: E402
+from resnet_core.data import DATASETS  # noqa: E402
+from resnet_core.jobs import default_runner  # noqa: E402
+from resnet_core.runstore import LIVE, read_metrics, read_run  # noqa: E402
+
+DEFAULT = degradation.DegradationConfig()
+OWNER_KEY = "session_owner"
+GROUP_KEY = "degr_group"  # the group shown: {"id": group id, "names": [...], "jobs": {name: job id}}
+
+
+def init_state() -> None:
+    st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)
+    defaults = dict(degr_shallow=DEFAULT.shallow, degr_deep=DEFAULT.deep, degr_steps=DEFAULT.steps,
+                    degr_batch=DEFAULT.batch_size, degr_lr=DEFAULT.lr, degr_width=DEFAULT.width,
+                    degr_size=DEFAULT.image_size, degr_augment=DEFAULT.augment, degr_dataset=DEFAULT.dataset,
+                    degr_seed=DEFAULT.seed)
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+    if GROUP_KEY not in st.session_state:
+        stored = degradation.list_groups()
+        if stored:
+            group_id, runs = next(iter(stored.items()))
+            st.session_state[GROUP_KEY] = dict(id=group_id, names=list(runs), jobs={})
+
+
+def config_from_widgets() -> degradation.DegradationConfig:
+    s = st.session_state
+    return degradation.DegradationConfig(
+        shallow=s.degr_shallow, deep=s.degr_deep, dataset=s.degr_dataset, steps=s.degr_steps, batch_size=s.degr_batch,
+        lr=float(s.degr_lr), width=s.degr_width, image_size=s.degr_size, augment=s.degr_augment,
+        seed=s.degr_seed).validate()
+
+
+def controls() -> Optional[degradation.DegradationConfig]:
+    with st.container(border=True):
+        c = st.columns(5)
+        c[0].slider("Shallow pair: blocks per stage", 1, 18, key="degr_shallow",
+                    help="depth = 6 × blocks + 2 (3 → 20 layers)")
+        c[1].slider("Deep pair: blocks per stage", 2, 36, key="degr_deep", help="9 → 56 layers")
+        c[2].number_input("Steps per net", 1, 100_000, step=100, key="degr_steps")
+        c[3].select_slider("Batch size", [16, 32, 64, 128, 256], key="degr_batch")
+        c[4].number_input("Peak learning rate", 1e-4, 10.0, step=0.01, format="%.3f", key="degr_lr")
+        c = st.columns(5)
+        c[0].select_slider("Width (first stage)", [4, 8, 16, 32], key="degr_width")
+        c[1].select_slider("Image side", [8, 16, 32], key="degr_size")
+        c[2].selectbox("Data set", [d for d in DATASETS if d != "imagefolder"], key="degr_dataset")
+        c[3].number_input("Seed", 0, 2**31 - 1, key="degr_seed")
+        c[4].toggle("Augment (crop + flip)", key="degr_augment")
+        try:
+            config = config_from_widgets()
+        except ValueError as exc:
+            st.error(str(exc), icon="⚠️")
+            return None
+        st.caption("What runs: " + config.describe())
+    return config
+
+
+def start_buttons(config: Optional[degradation.DegradationConfig]) -> None:
+    group = st.session_state.get(GROUP_KEY)
+    jobs = live_jobs(group)
+    c = st.columns([1, 1, 4])
+    if c[0].button("Start the four runs", type="primary", disabled=config is None or bool(jobs), key="degr_start"):
+        try:
+            group_id, started = degradation.start(config, default_runner(), owner=st.session_state[OWNER_KEY])
+        except ValueError as exc:
+            st.error(str(exc), icon="⚠️")
+        else:
+            st.session_state[GROUP_KEY] = dict(id=group_id, names=list(started),
+                                               jobs={name: job.id for name, job in started.items()})
+            st.session_state["degr_shown"] = group_id
+            st.rerun()
+    if c[1].button("Stop", disabled=not jobs, key="degr_stop"):
+        for job in jobs:
+            job.stop()
+    running, queued = default_runner().load()
+    c[2].caption(f"Job runner: {running} running, {queued} queued (all sessions). The four runs go through it one "
+                 "after another, so they never compete for the CPU.")
+
+
+def live_jobs(group: Optional[dict]) -> List:
+    if not group:
+        return []
+    runner, owner = default_runner(), st.session_state[OWNER_KEY]
+    jobs = [runner.get(job_id, owner) for job_id in group.get("jobs", {}).values()]
+    return [j for j in jobs if j is not None and not j.done]
+
+
+def statuses(group: dict) -> Dict[str, str]:
+    runner, owner = default_runner(), st.session_state[OWNER_KEY]
+    dirs = degradation.run_dirs(group["id"], group["names"])
+    out = {}
+    for name in group["names"]:
+        job = runner.get(group.get("jobs", {}).get(name, ""), owner)
+        if job is not None:
+            snap = job.snapshot()
+            out[name] = snap.status + (f" (queue position {snap.queue_position})" if snap.queue_position else "")
+        elif (dirs[name] / "config.json").is_file():
+            out[name] = read_run(dirs[name]).status
+        else:
+            out[name] = "not started"
+    return out
+
+
+def results_panel() -> None:
+    stored = degradation.list_groups()
+    group = st.session_state.get(GROUP_KEY)
+    options = list(dict.fromkeys(([group["id"]] if group else []) + list(stored)))
+    if not options:
+        st.info("No degradation runs yet: press “Start the four runs”.")
+        return
+    chosen = st.selectbox("Runs shown", options, key="degr_shown")
+    if not group or chosen != group["id"]:
+        group = dict(id=chosen, names=list(stored.get(chosen, {})), jobs={})
+    live = any(s.startswith(LIVE) for s in statuses(group).values())
+
+    @st.fragment(run_every=2.0 if live else None)
+    def panel() -> None:
+        state = statuses(group)
+        dirs = degradation.run_dirs(group["id"], group["names"])
+        records = {name: read_metrics(dirs[name]) for name in group["names"]}
+        summaries = {name: degradation.summarize_records(r) for name, r in records.items() if r}
+        nets = {name: degradation.parse_net(name) for name in group["names"]}
+        st.dataframe(pd.DataFrame([dict(net=name, status=state[name], steps_logged=len(summaries.get(name, {}).get(
+            "steps", [])), final_train_loss=summaries.get(name, {}).get("final_train_loss"),
+            test_acc=summaries.get(name, {}).get("test_acc")) for name in group["names"]]),
+            hide_index=True, width="stretch")
+        curves = {name: dict(skip=nets[name]["skip"], depth=nets[name]["depth"], **degradation.curves(r))
+                  for name, r in records.items() if r}
+        if curves:
+            st.plotly_chart(degradation_figure(curves), width="stretch", key="degr_fig")
+            st.markdown("\n".join(f"- {line}" for line in degradation.describe(summaries)))
+        if live and not any(s.startswith(LIVE) for s in state.values()):
+            st.rerun()  # all four ended: redraw once without polling
+
+    panel()
+
+
+def reference_panel() -> None:
+    rows = degradation.reference_rows()
+    st.dataframe(pd.DataFrame([dict(net=r["name"], depth=r["depth"], params=r["params"],
+                                    **{"CIFAR-10 test error (%)": r["test_error"]}) for r in rows]),
+                 hide_index=True, width="stretch")
+    st.caption(f"Source: {rows[0]['source']}. " + degradation.PLAIN_REFERENCE + " The paper trains 64k iterations "
+               "of batch 128 on 32×32 CIFAR-10 with augmentation; the runs here are far shorter, so compare the "
+               "ordering of the curves, not the error levels.")
+
+
+init_state()
+st.title("Degradation")
+st.markdown("He et al. (2015) found that a deeper *plain* net ends with a **higher training loss** than a shallower "
+            "one — not overfitting but worse optimisation — while the same nets with identity shortcuts do not. "
+            "Here the four nets train on the same data, seed and batches, one after another in the background.")
+config = controls()
+start_buttons(config)
+left, right = st.columns([3, 1.2])
+with left:
+    results_panel()
+with right:
+    st.subheader("Published reference")
+    reference_panel()

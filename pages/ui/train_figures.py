@@ -1,0 +1,110 @@
+"""Pure plotly figure builders for the Train page: records (see resnet_core/train.py) in, figures out."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .colors import SEQUENCE
+
+TRAIN_COLOUR, TEST_COLOUR = SEQUENCE[0], SEQUENCE[1]
+RIGHT, WRONG = "#2ca02c", "#d62728"
+OVERLAY_METRICS = {  # label -> (record kind, key)
+    "test accuracy": ("test", "test_acc"),
+    "test loss": ("test", "test_loss"),
+    "train loss": ("train", "loss"),
+    "train accuracy": ("train", "acc"),
+}
+
+
+def records_frame(records: Sequence[Dict[str, Any]], kind: str) -> pd.DataFrame:
+    return pd.DataFrame([r for r in records if r.get("kind") == kind])
+
+
+def training_curves(records: Sequence[Dict[str, Any]], title: str = "") -> go.Figure:
+    """Loss, accuracy, learning rate and throughput against the step: train windows as lines, test as markers."""
+    train, test = records_frame(records, "train"), records_frame(records, "test")
+    fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.06,
+                        subplot_titles=("Loss", "Accuracy", "Learning rate", "Training images / s"))
+    if not train.empty:
+        line = dict(mode="lines+markers", marker=dict(size=4), line=dict(color=TRAIN_COLOUR))
+        fig.add_trace(go.Scatter(x=train["step"], y=train["loss"], name="train", legendgroup="train", **line),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=train["step"], y=train["acc"], name="train", legendgroup="train",
+                                 showlegend=False, **line), row=1, col=2)
+        fig.add_trace(go.Scatter(x=train["step"], y=train["lr"], name="lr", showlegend=False, **line), row=1, col=3)
+        fig.add_trace(go.Scatter(x=train["step"], y=train["images_per_sec"], name="images/s", showlegend=False,
+                                 **line), row=1, col=4)
+    if not test.empty:
+        marker = dict(mode="lines+markers", marker=dict(size=9, symbol="diamond"), line=dict(color=TEST_COLOUR))
+        fig.add_trace(go.Scatter(x=test["step"], y=test["test_loss"], name="test", legendgroup="test", **marker),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=test["step"], y=test["test_acc"], name="test", legendgroup="test",
+                                 showlegend=False, **marker), row=1, col=2)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=4)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=320, margin=dict(t=50 if title else 30, b=10, l=10, r=10), title=title or None,
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def overlay_figure(runs: Sequence[Dict[str, Any]], metric: str = "test accuracy") -> go.Figure:
+    """One line per run for `metric` (a key of OVERLAY_METRICS) against the step.
+
+    Each run is {"label": str, "records": [...], "skip": bool}; plain nets (skip False) are dashed.
+    """
+    kind, key = OVERLAY_METRICS[metric]
+    fig = go.Figure()
+    for i, run in enumerate(runs):
+        frame = records_frame(run["records"], kind)
+        if frame.empty:
+            continue
+        fig.add_trace(go.Scatter(x=frame["step"], y=frame[key], name=run["label"], mode="lines+markers",
+                                 marker=dict(size=6 if kind == "test" else 3),
+                                 line=dict(color=SEQUENCE[i % len(SEQUENCE)],
+                                           dash="solid" if run.get("skip", True) else "dash")))
+    if key.endswith("acc"):
+        fig.update_yaxes(tickformat=".0%")
+    fig.update_layout(height=380, margin=dict(t=30, b=10, l=10, r=10), xaxis_title="step", yaxis_title=metric,
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> go.Figure:
+    """Counts of (true class, predicted class) on the test set; the diagonal is right."""
+    z = np.asarray(confusion)
+    fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues", texttemplate="%{z}",
+                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>", showscale=False))
+    fig.update_yaxes(autorange="reversed", title_text="true class")
+    fig.update_xaxes(title_text="predicted class", side="bottom")
+    side = max(320, 34 * len(classes) + 120)
+    fig.update_layout(height=side, margin=dict(t=30, b=10, l=10, r=10), title=f"Confusion matrix ({int(z.sum())} "
+                                                                                  f"test images)")
+    return fig
+
+
+def prediction_grid(images: np.ndarray, labels: Sequence[int], predictions: Sequence[int], classes: Sequence[str],
+                    columns: int = 8) -> go.Figure:
+    """Test images (uint8 N×C×H×W, grey or RGB) titled with the prediction: green when right, red when wrong."""
+    n = len(images)
+    rows = max(1, math.ceil(n / columns))
+    titles = [("✓ " if p == y else "✗ ") + classes[p] + ("" if p == y else f" ({classes[y]})")
+              for y, p in zip(labels, predictions)]
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.3 / rows)
+    for i, image in enumerate(images):
+        rgb = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image
+        fig.add_trace(go.Image(z=np.transpose(rgb, (1, 2, 0)), hoverinfo="skip"), row=i // columns + 1,
+                      col=i % columns + 1)
+    for annotation, y, p in zip(fig.layout.annotations, labels, predictions):
+        annotation.font = dict(size=11, color=RIGHT if p == y else WRONG)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=140 * rows + 40, margin=dict(t=30, b=5, l=5, r=5))
+    return fig

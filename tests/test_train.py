@@ -1,0 +1,130 @@
+"""The training engine on tiny models and data: learning, reproducibility, schedules, divergence, probes, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from resnet_core.cli import main
+from resnet_core.presets import resolve_spec
+from resnet_core.probes import stage_view
+from resnet_core.train import Diverged, TrainConfig, build_seeded_model, evaluate, fit, lr_at
+
+torch.set_num_threads(1)
+
+TINY = dict(overrides=dict(width=8, layers=(1, 1, 1)), train_subset=256, batch_size=64, test_subset=200,
+            augment=False, log_every=10)
+
+
+def _curve(records, kind="train", keys=("loss", "acc", "lr")):
+    return [[r[k] for k in keys] for r in records if r["kind"] == kind]
+
+
+def test_loss_falls_and_seeded_runs_are_identical():
+    config = TrainConfig(max_steps=60, probe_every=20, **TINY)
+    first, second = fit(config), fit(config)
+    losses = [r["loss"] for r in first.records if r["kind"] == "train"]
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert first.final["test_acc"] > 0.12  # above chance (0.10) on held-out images
+    assert _curve(first.records) == _curve(second.records)
+    assert _curve(first.records, "test", ("test_loss", "test_acc")) == _curve(second.records, "test",
+                                                                               ("test_loss", "test_acc"))
+    assert _curve(first.records, "probe", ("grad_norm", "act_std")) == _curve(second.records, "probe",
+                                                                               ("grad_norm", "act_std"))
+    other = fit(config.replace(seed=1, max_steps=10))
+    assert _curve(other.records)[-1] != _curve(first.records)[1]
+
+
+def test_records_follow_the_documented_keys():
+    records = []
+    result = fit(TrainConfig(max_steps=12, probe_every=5, **{**TINY, "augment": True}),
+                 on_record=records.append)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "train" and kinds[-1] == "final" and kinds.count("test") == 3  # 4 steps per epoch
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 10, 12]
+    train = records[0]
+    assert {"step", "epoch", "time", "images", "loss", "acc", "lr", "images_per_sec", "eta_sec",
+            "total_steps"} <= set(train)
+    assert train["total_steps"] == 12 and train["images"] == 64 and train["eta_sec"] > 0
+    probe = next(r for r in records if r["kind"] == "probe")
+    assert probe["units"] == ["stem", "layer1.0", "layer2.0", "layer3.0", "head"]
+    assert probe["stages"] == ["stem", "layer1", "layer2", "layer3", "head"]
+    assert all(g > 0 and math.isfinite(g) for g in probe["grad_norm"])
+    assert all(s > 0 for s in probe["act_std"])
+    assert set(stage_view(probe)) == {"stem", "layer1", "layer2", "layer3", "head"}
+    final = result.final
+    assert final["status"] == "finished" and final["steps"] == 12
+    assert sum(map(sum, final["confusion"])) == 200
+    assert json.loads(json.dumps(records))  # JSON-ready
+
+
+def test_evaluate_agrees_with_its_confusion_matrix():
+    result = fit(TrainConfig(max_steps=5, probe_every=0, **TINY))
+    ev = evaluate(result.model, result.data, limit=150)
+    assert ev.confusion.sum() == 150 and ev.predictions.shape == (150,)
+    assert ev.acc == pytest.approx(float(ev.confusion.trace()) / 150)
+    assert ev.acc == pytest.approx(float((ev.predictions == ev.labels).float().mean()))
+
+
+def test_schedules():
+    total = 100
+    cosine = TrainConfig(schedule="cosine", lr=0.1, warmup=0.1)
+    assert lr_at(cosine, 0, total) == pytest.approx(0.01)
+    assert lr_at(cosine, 9, total) == pytest.approx(0.1)
+    assert lr_at(cosine, 99, total) < 0.001
+    one = TrainConfig(schedule="onecycle", lr=0.2)
+    values = [lr_at(one, s, total) for s in range(total)]
+    assert values[0] < 0.02 and max(values) == pytest.approx(0.2) and values.index(max(values)) == 24
+    multi = TrainConfig(schedule="multistep", lr=0.1, milestones=(0.5, 0.75), gamma=0.1)
+    assert [lr_at(multi, s, total) for s in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
+    assert lr_at(TrainConfig(schedule="constant", optimizer="adam"), 50, total) == pytest.approx(2e-3)
+
+
+def test_absurd_learning_rate_diverges_with_a_hint():
+    config = TrainConfig(max_steps=30, lr=100.0, schedule="constant", probe_every=0, **TINY)
+    with pytest.raises(Diverged, match=r"diverged at step \d+ .*lower the learning rate \(try 10\)"):
+        fit(config)
+    broken = build_seeded_model(resolve_spec("resnet20", width=8, layers=(1, 1, 1)), seed=0)
+    with torch.no_grad():
+        broken.fc.bias.fill_(float("nan"))
+    with pytest.raises(Diverged, match=r"diverged at step 1 \(loss nan"):
+        fit(config.replace(lr=0.1), model=broken)
+
+
+@pytest.mark.parametrize("changes,field", [
+    (dict(epochs=0), "epochs"), (dict(optimizer="rmsprop"), "optimizer"), (dict(lr=-1.0), "lr"),
+    (dict(schedule="step"), "schedule"), (dict(precision="fp16"), "precision"), (dict(device="tpu"), "device"),
+    (dict(batch_size=0), "batch_size"), (dict(overrides=dict(width=0)), "width"),
+])
+def test_bad_config_names_the_field(changes, field):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**changes).validate()
+
+
+def test_bf16_nhwc_and_adamw_run():
+    result = fit(TrainConfig(max_steps=3, precision="bf16", optimizer="adamw", channels_last=False,
+                             probe_every=1, **TINY))
+    assert result.status == "finished" and math.isfinite(result.final["test_loss"])
+
+
+def test_cli_json_lines_and_errors(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["train", "resnet20", "--width", "8", "--layers", "1,1,1", "--train-subset", "128",
+                 "--batch-size", "64", "--epochs", "2", "--threads", "1", "--run-dir", str(run_dir), "--json"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["epoch"] for line in lines[:-1]] == [1, 2]
+    final = lines[-1]
+    assert {"test_acc", "test_loss", "images_per_sec", "seconds", "run_dir"} <= set(final)
+    assert final["run_dir"] == str(run_dir) and (run_dir / "weights.pt").is_file()
+    assert 0 <= final["test_acc"] <= 1 and final["images_per_sec"] > 0
+
+    for argv, field in ((["--epochs", "0"], "epochs"), (["--optimizer", "lamb"], "optimizer"),
+                        (["--precision", "fp8"], "precision"), (["--lr", "x"], "lr"),
+                        (["--dataset", "imagenet"], "dataset")):
+        assert main(["train", "resnet20", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and field in err[0]
