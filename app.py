@@ -37,6 +37,9 @@ st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide"
 if "model" in st.query_params:
     st.switch_page(ARCHITECTURE_PAGE, query_params=st.query_params.to_dict())
 
+from pages.ui.widgets import preset_family_job  # noqa: E402  (after set_page_config)
+
+preset_family_job()  # warms the summary cache of every preset in the background, once per server
 st.title("ResNet Explorer")
 st.write(
     "See and test residual networks. Pick a depth and a block type and the network is built at once: "

@@ -11,7 +11,7 @@ st.set_page_config(page_title="Architecture · ResNet Explorer", page_icon="🧱
 
 from pages.ui.figures import short_count, stage_figure  # noqa: E402  (set_page_config must come first)
 from pages.ui.widgets import (  # noqa: E402
-    ModelChoice, or_error, preset_label, remember_choice, shared_choice)
+    ModelChoice, or_error, preset_family_job, preset_label, remember_choice, shared_choice)
 from resnet_core.cli.spec_args import parse_shape  # noqa: E402
 from resnet_core.format import (  # noqa: E402
     format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown)
@@ -198,6 +198,7 @@ def show(model: str, summary: Summary) -> None:
     st.code(code_snippet(summary, choice), language="python")
 
 
+preset_family_job()  # warms the summary cache of every preset in the background, once per server
 st.title("Architecture")
 st.write("Pick a preset and change any field: every number below is computed from the model the engine builds.")
 init_state()

@@ -11,7 +11,7 @@ st.set_page_config(page_title="Compare · ResNet Explorer", page_icon="🧱", la
 
 from pages.ui.figures import compare_figure, family_figure  # noqa: E402  (set_page_config must come first)
 from pages.ui.widgets import (  # noqa: E402
-    CHOICE_KEY, BackgroundRows, ModelChoice, or_error, shared_choice)
+    CHOICE_KEY, ModelChoice, or_error, preset_family_job, shared_choice)
 from resnet_core.cli.spec_args import parse_shape  # noqa: E402
 from resnet_core.format import format_bytes, format_shape  # noqa: E402
 from resnet_core.presets import PRESETS, matching_preset, resolve_spec  # noqa: E402
@@ -20,20 +20,6 @@ from resnet_core.summary import natural_input_size, summarize  # noqa: E402
 DEFAULT_MODELS = ["resnet18", "resnet34", "resnet50", "plain50"]
 MAX_CONFIGS = 6
 POLL_SECONDS = 1.0
-
-
-def family_row(name: str) -> Dict[str, Any]:
-    """One preset at its natural input size, batch 1 (runs in the background thread: no st.* here)."""
-    preset = PRESETS[name]
-    summary = summarize(preset.spec, natural_input_size(preset.spec), 1)
-    return dict(model=name, family=preset.family, block=preset.spec.block, skip=preset.spec.skip,
-                depth=summary.depth, params=summary.total_params, mult_adds=summary.mult_adds)
-
-
-@st.cache_resource(show_spinner=False)
-def family_job() -> BackgroundRows:
-    """Every preset summarized once per server, cheapest first, in a background thread."""
-    return BackgroundRows(family_row, sorted(PRESETS, key=lambda n: sum(PRESETS[n].spec.layers)))
 
 
 def configuration_options() -> Dict[str, ModelChoice]:
@@ -93,11 +79,11 @@ def comparison_section() -> None:
 
 
 def family_section() -> None:
-    _, done_at_start, _ = family_job().snapshot()
+    _, done_at_start, _ = preset_family_job().snapshot()
 
     @st.fragment(run_every=None if done_at_start else POLL_SECONDS)
     def live_family() -> None:
-        job = family_job()
+        job = preset_family_job()
         rows, done, error = job.snapshot()
         if error:
             st.error(f"Summarizing the presets stopped: {error}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import pandas as pd
 import torch
@@ -76,11 +76,13 @@ def _with_trainable(summary: Summary, trainable: int) -> Summary:
     return Summary(**{**summary.__dict__, "trainable_params": trainable})
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=512)
 def _summarize_spec(spec: ModelSpec, dims: Shape, batch_size: int) -> Summary:
+    if batch_size != 1:  # every batch-dependent figure is exactly linear in the batch: trace once at 1
+        return _scale_batch(_summarize_spec(spec, dims, 1), batch_size)
     with torch.device("meta"):
         model = ResNet(spec, init_weights=False)
-    rows, stage_io, output = _trace(model, (batch_size, *dims))
+    rows, stage_io, output = _trace(model, (1, *dims))
     _fill_container_mult_adds(rows)
     layers = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
     layers[["kernel", "stride", "padding"]] = layers[["kernel", "stride", "padding"]].astype("Int64")
@@ -89,11 +91,32 @@ def _summarize_spec(spec: ModelSpec, dims: Shape, batch_size: int) -> Summary:
     leaf = layers[layers["leaf"]]
     mult_adds = int(leaf["mult_adds"].sum())
     activations = int(leaf["activation_bytes"].sum()) + _block_sum_bytes(model, stage_io)
+    stages = _stage_table(model, layers, stage_io, (1, *dims), tuple(output.shape), total_params)
+    return Summary(spec, dims, 1, total_params, trainable, mult_adds, tuple(output.shape), spec.depth,
+                   activations, _training_bytes(activations, 1, dims, total_params), stages,
+                   layers.drop(columns=["activation_bytes"]))
+
+
+def _training_bytes(activations: int, batch_size: int, dims: Shape, params: int) -> int:
     input_bytes = batch_size * math.prod(dims) * BYTES_PER_FLOAT
-    training = activations + input_bytes + OPTIMIZER_COPIES * total_params * BYTES_PER_FLOAT
-    stages = _stage_table(model, layers, stage_io, (batch_size, *dims), tuple(output.shape), total_params)
-    return Summary(spec, dims, batch_size, total_params, trainable, mult_adds, tuple(output.shape), spec.depth,
-                   activations, training, stages, layers.drop(columns=["activation_bytes"]))
+    return activations + input_bytes + OPTIMIZER_COPIES * params * BYTES_PER_FLOAT
+
+
+def _scale_batch(one: Summary, batch_size: int) -> Summary:
+    def rebatch(shape: Shape) -> Shape:
+        return (batch_size, *shape[1:])
+
+    tables = []
+    for table in (one.stages, one.layers):
+        table = table.copy()
+        table["input_shape"] = table["input_shape"].map(rebatch)
+        table["output_shape"] = table["output_shape"].map(rebatch)
+        table["mult_adds"] = table["mult_adds"] * batch_size
+        tables.append(table)
+    activations = one.activation_bytes * batch_size
+    return Summary(one.spec, one.input_size, batch_size, one.total_params, one.trainable_params,
+                   one.mult_adds * batch_size, rebatch(one.output_shape), one.depth, activations,
+                   _training_bytes(activations, batch_size, one.input_size, one.total_params), *tables)
 
 
 _ROW_COLUMNS = ("name", "type", "depth", "leaf", "input_shape", "output_shape", "params", "mult_adds",
@@ -101,51 +124,46 @@ _ROW_COLUMNS = ("name", "type", "depth", "leaf", "input_shape", "output_shape", 
 
 
 def _trace(model: ResNet, shape: Shape):
-    """Run the meta model once with hooks; one row per module call, in call order."""
+    """Run the throwaway meta model once, recording one row per module call in call order.
+
+    Each module's `forward` is wrapped on the instance rather than hooked: the model is private to
+    this call, and registering ~7,000 hook handles costs more than the whole pass.
+    """
     rows: List[Dict[str, Any]] = []
-    pending: Dict[int, List[Dict[str, Any]]] = {}
     stage_io: Dict[str, Tuple[Shape, Shape]] = {}
-    names = {id(m): n for n, m in model.named_modules() if n}
-    stage_ids = {id(getattr(model, n)): n for n in model.stage_names}
-    handles = []
+    stages = {id(getattr(model, n)): n for n in model.stage_names}
 
-    def pre_hook(module: nn.Module, args: Tuple[Any, ...]) -> None:
-        row = dict.fromkeys(_ROW_COLUMNS)
-        own = sum(p.numel() for p in module.parameters(recurse=False))
+    def recorder(name: str, module: nn.Module, forward: Callable[..., torch.Tensor]):
         leaf = next(iter(module.children()), None) is None
-        row.update(name=names[id(module)], type=type(module).__name__, depth=names[id(module)].count(".") + 1,
-                   leaf=leaf, input_shape=tuple(args[0].shape), params=sum(p.numel() for p in module.parameters()),
-                   mult_adds=0, activation_bytes=0, _own=own)
-        rows.append(row)
-        pending.setdefault(id(module), []).append(row)
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        params = sum(p.numel() for p in module.parameters())
+        geometry = isinstance(module, (nn.Conv2d, nn.MaxPool2d))
 
-    def hook(module: nn.Module, args: Tuple[Any, ...], out: torch.Tensor) -> None:
-        row = pending[id(module)].pop()
-        row["output_shape"] = tuple(out.shape)
-        if row["leaf"]:
-            row["mult_adds"] = _mult_adds(module, row.pop("_own"), row["output_shape"])
-            inplace = getattr(module, "inplace", False)
-            row["activation_bytes"] = 0 if inplace else out.numel() * BYTES_PER_FLOAT
-        else:
-            row.pop("_own")
-        if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
-            _conv_geometry(module, row)
-        if id(module) in stage_ids:
-            stage_io[stage_ids[id(module)]] = (row["input_shape"], row["output_shape"])
+        def recorded(x: torch.Tensor, *args: Any) -> torch.Tensor:
+            row = dict.fromkeys(_ROW_COLUMNS)
+            row.update(name=name, type=type(module).__name__, depth=name.count(".") + 1, leaf=leaf,
+                       input_shape=tuple(x.shape), params=params, mult_adds=0, activation_bytes=0)
+            rows.append(row)
+            out = forward(x, *args)
+            row["output_shape"] = tuple(out.shape)
+            if leaf:
+                row["mult_adds"] = _mult_adds(module, own, row["output_shape"])
+                row["activation_bytes"] = 0 if getattr(module, "inplace", False) else out.numel() * BYTES_PER_FLOAT
+            if geometry:
+                _conv_geometry(module, row)
+            if id(module) in stages:
+                stage_io[stages[id(module)]] = (row["input_shape"], row["output_shape"])
+            return out
 
-    try:
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                # Shape-preserving; the meta kernel decomposes and costs ~10x the rest of the pass.
-                module.forward = _identity
-            if module is not model:
-                handles.append(module.register_forward_pre_hook(pre_hook))
-                handles.append(module.register_forward_hook(hook))
-        with torch.no_grad():
-            output = model(torch.empty(shape, device="meta"))
-    finally:
-        for h in handles:
-            h.remove()
+        return recorded
+
+    for name, module in model.named_modules():
+        # BN is shape-preserving; its meta kernel decomposes and costs ~10x the rest of the pass.
+        forward = _identity if isinstance(module, nn.BatchNorm2d) else module.forward
+        if name:
+            module.forward = recorder(name, module, forward)
+    with torch.no_grad():
+        output = model(torch.empty(shape, device="meta"))
     return rows, stage_io, output
 
 

@@ -93,9 +93,6 @@ def save_screenshot(pg, name: str) -> Path:
 
 
 def wait_for_app(pg, timeout_ms: int = 60000) -> None:
-    """Wait until streamlit has finished running the script (no 'Running...' status, main block present)."""
+    """Wait until streamlit has finished running the script (streamlit 1.67 marks stApp's script state)."""
     pg.wait_for_selector('[data-testid="stMain"]', timeout=timeout_ms)
-    pg.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=timeout_ms)
+    pg.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)

@@ -10,22 +10,19 @@ from pathlib import Path
 import pytest
 from streamlit.source_util import page_icon_and_name
 
-from tests.conftest import save_screenshot
+from tests.conftest import save_screenshot, wait_for_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
 PAGE_NAMES = [page_icon_and_name(p)[1] for p in PAGE_FILES]  # URL path segments, e.g. Block_anatomy
 NAV_LABELS = ["app", *(name.replace("_", " ") for name in PAGE_NAMES)]
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.browser
 
 
 def wait_idle(pg) -> None:
-    """Until the script run that the page load started has finished."""
-    pg.wait_for_selector('[data-testid="stMain"]', timeout=TIMEOUT_MS)
-    pg.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+    wait_for_app(pg, TIMEOUT_MS)
 
 
 def screenshot(pg, name: str) -> Path:

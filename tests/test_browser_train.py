@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import save_screenshot, wait_for_app
 
-FIRST_CHART_POINTS = ("() => { const p = document.querySelector('[data-testid=\"stMain\"] .js-plotly-plot');"
-                      " return p && p.data && p.data.length ? p.data[0].x.length : 0; }")
+LIVE_POINTS = ("() => { const p = document.querySelector('.st-key-train_live .js-plotly-plot');"
+               " return p && p._fullData && p._fullData.length ? p._fullData[0].x.length : 0; }")
 
 
 @pytest.mark.browser
@@ -25,17 +26,17 @@ def test_start_curve_grows_then_stop(start_server, page, monkeypatch):
 
     clicked = time.monotonic()
     start.click()
-    page.wait_for_function(f"() => ({FIRST_CHART_POINTS})() >= 1", timeout=60_000)
+    page.wait_for_function(f"() => ({LIVE_POINTS})() >= 1", timeout=60_000)
     first_point = time.monotonic() - clicked
-    points = page.evaluate(FIRST_CHART_POINTS)
-    page.wait_for_function(f"() => ({FIRST_CHART_POINTS})() > {points}", timeout=90_000)
-    assert page.evaluate(FIRST_CHART_POINTS) > points
+    points = page.evaluate(LIVE_POINTS)
+    page.wait_for_function(f"() => ({LIVE_POINTS})() > {points}", timeout=90_000)
+    assert page.evaluate(LIVE_POINTS) > points
     assert main.get_by_role("progressbar").count() == 1
     save_screenshot(page, "train-running")
     print(f"first curve point {first_point:.1f} s after Start")
 
     stop.click()
-    main.get_by_text("Stopped", exact=False).first.wait_for(timeout=30_000)
-    wait_for_app(page)
-    assert start.is_enabled() and stop.is_disabled()
+    expect(main.locator('[data-testid="stAlert"]').filter(has_text="Stopped: ")).to_be_visible(timeout=30_000)
+    expect(start).to_be_enabled(timeout=10_000)
+    expect(stop).to_be_disabled()
     save_screenshot(page, "train-stopped")

@@ -21,6 +21,7 @@ import streamlit as st
 
 from resnet_core.presets import PRESETS, get_preset, resolve_spec
 from resnet_core.spec import OVERRIDABLE, ModelSpec, coerce_layers
+from resnet_core.summary import natural_input_size, summarize
 
 CHOICE_KEY = "model_choice"
 DEFAULT_MODEL = "resnet18"
@@ -169,6 +170,24 @@ class BackgroundRows:
         """(rows so far, finished?, error message or None)."""
         with self._lock:
             return list(self._rows), self._done, self._error
+
+
+def family_row(name: str) -> Dict[str, Any]:
+    """One preset at its natural input size, batch 1 (runs in the background thread: no st.* here)."""
+    preset = PRESETS[name]
+    summary = summarize(preset.spec, natural_input_size(preset.spec), 1)
+    return dict(model=name, family=preset.family, block=preset.spec.block, skip=preset.spec.skip,
+                depth=summary.depth, params=summary.total_params, mult_adds=summary.mult_adds)
+
+
+@st.cache_resource(show_spinner=False)
+def preset_family_job() -> BackgroundRows:
+    """Every preset summarized once per server, cheapest first, in a background thread.
+
+    Started by the first page view, it also warms the engine's summary cache, so a preset's first
+    view on the Architecture page (at any batch size) needs no new trace.
+    """
+    return BackgroundRows(family_row, sorted(PRESETS, key=lambda n: sum(PRESETS[n].spec.layers)))
 
 
 def _to_text(value: Any) -> str:
