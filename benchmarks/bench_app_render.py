@@ -1,8 +1,10 @@
 """Architecture page re-render time after a dropdown change, for several presets and batch sizes.
 
 Each step changes one widget in an AppTest session and times the script run it causes (what the
-server does on that change). "first" steps meet an empty summary cache; "cached" steps come back
-to a configuration already shown. The baseline is the Home page's run, measured in the same process,
+server does on that change). "first: pick preset" is a preset's first view as a user meets it: the
+Home page's background job has warmed every preset's summary by then (the script waits for it).
+"first: custom layers" is a configuration no cache has seen (one block more in the last stage),
+the worst case. "cached" steps come back to a configuration already shown. The baseline is the Home page's run, measured in the same process,
 so the ratios hold across machines. Target: <= 300 ms for a dropdown change on any preset, at any batch.
 
     .venv/bin/python benchmarks/bench_app_render.py [--repeats 3]
@@ -42,6 +44,17 @@ def baseline_ms(repeats: int) -> float:
     return statistics.median(timed(at.run) for _ in range(repeats))
 
 
+def wait_for_warm_up() -> float:
+    """Seconds until the background job Home started has summarized every preset."""
+    from resnet_core.presets import PRESETS as ALL
+    from resnet_core.summary import _summarize_spec
+
+    start = time.perf_counter()
+    while _summarize_spec.cache_info().currsize < len(ALL):
+        time.sleep(0.1)
+    return time.perf_counter() - start
+
+
 def architecture_steps(repeats: int) -> List[Tuple[str, int, str, float]]:
     """(preset, batch, step, ms) rows."""
     at = AppTest.from_file(str(ROOT / "pages" / "1_Architecture.py"), default_timeout=600)
@@ -50,6 +63,10 @@ def architecture_steps(repeats: int) -> List[Tuple[str, int, str, float]]:
     rows = []
     for preset in PRESETS:
         rows.append((preset, 1, "first: pick preset", timed(at.selectbox(key="arch_model").set_value(preset).run)))
+        layers = [int(n) for n in at.text_input(key="arch_layers").value.split(",")]
+        custom = ",".join(map(str, layers[:-1] + [layers[-1] + 1]))
+        rows.append((preset, 1, "first: custom layers", timed(at.text_input(key="arch_layers").set_value(custom).run)))
+        at.text_input(key="arch_layers").set_value(",".join(map(str, layers))).run()
         for batch in BATCHES[1:]:
             rows.append((preset, batch, "first: set batch", timed(at.number_input(key="arch_batch").set_value(batch).run)))
         at.number_input(key="arch_batch").set_value(BATCHES[0]).run()
@@ -71,18 +88,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per cached step (median)")
     args = parser.parse_args()
     base = baseline_ms(args.repeats)
-    print(f"baseline: Home page run {base:.0f} ms (median of {args.repeats})\n")
+    print(f"baseline: Home page run {base:.0f} ms (median of {args.repeats})")
+    print(f"Home's background warm-up of every preset finished {wait_for_warm_up():.1f} s later\n")
     rows = architecture_steps(args.repeats)
     print(f"{'preset':<18} {'batch':>6}  {'step':<28} {'ms':>7} {'× base':>7}")
     for preset, batch, step, ms in rows:
         print(f"{preset:<18} {batch:>6}  {step:<28} {ms:>7.0f} {ms / base:>7.1f}")
     cached = [ms for *_, step, ms in rows if step.startswith("cached")]
-    first = [ms for *_, step, ms in rows if step.startswith("first")]
-    print(f"\ncached dropdown change: worst {max(cached):.0f} ms ({max(cached) / base:.1f}× base), "
-          f"target {TARGET_MS:.0f} ms: {'met' if max(cached) <= TARGET_MS else 'MISSED'}")
-    print(f"first view of a configuration: median {statistics.median(first):.0f} ms, worst {max(first):.0f} ms "
-          f"({max(first) / base:.1f}× base), target {TARGET_MS:.0f} ms: "
-          f"{'met' if max(first) <= TARGET_MS else 'MISSED'}")
+    print()
+    for label, prefix in (("cached dropdown change", "cached"), ("first view of a preset", "first: p"),
+                          ("batch change on a preset", "first: set"), ("uncached custom layers", "first: custom")):
+        ms = [m for *_, step, m in rows if step.startswith(prefix)]
+        print(f"{label}: median {statistics.median(ms):.0f} ms, worst {max(ms):.0f} ms ({max(ms) / base:.1f}× base), "
+              f"target {TARGET_MS:.0f} ms: {'met' if max(ms) <= TARGET_MS else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def results(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]
     c[0].metric("Test accuracy", f"{final['test_acc']:.1%}" if final["test_acc"] is not None else "—")
     c[1].metric("Test loss", f"{final['test_loss']:.3f}" if final["test_loss"] is not None else "—")
     c[2].metric("Steps", f"{final['steps']:,}")
-    c[3].metric("Training speed", f"{final['images_per_sec']:.0f} images/s")
+    c[3].metric("Images / s (training)", f"{final['images_per_sec']:.0f}")
     c[4].metric("Wall clock", format_seconds(final["seconds"]))
     downloads(run_dir, records)
     if final["confusion"] is None:
@@ -223,8 +223,8 @@ def past_runs(current_run: Optional[str]) -> None:
     if not runs:
         st.caption("No runs stored yet: they are kept in the runs folder and listed here after a restart.")
         return
-    st.caption(f"All {len(runs)} runs stored on this server (interrupted: the process training them ended early; "
-               "their curves are kept).")
+    st.caption(f"{len(runs)} run(s) stored on this server, from every session (interrupted: the process training "
+               "it ended early; its curves are kept).")
     c = st.columns([3, 1])
     default = [current_run] if current_run in runs else list(runs)[:1]
     picked = c[0].multiselect("Overlay runs", list(runs), default=default, format_func=lambda r: run_label(runs[r]),
@@ -253,7 +253,7 @@ def past_runs(current_run: Optional[str]) -> None:
 def main() -> None:
     init_state()
     if TOAST_KEY in st.session_state:
-        st.toast(st.session_state.pop(TOAST_KEY), icon="🏁")
+        st.toast(st.session_state.pop(TOAST_KEY))
     st.title("Train")
     st.markdown("Train the chosen model on a data set and watch the curves as they are measured. Every run is kept "
                 "on disk with its config, metrics, status and final weights.")
@@ -274,9 +274,8 @@ def main() -> None:
                 load_dataset("synthetic")  # once per server process, so Start goes straight to training
         if job is None:
             running, queued = default_runner().load()
-            st.info(f"Pick a model and press **Start training**. Defaults: {DEFAULTS.model}-sized runs of "
-                    f"{DEFAULTS.epochs} epochs on the built-in synthetic set. Server: {running} run(s) training, "
-                    f"{queued} queued.")
+            st.info(f"Pick a model and press **Start training** (by default {DEFAULTS.epochs} epochs on the "
+                    f"built-in synthetic set). This server: {running} run(s) training, {queued} queued.")
         else:
             st.caption(f"{job.config.model} on {job.config.dataset} · seed {job.config.seed}")
             live_panel(job)

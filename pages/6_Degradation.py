@@ -85,9 +85,10 @@ def start_buttons(config: Optional[degradation.DegradationConfig]) -> None:
     if c[1].button("Stop", disabled=not jobs, key="degr_stop"):
         for job in jobs:
             job.stop()
-    running, queued = default_runner().load()
-    c[2].caption(f"Job runner: {running} running, {queued} queued (all sessions). The four runs go through it one "
-                 "after another, so they never compete for the CPU.")
+    runner = default_runner()
+    running, queued = runner.load()
+    c[2].caption(f"Job runner (shared by all sessions): {running} running, {queued} queued, at most "
+                 f"{runner.max_concurrent} at a time.")
 
 
 def live_jobs(group: Optional[dict]) -> List:
@@ -124,6 +125,8 @@ def results_panel() -> None:
     chosen = st.selectbox("Runs shown", options, key="degr_shown")
     if not group or chosen != group["id"]:
         group = dict(id=chosen, names=list(stored.get(chosen, {})), jobs={})
+    if stored.get(chosen):
+        st.caption("What was run: " + degradation.config_of_group(stored[chosen]).describe())
     live = any(s.startswith(LIVE) for s in statuses(group).values())
 
     @st.fragment(run_every=2.0 if live else None)
@@ -133,10 +136,12 @@ def results_panel() -> None:
         records = {name: read_metrics(dirs[name]) for name in group["names"]}
         summaries = {name: degradation.summarize_records(r) for name, r in records.items() if r}
         nets = {name: degradation.parse_net(name) for name in group["names"]}
-        st.dataframe(pd.DataFrame([dict(net=name, status=state[name], steps_logged=len(summaries.get(name, {}).get(
-            "steps", [])), final_train_loss=summaries.get(name, {}).get("final_train_loss"),
-            test_acc=summaries.get(name, {}).get("test_acc")) for name in group["names"]]),
-            hide_index=True, width="stretch")
+        rows = []
+        for name in group["names"]:
+            summary = summaries.get(name, {})
+            rows.append(dict(net=name, status=state[name], step=(summary.get("steps") or [0])[-1],
+                             final_train_loss=summary.get("final_train_loss"), test_acc=summary.get("test_acc")))
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         curves = {name: dict(skip=nets[name]["skip"], depth=nets[name]["depth"], **degradation.curves(r))
                   for name, r in records.items() if r}
         if curves:

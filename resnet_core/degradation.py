@@ -4,7 +4,7 @@
 identity shortcut; the seed and data settings are shared, so the four runs see the same batches in
 the same order (see train.py). `start` submits them to the job runner as background runs whose
 folders share a group id; `run` trains them one after another in this thread (the CLI).
-`summarize` and `describe` read the curves back and say, from the numbers, whether the deeper
+`summarize_records` and `describe` read the curves back and say, from the numbers, whether the deeper
 plain net ended with a higher training loss than the shallower one.
 """
 
@@ -29,7 +29,8 @@ from .train import FitResult, Record, TrainConfig
 
 GROUP_TAG = "degradation"
 FINAL_FRACTION = 0.1  # the final train loss is the mean over this last share of the logged steps
-CLEARLY_HIGHER = 0.05  # relative gap in final train loss that the text calls "clearly higher"
+CLEARLY_HIGHER = 0.1  # a gap in final train loss must exceed this share of the shallower net's loss...
+NOISE_SE = 3.0  # ...and this many standard errors of the two final means to count as "clearly" higher
 PLAIN_REFERENCE = ("He et al. 2015, Fig. 6 (left): on CIFAR-10 the 56-layer plain net has higher training error "
                    "(and test error) than the 20-layer plain net throughout training; Table 6 gives no plain-net "
                    "numbers.")
@@ -40,10 +41,11 @@ class DegradationConfig:
     shallow: int = 3  # blocks per stage of the shallower pair (depth 6n+2 = 20)
     deep: int = 9  # blocks per stage of the deeper pair (depth 56)
     dataset: str = "synthetic"
-    steps: int = 400  # optimizer steps per net
+    # The default budget (~3 min on 2 CPU cores) is the smallest tried where the effect appears; see README.
+    steps: int = 600  # optimizer steps per net
     batch_size: int = 64
-    lr: float = 0.1  # peak of the one-cycle schedule (SGD, nesterov momentum 0.9)
-    width: int = 8  # planes of the first stage (He et al.: 16)
+    lr: float = 0.1  # peak of the one-cycle schedule (SGD, nesterov momentum 0.9, weight decay 5e-4)
+    width: int = 16  # planes of the first stage, as in He et al.
     image_size: int = 16  # images are resized to this side (He et al.: 32)
     augment: bool = False  # training loss then measures fitting, not fitting of random crops
     seed: int = 0  # weights and batch order; the same for the four nets
@@ -91,7 +93,8 @@ class DegradationConfig:
         names = ", ".join(self.nets())
         return (f"{names}: width {self.width}, {self.image_size}×{self.image_size} `{self.dataset}` images"
                 f"{' with crop+flip augmentation' if self.augment else ' without augmentation'}, {self.steps} SGD "
-                f"steps of batch {self.batch_size} (one-cycle, peak lr {self.lr:g}, nesterov momentum 0.9), "
+                f"steps of batch {self.batch_size} (one-cycle, peak lr {self.lr:g}, nesterov momentum 0.9, weight decay "
+                f"5e-4), "
                 f"seed {self.seed}; the same batches in the same order for all four; test on "
                 f"{'all' if self.test_subset is None else f'the first {self.test_subset}'} test images.")
 
@@ -146,34 +149,12 @@ def run(config: DegradationConfig, root: "str | Path | None" = None,
 # ---------------------------------------------------------------- reading results
 
 
-def curves(records: Sequence[Record]) -> Dict[str, pd.DataFrame]:
-    """train: step, loss, acc (logged windows); test: step, loss, acc (each evaluation)."""
-    train = pd.DataFrame([(r["step"], r["loss"], r["acc"]) for r in records if r["kind"] == "train"],
-                         columns=["step", "loss", "acc"])
-    test = pd.DataFrame([(r["step"], r["test_loss"], r["test_acc"]) for r in records if r["kind"] == "test"],
-                        columns=["step", "loss", "acc"])
-    return dict(train=train, test=test)
-
-
-def final_train_loss(train: pd.DataFrame) -> Optional[float]:
-    """Mean logged train loss over the last FINAL_FRACTION of the steps (less noisy than the last window)."""
-    if train.empty:
-        return None
-    last = train.step.max()
-    tail = train[train.step > last * (1 - FINAL_FRACTION)]
-    return float(tail.loss.mean())
-
-
-def summarize_records(records: Sequence[Record]) -> Dict[str, Any]:
-    """train_loss (the logged curve), steps, final_train_loss, test_loss, test_acc, seconds, status."""
-    c = curves(records)
-    final = next((r for r in records if r["kind"] == "final"), None)
-    test = c["test"]
-    return dict(train_loss=c["train"].loss.tolist(), steps=c["train"].step.tolist(),
-                final_train_loss=final_train_loss(c["train"]),
-                test_loss=float(test.loss.iloc[-1]) if len(test) else None,
-                test_acc=float(test.acc.iloc[-1]) if len(test) else None,
-                seconds=final["seconds"] if final else None, status=final["status"] if final else None)
+def parse_net(name: str) -> Dict[str, Any]:
+    """"plain56" -> {skip: False, depth: 56}: the inverse of the names `DegradationConfig.nets` gives."""
+    match = re.fullmatch(r"(plain|resnet)(\d+)", name)
+    if not match:
+        raise ValueError(f"net name must be plain<depth> or resnet<depth>; got {name!r}")
+    return dict(skip=match.group(1) == "resnet", depth=int(match.group(2)))
 
 
 def list_groups(root: "str | Path | None" = None) -> Dict[str, Dict[str, RunInfo]]:
@@ -186,8 +167,54 @@ def list_groups(root: "str | Path | None" = None) -> Dict[str, Dict[str, RunInfo
     return dict(sorted(groups.items(), reverse=True))
 
 
+def config_of_group(group: Mapping[str, RunInfo]) -> DegradationConfig:
+    """The DegradationConfig a stored group was run with, read back from its runs' train configs."""
+    blocks = sorted({(parse_net(name)["depth"] - 2) // 6 for name in group})
+    train = next(iter(group.values())).config["train"]
+    return DegradationConfig(
+        shallow=blocks[0], deep=blocks[-1], dataset=train["dataset"], steps=train["max_steps"],
+        batch_size=train["batch_size"], lr=train["lr"], width=train["overrides"]["width"],
+        image_size=train["image_size"], augment=train["augment"], seed=train["seed"], log_every=train["log_every"],
+        probe_every=train["probe_every"], test_subset=train["test_subset"])
+
+
 def group_records(group: Mapping[str, RunInfo]) -> Dict[str, List[Record]]:
     return {name: read_metrics(info.path) for name, info in group.items()}
+
+
+def curves(records: Sequence[Record]) -> Dict[str, pd.DataFrame]:
+    """train: step, loss, acc (logged windows); test: step, loss, acc (each evaluation)."""
+    train = pd.DataFrame([(r["step"], r["loss"], r["acc"]) for r in records if r["kind"] == "train"],
+                         columns=["step", "loss", "acc"])
+    test = pd.DataFrame([(r["step"], r["test_loss"], r["test_acc"]) for r in records if r["kind"] == "test"],
+                        columns=["step", "loss", "acc"])
+    return dict(train=train, test=test)
+
+
+def final_train_loss(train: pd.DataFrame) -> Tuple[Optional[float], Optional[float]]:
+    """Mean logged train loss over the last FINAL_FRACTION of the steps, and its standard error.
+
+    Averaging several logged windows is less noisy than the last window alone; the standard error
+    (std of the windows / sqrt(count)) says how much of a gap between two nets is noise.
+    """
+    if train.empty:
+        return None, None
+    tail = train[train.step > train.step.max() * (1 - FINAL_FRACTION)].loss
+    se = float(tail.std() / math.sqrt(len(tail))) if len(tail) > 1 else None
+    return float(tail.mean()), se
+
+
+def summarize_records(records: Sequence[Record]) -> Dict[str, Any]:
+    """train_loss (the logged curve), steps, final_train_loss (+ _se), test_loss, test_acc, seconds, status."""
+    c = curves(records)
+    final = next((r for r in records if r["kind"] == "final"), None)
+    test = c["test"]
+    final_loss, final_se = final_train_loss(c["train"])
+    return dict(train_loss=c["train"].loss.tolist(), steps=c["train"].step.tolist(),
+                final_train_loss=final_loss, final_train_loss_se=final_se,
+                test_loss=float(test.loss.iloc[-1]) if len(test) else None,
+                test_acc=float(test.acc.iloc[-1]) if len(test) else None,
+                seconds=final["seconds"] if final else None, status=final["status"] if final else None)
 
 
 def reference_rows() -> List[Dict[str, Any]]:
@@ -201,16 +228,12 @@ def reference_rows() -> List[Dict[str, Any]]:
 # ---------------------------------------------------------------- text from the numbers
 
 
-def parse_net(name: str) -> Dict[str, Any]:
-    """"plain56" -> {skip: False, depth: 56}: the inverse of the names `DegradationConfig.nets` gives."""
-    match = re.fullmatch(r"(plain|resnet)(\d+)", name)
-    if not match:
-        raise ValueError(f"net name must be plain<depth> or resnet<depth>; got {name!r}")
-    return dict(skip=match.group(1) == "resnet", depth=int(match.group(2)))
-
-
 def describe(summaries: Mapping[str, Mapping[str, Any]]) -> List[str]:
-    """Whether the deeper plain net trained worse than the shallower one, and the residual pair, from the numbers."""
+    """For each pair (plain, residual): does the deeper net end with a clearly higher training loss?
+
+    "Clearly" means the gap exceeds both NOISE_SE standard errors of the two final means and
+    CLEARLY_HIGHER of the shallower net's loss; everything is read from `summaries`.
+    """
     nets = {name: parse_net(name) for name in summaries}
     lines = []
     for skip, kind in ((False, "plain"), (True, "residual")):
@@ -218,21 +241,31 @@ def describe(summaries: Mapping[str, Mapping[str, Any]]) -> List[str]:
         if len(pair) != 2:
             continue
         (_, shallow), (_, deep) = pair
-        a, b = summaries.get(shallow, {}).get("final_train_loss"), summaries.get(deep, {}).get("final_train_loss")
+        a, b = summaries[shallow].get("final_train_loss"), summaries[deep].get("final_train_loss")
         if a is None or b is None:
             continue
-        gap = (b - a) / a if a > 0 else math.inf
-        if gap > CLEARLY_HIGHER:
-            verdict = (f"the deeper {kind} net ends **{gap:.0%} higher** — "
-                       + ("degradation: more layers, worse fit of the training set." if not skip
-                          else "the deeper residual net degrades too at this budget."))
-        elif gap < -CLEARLY_HIGHER:
-            verdict = f"the deeper {kind} net ends **{-gap:.0%} lower** — depth helps here."
+        se = math.hypot(*(summaries[n].get("final_train_loss_se") or 0.0 for n in (shallow, deep)))
+        margin = max(NOISE_SE * se, CLEARLY_HIGHER * a)
+        gap = b - a
+        if gap > margin:
+            verdict = f"the deeper {kind} net ends **clearly higher** (+{gap:.3g}) — " + (
+                "degradation: more layers, worse fit of the training set." if not skip
+                else "the deeper residual net degrades too at this budget.")
+        elif gap < -margin:
+            verdict = f"the deeper {kind} net ends **clearly lower** ({gap:.3g}) — depth helps here."
         else:
-            verdict = f"within {CLEARLY_HIGHER:.0%} of each other."
-        lines.append(f"Final train loss (mean over the last {FINAL_FRACTION:.0%} of steps): {shallow} {a:.3f}, "
-                     f"{deep} {b:.3f}: {verdict}")
-    accs = {n: s.get("test_acc") for n, s in summaries.items() if s.get("test_acc") is not None}
-    if accs:
-        lines.append("Test error: " + ", ".join(f"{n} {100 * (1 - acc):.1f}%" for n, acc in accs.items()) + ".")
+            verdict = (f"**no clear difference**: the gap {gap:+.3g} is within the noise margin {margin:.3g}"
+                       + (" — no degradation." if skip else "."))
+        lines.append(f"Final train loss (mean over the last {FINAL_FRACTION:.0%} of steps): {shallow} "
+                     f"{_loss_text(summaries[shallow])}, {deep} {_loss_text(summaries[deep])}: {verdict}")
+    tested = sorted((n for n, s in summaries.items() if s.get("test_acc") is not None),
+                    key=lambda n: (nets[n]["skip"], nets[n]["depth"]))
+    if tested:
+        lines.append("Test error: " + ", ".join(f"{n} {100 * (1 - summaries[n]['test_acc']):.1f}%" for n in tested)
+                     + ".")
     return lines
+
+
+def _loss_text(summary: Mapping[str, Any]) -> str:
+    se = summary.get("final_train_loss_se")
+    return f"{summary['final_train_loss']:.3f}" + (f" ± {se:.3f}" if se is not None else "")

@@ -17,9 +17,11 @@ shared, and `queue_position` tells each queued job where it stands.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import traceback
+import types
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,10 +152,11 @@ class Job:
             result = execute(self.config, run_dir=self._run_dir_request, data=self.data, on_record=self._on_record,
                              stop=self._stop, on_start=lambda w: self._update(run_id=w.run_id, run_dir=str(w.path)))
             self.result = result
-            note = "stopped" if result.status == "stopped" else "finished"
-            acc = result.final["test_acc"]
-            self._update(status=result.status, eta_sec=0.0,
-                         message=note + (f": test accuracy {acc:.1%}" if acc is not None else ""))
+            final = result.final
+            note = (f"stopped by the user at step {final['steps']}" if result.status == "stopped"
+                    else f"finished {final['steps']} steps in {final['seconds']:.1f} s")
+            acc = f"; test accuracy {final['test_acc']:.1%}" if final["test_acc"] is not None else ""
+            self._update(status=result.status, eta_sec=0.0, message=note + acc)
         except Diverged as exc:
             self._update(status="diverged", message=str(exc))
         except BaseException as exc:  # surfaced to the user, never lost in a thread
@@ -248,17 +251,19 @@ class JobRunner:
             self._dispatch()
 
 
-_DEFAULT_RUNNER: Optional[JobRunner] = None
-_DEFAULT_LOCK = threading.Lock()
+# The process-wide runner lives in a file-less module so it outlives re-imports of this one (streamlit's
+# reloader re-imports every project module when any source file changes); running jobs are never orphaned.
+_REGISTRY = sys.modules.setdefault("_resnet_explorer_jobs", types.ModuleType("_resnet_explorer_jobs"))
+_REGISTRY_LOCK = getattr(_REGISTRY, "lock", None) or threading.Lock()
+_REGISTRY.lock = _REGISTRY_LOCK
 
 
 def default_runner() -> JobRunner:
     """The process-wide runner (shared by every browser session of a streamlit server)."""
-    global _DEFAULT_RUNNER
-    with _DEFAULT_LOCK:
-        if _DEFAULT_RUNNER is None:
-            _DEFAULT_RUNNER = JobRunner()
-        return _DEFAULT_RUNNER
+    with _REGISTRY_LOCK:
+        if getattr(_REGISTRY, "runner", None) is None:
+            _REGISTRY.runner = JobRunner()
+        return _REGISTRY.runner
 
 
 def default_max_concurrent() -> int:

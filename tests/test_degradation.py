@@ -42,6 +42,7 @@ def test_background_runs_produce_four_curves(tmp_path):
     group = groups[group_id]
     records = degradation.group_records(group)
     assert set(records) == set(jobs)
+    assert degradation.config_of_group(group) == TINY  # what was run is read back exactly
     first_batch_losses = []
     for name, recs in records.items():
         summary = degradation.summarize_records(recs)

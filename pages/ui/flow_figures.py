@@ -7,7 +7,7 @@ text under each figure (written by resnet_core.flow) reports them instead.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from resnet_core.flow import format_ratio, spread
 
-from pages.ui.colors import PLAIN, RESIDUAL, SEQUENCE
+from pages.ui.colors import PLAIN, RESIDUAL
 
 LOG_FLOOR = 1e-300  # below any float64 value a measurement can produce; keeps log10 finite
 
@@ -152,19 +152,6 @@ def lesion_figure(results: Mapping[str, Mapping]) -> go.Figure:
     fig.update_xaxes(title_text="deleted block", type="category")
     fig.update_yaxes(title_text="test accuracy (%)", range=[-3, 103])
     return _layout(fig, height=420)
-
-
-def reference_figure(rows: Sequence[Mapping], measured: Optional[Mapping[str, float]] = None) -> go.Figure:
-    """Published test error per depth (He et al.), and our measured error where available, as bars."""
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=[r["name"] for r in rows], y=[r["test_error"] for r in rows], name="He et al. 2015",
-                         marker_color=SEQUENCE[-1], text=[f"{r['test_error']:.2f}%" for r in rows],
-                         textposition="outside"))
-    if measured:
-        fig.add_trace(go.Bar(x=list(measured), y=list(measured.values()), name="measured here",
-                             marker_color=[kind_color(not n.startswith("plain")) for n in measured]))
-    fig.update_yaxes(title_text="test error (%)")
-    return _layout(fig, height=320, barmode="group")
 
 
 def _log_pivot(frame: pd.DataFrame, value: str) -> pd.DataFrame:

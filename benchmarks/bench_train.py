@@ -1,0 +1,118 @@
+"""Goals: our training engine ≥ 3× the images/s of the seeds' recipe with equal or better test accuracy after
+the same epochs; probes on (every 20 steps) cost ≤ 10% of the throughput.
+
+The seeds' recipe, as in the classic PyTorch CIFAR tutorial: a Dataset of PIL images with torchvision
+transforms (RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize), a DataLoader
+(batch 128, shuffle, num_workers=2), an NCHW fp32 model, SGD lr 0.1 momentum 0.9 wd 5e-4 with cosine
+annealing. Ours: `resnet_core.train.fit` with its defaults. Same model (ResNet-20, same seed), same
+data (the synthetic set), same machine, measured in this one run; images/s counts training only.
+The machine may be shared, so the load average is printed with the results.
+
+Run from the repo root: .venv/bin/python -m benchmarks.bench_train [--epochs 2] [--workers 2] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from resnet_core.data import ImageData, load_dataset
+from resnet_core.train import TrainConfig, build_seeded_model, fit, model_spec
+
+
+class PILImages(Dataset):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform) -> None:
+        self.images = [Image.fromarray(x.permute(1, 2, 0).numpy()) for x in images]
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), self.labels[i]
+
+
+def seeds_recipe(data: ImageData, config: TrainConfig, workers: int) -> Tuple[float, float]:
+    """(training images/s, final test accuracy) of the tutorial recipe."""
+    normalize = T.Normalize(data.mean, data.std)
+    train_tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+    test_tf = T.Compose([T.ToTensor(), normalize])
+    torch.manual_seed(config.seed)
+    train = DataLoader(PILImages(data.train_images, data.train_labels, train_tf), batch_size=config.batch_size,
+                       shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0)
+    test = DataLoader(PILImages(data.test_images, data.test_labels, test_tf), batch_size=256, num_workers=workers)
+    model = build_seeded_model(model_spec(config, data), config.seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * len(train))
+    images, seconds = 0, 0.0
+    for _ in range(config.epochs):
+        model.train()
+        tick = time.perf_counter()
+        for x, y in train:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            images += len(y)
+        seconds += time.perf_counter() - tick
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in test:
+            correct += int((model(x).argmax(1) == y).sum())
+    return images / seconds, correct / len(data.test_labels)
+
+
+def probes_cost(config: TrainConfig, steps: int, repeats: int) -> Tuple[float, float]:
+    """Best-of-`repeats` images/s with probes off and on, runs interleaved so both see the same load."""
+    best = {0: 0.0, 20: 0.0}
+    for _ in range(repeats):
+        for every in best:
+            result = fit(config.replace(max_steps=steps, probe_every=every, test_subset=256))
+            best[every] = max(best[every], result.final["images_per_sec"])
+    return best[0], best[20]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="the recipe's DataLoader workers (default 2)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--probe-steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = TrainConfig(epochs=args.epochs, threads=args.threads)
+    data = load_dataset("synthetic")
+    print(f"ResNet-20 on synthetic ({len(data.train_labels)} train / {len(data.test_labels)} test, 32×32), "
+          f"{args.epochs} epochs, batch {config.batch_size}, {args.threads} torch threads, "
+          f"load average before: {os.getloadavg()[0]:.2f}")
+
+    seeds_ips, seeds_acc = seeds_recipe(data, config, args.workers)
+    print(f"seeds' recipe (PIL + torchvision transforms + DataLoader, {args.workers} workers, NCHW fp32): "
+          f"{seeds_ips:7.0f} images/s, test accuracy {seeds_acc:.2%}")
+    ours = fit(config.replace(probe_every=0))
+    ours_ips, ours_acc = ours.final["images_per_sec"], ours.final["test_acc"]
+    print(f"ours (uint8 tensors, batched augmentation, channels_last, one-cycle): "
+          f"{ours_ips:7.0f} images/s, test accuracy {ours_acc:.2%}")
+    print(f"speed-up: {ours_ips / seeds_ips:.2f}x (goal >= 3x); accuracy {100 * (ours_acc - seeds_acc):+.2f} points "
+          f"(goal >= 0)")
+
+    off, on = probes_cost(config, args.probe_steps, args.repeats)
+    print(f"probes every 20 steps: {on:.0f} vs {off:.0f} images/s off, cost {100 * (1 - on / off):.1f}% (goal <= 10%; "
+          f"best of {args.repeats} interleaved {args.probe_steps}-step runs)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
