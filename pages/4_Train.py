@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import streamlit as st
 
@@ -153,7 +153,7 @@ def live_panel(job: Job) -> None:
             with st.container(key="train_live"):
                 st.plotly_chart(training_curves(snap.records), width="stretch", key="train_live_curves")
         if live and snap.done:
-            st.session_state[TOAST_KEY] = f"Run {snap.status}: {snap.message}"
+            st.session_state[TOAST_KEY] = snap.message[0].upper() + snap.message[1:]
             st.rerun()  # the whole page: polling ends and the results appear
 
     panel()
@@ -170,7 +170,7 @@ def results(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]
     c[0].metric("Test accuracy", f"{final['test_acc']:.1%}" if final["test_acc"] is not None else "—")
     c[1].metric("Test loss", f"{final['test_loss']:.3f}" if final["test_loss"] is not None else "—")
     c[2].metric("Steps", f"{final['steps']:,}")
-    c[3].metric("Images / s (training)", f"{final['images_per_sec']:.0f}")
+    c[3].metric("Train images/s", f"{final['images_per_sec']:.0f}")
     c[4].metric("Wall clock", format_seconds(final["seconds"]))
     downloads(run_dir, records)
     if final["confusion"] is None:
@@ -279,10 +279,9 @@ def main() -> None:
         else:
             st.caption(f"{job.config.model} on {job.config.dataset} · seed {job.config.seed}")
             live_panel(job)
-            snap = job.snapshot()
-            if snap.done and job.result is not None:
-                result = job.result
-                results("Results", snap.run_dir, snap.records, result.evaluation, result.data.test_images)
+    if job is not None and job.done and job.result is not None:
+        snap = job.snapshot()
+        results("Results", snap.run_dir, snap.records, job.result.evaluation, job.result.data.test_images)
     st.divider()
     past_runs(job.snapshot().run_id if job is not None else None)
 

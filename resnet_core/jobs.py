@@ -39,6 +39,7 @@ from .train import Diverged, FitResult, Record, TrainConfig, fit, load_data, mod
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
 MEMORY_FRACTION = 0.5  # the budget is this share of the RAM available when a run is submitted
 BYTES_PER_FLOAT = 4
+KEEP_ENDED = 8  # ended jobs kept in memory per owner; their runs stay in the store
 
 
 class MemoryRefused(ValueError):
@@ -198,6 +199,7 @@ class JobRunner:
         job._queue_position = lambda: self._position(job)
         job._on_stop = lambda: self._cancel_if_queued(job)
         with self._lock:
+            self._forget_ended(owner)
             self._jobs[job.id] = job
             self._queue.append(job)
         self._dispatch()
@@ -217,6 +219,12 @@ class JobRunner:
         """(running, queued) across all owners: the shared queue everyone sees."""
         with self._lock:
             return len(self._running), len(self._queue)
+
+    def _forget_ended(self, owner: str) -> None:
+        """Keep an owner's newest KEEP_ENDED jobs that have ended (each holds its trained model)."""
+        ended = [j for j in self._jobs.values() if j.owner == owner and j.done]
+        for job in ended[:max(0, len(ended) - KEEP_ENDED)]:
+            del self._jobs[job.id]
 
     def _position(self, job: Job) -> Optional[int]:
         with self._lock:

@@ -381,10 +381,10 @@ class _Trainer:
 
     def _eta(self) -> float:
         per_step = self.train_seconds / max(1, self.step)
-        remaining = self.total - self.step
-        evals_left = math.ceil(remaining / self.steps_per_epoch) + (remaining % self.steps_per_epoch != 0)
+        spe = self.steps_per_epoch
+        evals_left = self.total // spe - self.step // spe + (self.total % spe != 0)  # epoch ends + a budget's end
         per_eval = self.eval_seconds[-1] if self.eval_seconds else per_step * 2
-        return remaining * per_step + evals_left * per_eval
+        return (self.total - self.step) * per_step + evals_left * per_eval
 
     def _test(self) -> None:
         cfg = self.config

@@ -84,6 +84,28 @@ def test_start_then_stop(tmp_path, monkeypatch):
     assert any(b.label == "Metrics (CSV)" for b in at.get("download_button"))
 
 
+def test_finished_run_shows_results_for_the_architecture_pages_choice(tmp_path, monkeypatch):
+    monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["model_choice"] = {"model": "resnet20", "overrides": {"width": 8, "layers": (1, 1, 1)}}
+    at.run()
+    at.session_state["train_subset"] = 256
+    at.session_state["train_steps"] = 8
+    at.session_state["train_threads"] = 1
+    at.button(key="train_start").click().run()
+    _rerun_until(at, lambda a: any(s.value.startswith("Finished 8 steps") for s in a.success))
+    assert [m.label for m in at.metric][:3] == ["Test accuracy", "Test loss", "Steps"]
+    run = runstore.list_runs(tmp_path / "runs")[0]
+    assert run.config["spec"]["width"] == 8 and run.config["spec"]["layers"] == [1, 1, 1]
+    assert at.metric[0].value == f"{run.final['test_acc']:.1%}"
+    titles = [spec["layout"].get("title", {}).get("text", "") for spec in _charts(at)]
+    assert "Confusion matrix (2000 test images)" in titles
+    grid = next(spec for spec in _charts(at) if any(t["type"] == "image" for t in spec["data"]))
+    assert sum(t["type"] == "image" for t in grid["data"]) == 24
+    labels = [b.label for b in at.get("download_button")]
+    assert "Metrics (CSV)" in labels and "Weights (.pt state_dict)" in labels
+
+
 def test_bad_settings_show_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
     at = AppTest.from_file(PAGE, default_timeout=120).run()
@@ -107,5 +129,5 @@ def test_figure_builders():
     confusion = confusion_figure([[3, 1], [0, 4]], ["x", "y"])
     assert confusion.layout.title.text == "Confusion matrix (8 test images)"
     grid = prediction_grid(np.zeros((3, 1, 8, 8), dtype=np.uint8), [0, 1, 1], [0, 0, 1], ["x", "y"], columns=2)
-    assert [a.text for a in grid.layout.annotations] == ["✓ x", "✗ x (y)", "✓ y"]
+    assert [a.text for a in grid.layout.annotations] == ["✓ x", "✗ x<br>true: y", "✓ y"]
     assert [a.font.color for a in grid.layout.annotations] == ["#2ca02c", "#d62728", "#2ca02c"]

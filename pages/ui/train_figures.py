@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Sequence
 
 import numpy as np
 import pandas as pd
@@ -94,7 +94,7 @@ def prediction_grid(images: np.ndarray, labels: Sequence[int], predictions: Sequ
     """Test images (uint8 N×C×H×W, grey or RGB) titled with the prediction: green when right, red when wrong."""
     n = len(images)
     rows = max(1, math.ceil(n / columns))
-    titles = [("✓ " if p == y else "✗ ") + classes[p] + ("" if p == y else f" ({classes[y]})")
+    titles = [f"✓ {classes[p]}" if p == y else f"✗ {classes[p]}<br>true: {classes[y]}"
               for y, p in zip(labels, predictions)]
     fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.01,
                         vertical_spacing=0.3 / rows)
@@ -106,5 +106,5 @@ def prediction_grid(images: np.ndarray, labels: Sequence[int], predictions: Sequ
         annotation.font = dict(size=11, color=RIGHT if p == y else WRONG)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(height=140 * rows + 40, margin=dict(t=30, b=5, l=5, r=5))
+    fig.update_layout(height=115 * rows + 40, margin=dict(t=40, b=5, l=5, r=5))
     return fig
