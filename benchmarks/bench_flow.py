@@ -1,10 +1,11 @@
 """Signal-flow speed: 100 blocks, plain and residual, measured in at most 1 s on this CPU.
 
-Times `measure_stacks` (both stacks built, one forward + backward each, every block's gradient norm
-and activation statistics) and, as the baseline from the same run, a bare forward + backward of the
-same two stacks with no measurement. Prints the best of a few repeats and their ratio.
+Times `measure_stacks` (one seeded stack built, run as plain and as residual: forward + backward
+each, every block's gradient norm and activation statistics recorded) and, as the baseline from the
+same run, the naive way without any measurement: two seeded stacks built, a bare forward + backward
+each. Prints the best of a few repeats and their ratio.
 
-    .venv/bin/python benchmarks/bench_flow.py [--blocks 100] [--repeats 5]
+Run from the repo root: .venv/bin/python -m benchmarks.bench_flow [--blocks 100] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main() -> None:
     print(f"config: {config}")
     print(f"torch threads: {torch.get_num_threads()}")
     print(f"measure_stacks, plain + residual, {args.blocks} blocks: {measured:.3f} s (best of {args.repeats})")
-    print(f"baseline, bare forward + backward of both stacks:   {baseline:.3f} s")
+    print(f"baseline, two stacks built + bare forward/backward: {baseline:.3f} s")
     print(f"ratio measured / baseline: {measured / baseline:.2f}x")
     print(f"goal <= {GOAL_SECONDS:.1f} s: {'met' if measured <= GOAL_SECONDS else 'NOT met'}")
 

@@ -10,7 +10,7 @@ import torch
 st.set_page_config(page_title="Signal flow · ResNet Explorer", page_icon="🧱", layout="wide")
 
 from pages.ui.flow_figures import (  # noqa: E402  (set_page_config must come first)
-    activation_curves, gradient_heatmap, model_flow_figure, spread_figure, stack_flow_figure)
+    activation_curves, gradient_heatmap, model_flow_figure, short_label, spread_figure, stack_flow_figure)
 from pages.ui.widgets import model_picker  # noqa: E402
 from resnet_core.data import DATASETS  # noqa: E402
 from resnet_core.flow import (  # noqa: E402
@@ -61,9 +61,10 @@ def measured_model(model: str, overrides: dict, dataset: str, side: int, batch: 
 
 
 def stacks_tab() -> None:
-    st.markdown("Two stacks of identical blocks (conv → norm → act → conv → norm, then act), built from the same "
-                "seed so their weights are equal; the only difference is the residual stack's `+ x`. One batch goes "
-                "forward and back, and each block's first-conv gradient and output are measured.")
+    st.markdown("One stack of N blocks (conv → norm → act → conv → norm, then act) measured twice with the same "
+                "weights: as a plain stack, and as a residual stack that adds `+ x` before each block's last "
+                "activation. One batch goes forward and back, and each block's first-conv gradient and output are "
+                "measured.")
     with st.container(border=True):
         c = st.columns([2, 1, 1, 1.3, 1.2])
         c[0].slider("Blocks", 1, min(MAX_BLOCKS, 200), key="flow_blocks")
@@ -146,13 +147,13 @@ def training_tab() -> None:
     @st.fragment(run_every=2.0 if live else None)
     def panel() -> None:
         current = {rid: read_run(runs[rid].path) for rid in chosen}
-        frames = {rid: run_probes(r.path) for rid, r in current.items()}
-        frames = {rid: f for rid, f in frames.items() if not f.empty}
+        frames = {short_label(rid): run_probes(r.path) for rid, r in current.items()}
+        frames = {name: f for name, f in frames.items() if not f.empty}
         if not frames:
             st.info("No probe records yet.")
         else:
             st.plotly_chart(gradient_heatmap(frames), width="stretch", key="flow_heatmap")
-            skip = {rid: bool(current[rid].config.get("spec", {}).get("skip", True)) for rid in frames}
+            skip = {short_label(rid): bool(r.config.get("spec", {}).get("skip", True)) for rid, r in current.items()}
             st.plotly_chart(activation_curves({rid: stage_activations(f) for rid, f in frames.items()}, skip),
                             width="stretch", key="flow_act_curves")
             st.markdown("\n".join(f"- {line}" for line in describe_training_flow(frames)))

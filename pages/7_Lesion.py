@@ -8,7 +8,7 @@ import streamlit as st
 
 st.set_page_config(page_title="Lesion study · ResNet Explorer", page_icon="🧱", layout="wide")
 
-from pages.ui.flow_figures import lesion_figure  # noqa: E402  (set_page_config must come first)
+from pages.ui.flow_figures import lesion_figure, short_label  # noqa: E402  (set_page_config must come first)
 from pages.ui.widgets import BackgroundRows  # noqa: E402
 from resnet_core import degradation, lesion  # noqa: E402
 from resnet_core.runstore import RunInfo, list_runs  # noqa: E402
@@ -21,12 +21,9 @@ def finished_runs() -> Dict[str, RunInfo]:
 
 
 def default_choice(runs: Dict[str, RunInfo]) -> List[str]:
-    """The deep plain and deep residual nets of the newest degradation group, else the newest plain + residual."""
+    """The newest degradation group's nets, else the newest plain and the newest residual run."""
     for group in degradation.list_groups().values():
-        nets = {name: degradation.parse_net(name) for name in group}
-        picks = [group[max((n for n in nets if nets[n]["skip"] == skip), key=lambda n: nets[n]["depth"])].run_id
-                 for skip in (False, True) if any(nets[n]["skip"] == skip for n in nets)]
-        picks = [p for p in picks if p in runs]
+        picks = [info.run_id for info in group.values() if info.run_id in runs]
         if picks:
             return picks
     picks = []
@@ -41,7 +38,7 @@ def label(run: RunInfo) -> str:
     spec = run.config.get("spec", {})
     kind = "residual" if spec.get("skip", True) else "plain"
     acc = (run.final or {}).get("test_acc")
-    return f"{run.run_id} · {kind}" + (f" · test acc {acc:.1%}" if acc is not None else "")
+    return f"{short_label(run.run_id)} · {kind}" + (f" · test acc {acc:.1%}" if acc is not None else "")
 
 
 st.title("Lesion study")
@@ -58,7 +55,8 @@ if "lesion_runs" not in st.session_state:
 c = st.columns([4, 1, 1])
 chosen = c[0].multiselect("Trained runs", list(runs), key="lesion_runs", max_selections=4,
                           format_func=lambda rid: label(runs[rid]))
-limit = c[1].select_slider("Test images", [100, 250, 500, 1000, 2000], value=500, key="lesion_limit")
+limit = c[1].select_slider("Test images", [100, 250, 500, 1000, 2000], value=250, key="lesion_limit",
+                           help="each deletion is one evaluation on this many test images")
 start = c[2].button("Run the lesion study", type="primary", disabled=not chosen, key="lesion_start")
 key = (tuple(chosen), limit)
 if start:

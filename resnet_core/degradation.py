@@ -28,6 +28,7 @@ from .runstore import RunInfo, list_runs, read_metrics, runs_root
 from .train import FitResult, Record, TrainConfig
 
 GROUP_TAG = "degradation"
+NET_NAME = re.compile(r"(plain|resnet)(\d+)")
 FINAL_FRACTION = 0.1  # the final train loss is the mean over this last share of the logged steps
 CLEARLY_HIGHER = 0.1  # a gap in final train loss must exceed this share of the shallower net's loss...
 NOISE_SE = 3.0  # ...and this many standard errors of the two final means to count as "clearly" higher
@@ -151,20 +152,27 @@ def run(config: DegradationConfig, root: "str | Path | None" = None,
 
 def parse_net(name: str) -> Dict[str, Any]:
     """"plain56" -> {skip: False, depth: 56}: the inverse of the names `DegradationConfig.nets` gives."""
-    match = re.fullmatch(r"(plain|resnet)(\d+)", name)
+    match = NET_NAME.fullmatch(name)
     if not match:
         raise ValueError(f"net name must be plain<depth> or resnet<depth>; got {name!r}")
     return dict(skip=match.group(1) == "resnet", depth=int(match.group(2)))
 
 
 def list_groups(root: "str | Path | None" = None) -> Dict[str, Dict[str, RunInfo]]:
-    """Degradation groups in the run store, newest first: group id -> {net name: run}."""
+    """Degradation groups in the run store, newest first: group id -> {net name: run}, plain before residual,
+    shallow before deep."""
     groups: Dict[str, Dict[str, RunInfo]] = {}
     for info in list_runs(root):
         group, _, name = info.run_id.rpartition("-")
-        if f"-{GROUP_TAG}-" in f"{group}-":
+        if f"-{GROUP_TAG}-" in f"{group}-" and NET_NAME.fullmatch(name):
             groups.setdefault(group, {})[name] = info
-    return dict(sorted(groups.items(), reverse=True))
+
+    def order(name: str) -> Tuple[bool, int]:
+        net = parse_net(name)
+        return net["skip"], net["depth"]
+
+    return {group_id: {name: runs[name] for name in sorted(runs, key=order)}
+            for group_id, runs in sorted(groups.items(), reverse=True)}
 
 
 def config_of_group(group: Mapping[str, RunInfo]) -> DegradationConfig:

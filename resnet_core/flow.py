@@ -1,7 +1,8 @@
 """Signal flow: per-block gradient and activation magnitudes of plain vs residual stacks, measured.
 
-`measure_stacks` builds two stacks of N blocks that differ only in the identity addition
-(same seed, hence identical weights), runs one batch forward and backward, and records for
+`measure_stacks` measures N blocks of one set of weights twice, as a plain stack and as a
+residual stack (the only difference is the identity addition): one batch forward and backward
+each, recording for
 each block the gradient norm of its first conv weight and the mean/std of its output.
 `measure_model` takes the same measurements on any `ResNet`, per block and per stage.
 `describe_stacks` / `describe_model` write the text under the plots from the measured numbers.
@@ -107,6 +108,10 @@ class FlowStack(nn.Module):
             if isinstance(m, nn.Conv2d):
                 init_conv(m.weight, config.init, config.init_std)
 
+    def set_skip(self, skip: bool) -> None:
+        for block in self.blocks:
+            block.skip = skip
+
 
 def init_conv(weight: Tensor, init: str, std: float) -> None:
     _choice("init", init, INITS)
@@ -173,7 +178,7 @@ def spread(values: Sequence[float]) -> float:
 
 def measure_stacks(config: FlowConfig, images: Tensor, labels: Tensor, num_classes: int,
                    dataset: str = "batch", device: "str | torch.device" = "cpu") -> FlowResult:
-    """Build the plain and the residual stack with identical weights and measure both on one batch.
+    """Measure one stack of seeded weights on one batch, without and then with the identity additions.
 
     `images` is (B, C, H, W) with B >= config.batch_size; only the first batch_size are used.
     """
@@ -183,12 +188,13 @@ def measure_stacks(config: FlowConfig, images: Tensor, labels: Tensor, num_class
                          f"got {tuple(images.shape)}")
     x = F.adaptive_avg_pool2d(images[: config.batch_size].to(device, torch.float32), config.resolution)
     y = labels[: config.batch_size].to(device)
-    stacks = {}
-    for kind in KINDS:
-        torch.manual_seed(config.seed)
-        with torch.device(device):
-            stacks[kind] = FlowStack(config, skip=kind == "residual", in_channels=x.shape[1], num_classes=num_classes)
-    return FlowResult(config, *(_measure_stack(kind, stacks[kind], config, x, y) for kind in KINDS), dataset=dataset)
+    torch.manual_seed(config.seed)
+    with torch.device(device):
+        stack = FlowStack(config, skip=False, in_channels=x.shape[1], num_classes=num_classes)
+    plain = _measure_stack("plain", stack, config, x, y)
+    stack.zero_grad(set_to_none=True)
+    stack.set_skip(True)  # the same weights, now with + x in every block
+    return FlowResult(config, plain, _measure_stack("residual", stack, config, x, y), dataset=dataset)
 
 
 def data_batch(dataset: str = "synthetic", batch_size: int = 32, data_dir: Optional[str] = None, seed: int = 0,

@@ -192,9 +192,7 @@ class JobRunner:
         Jobs submitted with the same data settings and seed train on the same batches in the same order.
         """
         config.validate()
-        check = memory_check(config, self.memory_budget, data)
-        if not check.ok:
-            raise MemoryRefused(memory_refusal(config, check))
+        guard_memory(config, self.memory_budget, data)
         job = Job(config, owner, run_dir, data)
         job._queue_position = lambda: self._position(job)
         job._on_stop = lambda: self._cancel_if_queued(job)
@@ -262,13 +260,12 @@ class JobRunner:
 # The process-wide runner lives in a file-less module so it outlives re-imports of this one (streamlit's
 # reloader re-imports every project module when any source file changes); running jobs are never orphaned.
 _REGISTRY = sys.modules.setdefault("_resnet_explorer_jobs", types.ModuleType("_resnet_explorer_jobs"))
-_REGISTRY_LOCK = getattr(_REGISTRY, "lock", None) or threading.Lock()
-_REGISTRY.lock = _REGISTRY_LOCK
+_REGISTRY.__dict__.setdefault("lock", threading.Lock())
 
 
 def default_runner() -> JobRunner:
     """The process-wide runner (shared by every browser session of a streamlit server)."""
-    with _REGISTRY_LOCK:
+    with _REGISTRY.lock:
         if getattr(_REGISTRY, "runner", None) is None:
             _REGISTRY.runner = JobRunner()
         return _REGISTRY.runner
@@ -290,10 +287,11 @@ def execute(config: TrainConfig, *, run_dir: "str | Path | None" = None, data: O
             on_start: Optional[Callable[[RunWriter], None]] = None) -> FitResult:
     """One run into the store, in this thread: load data, write the run folder, train, save weights and status.
 
-    The run folder is runs_root()/<new id> unless `run_dir` is given. Errors propagate after being
-    written to the folder's status (diverged or failed).
+    The run folder is runs_root()/<new id> unless `run_dir` is given. Raises MemoryRefused before
+    anything is written; later errors propagate after being written to the folder's status.
     """
     config.validate()
+    guard_memory(config, data=data)
     data = data if data is not None else load_data(config)
     spec = model_spec(config, data)
     writer = create_run(dict(train=config.to_dict(), spec=spec.to_dict(), data=data.describe()), run_dir, config.model)
@@ -359,7 +357,14 @@ def memory_check(config: TrainConfig, budget: Optional[int] = None, data: Option
     return MemoryCheck(training + data_bytes, training, data_bytes, budget, available)
 
 
-def memory_refusal(config: TrainConfig, check: MemoryCheck) -> str:
+def guard_memory(config: TrainConfig, budget: Optional[int] = None, data: Optional[ImageData] = None) -> None:
+    """Raise MemoryRefused, with the estimate and the budget, when the run would not fit."""
+    check = memory_check(config, budget, data)
+    if not check.ok:
+        raise MemoryRefused(_refusal_message(config, check))
+
+
+def _refusal_message(config: TrainConfig, check: MemoryCheck) -> str:
     budget_note = (f"{MEMORY_FRACTION:.0%} of the {format_bytes(check.available_bytes)} available"
                    if check.budget_bytes == int(MEMORY_FRACTION * check.available_bytes) else "the set budget")
     data_note = f", data {format_bytes(check.data_bytes)}" if check.data_bytes else ""

@@ -72,7 +72,7 @@ class TrainConfig:
     augment: bool = True  # random crop (zero padding `pad`) + horizontal flip
     pad: int = 4
     # budget
-    epochs: int = 3
+    epochs: int = 2
     max_steps: Optional[int] = None  # a step budget; when set it replaces `epochs`
     batch_size: int = 128
     # optimisation

@@ -85,9 +85,10 @@ def test_degradation_page_runs_four_nets_and_lesion_and_heatmap_pages_read_them(
     lesion = AppTest.from_file(str(PAGES / "7_Lesion.py"), default_timeout=60)
     lesion.run()
     assert not lesion.exception
-    assert len(lesion.session_state["lesion_runs"]) == 2  # the deep plain and the deep residual net
+    assert len(lesion.session_state["lesion_runs"]) == 4  # the four nets of the newest degradation group
     lesion.button(key="lesion_start").click().run()
-    run_until(lesion, lambda a: "intact" in text(a) and text(a).count("intact") >= 2)
+    run_until(lesion, lambda a: text(a).count("intact") == 4)
     figure = charts(lesion)[0]
-    assert any("not deletable" in t["name"] for t in figure["data"])
+    crosses = [t for t in figure["data"] if t.get("marker", {}).get("symbol") == "x"]
+    assert len(crosses) == 4 and all(len(t["x"]) == 2 for t in crosses)  # layer2.0 and layer3.0 of each net
     assert not lesion.exception and not lesion.error

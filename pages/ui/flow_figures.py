@@ -37,7 +37,7 @@ def stack_flow_figure(plain: Mapping, residual: Mapping) -> go.Figure:
                                  mode="lines", line=dict(color=color), legendgroup=label), row=1, col=2)
         fig.add_trace(go.Scatter(x=blocks, y=_positive([abs(m) for m in stack["act_mean"]]), name=f"{label}: |mean|",
                                  mode="lines", line=dict(color=color, dash="dot"), legendgroup=label), row=1, col=2)
-    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(type="log", exponentformat="power", dtick="D2")
     fig.update_xaxes(title_text="block (1 = next to the input)")
     return _layout(fig, height=420)
 
@@ -63,7 +63,7 @@ def model_flow_figure(blocks: pd.DataFrame, skip: bool) -> go.Figure:
     fig.add_trace(go.Bar(x=blocks.block, y=_positive(blocks.grad_norm), marker_color=color, name="‖∇W‖"), row=1, col=1)
     fig.add_trace(go.Scatter(x=blocks.block, y=_positive(blocks.act_std), mode="lines+markers",
                              line=dict(color=color), name="std"), row=1, col=2)
-    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(type="log", exponentformat="power", dtick="D2")
     return _layout(fig, height=380, showlegend=False)
 
 
@@ -124,34 +124,48 @@ def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
             fig.add_trace(go.Scatter(x=test.step, y=100 * (1 - test.acc), name=name, showlegend=False,
                                      mode="lines+markers", line=style, legendgroup=name), row=1, col=3)
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(type="log", dtick="D2", row=1, col=1)
     return _layout(fig, height=420)
 
 
 def lesion_figure(results: Mapping[str, Mapping]) -> go.Figure:
-    """Test accuracy after deleting each block, with the intact net's accuracy as a dashed line.
+    """One panel per net: test accuracy after deleting each block, the intact accuracy as a dashed line.
 
     Each result maps to {"skip": bool, "baseline_acc": float, "blocks": [{"block", "acc", "deletable"}]};
     blocks that are not deletable (their deletion changes the shape) are marked with an x at zero.
     """
-    fig = go.Figure()
-    for name, res in results.items():
+    names = list(results)
+    cols = min(2, len(names))
+    rows_n = math.ceil(len(names) / cols)
+    fig = make_subplots(rows=rows_n, cols=cols, subplot_titles=[short_label(n) for n in names],
+                        vertical_spacing=0.22 / rows_n, horizontal_spacing=0.06)
+    for i, name in enumerate(names):
+        row, col = i // cols + 1, i % cols + 1
+        res = results[name]
         color = kind_color(res["skip"])
-        rows = pd.DataFrame(res["blocks"])
-        ok = rows[rows.deletable]
-        fig.add_trace(go.Scatter(x=ok.block, y=100 * ok.acc, mode="lines+markers", name=name,
-                                 line=dict(color=color), legendgroup=name))
-        blocked = rows[~rows.deletable]
-        if len(blocked):
-            fig.add_trace(go.Scatter(x=blocked.block, y=[0] * len(blocked), mode="markers", legendgroup=name,
-                                     name=f"{name}: not deletable (changes the shape)",
-                                     marker=dict(symbol="x", size=10, color=color)))
-        fig.add_hline(y=100 * res["baseline_acc"], line=dict(color=color, dash="dash"),
-                      annotation_text=f"{name} intact {100 * res['baseline_acc']:.1f}%",
-                      annotation_position="top left")
-    fig.update_xaxes(title_text="deleted block", type="category")
-    fig.update_yaxes(title_text="test accuracy (%)", range=[-3, 103])
-    return _layout(fig, height=420)
+        blocks = pd.DataFrame(res["blocks"])
+        acc = [100 * a if ok else None for a, ok in zip(blocks.acc, blocks.deletable)]
+        fig.add_trace(go.Scatter(x=blocks.block, y=acc, mode="lines+markers", line=dict(color=color),
+                                 name="residual" if res["skip"] else "plain", legendgroup=str(res["skip"]),
+                                 showlegend=False, connectgaps=False), row=row, col=col)
+        fixed = blocks[~blocks.deletable]
+        fig.add_trace(go.Scatter(x=fixed.block, y=[0] * len(fixed), mode="markers", showlegend=False,
+                                 marker=dict(symbol="x", size=9, color=color),
+                                 hovertemplate="%{x}: not deletable (changes the shape)<extra></extra>"),
+                      row=row, col=col)
+        fig.add_hline(y=100 * res["baseline_acc"], line=dict(color=color, dash="dash"), row=row, col=col,
+                      annotation_text=f"intact {100 * res['baseline_acc']:.1f}%", annotation_position="bottom right")
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(blocks.block), row=row, col=col)
+    fig.update_yaxes(title_text="test accuracy (%)", range=[-5, 105], col=1)
+    fig.update_yaxes(range=[-5, 105])
+    fig.update_xaxes(title_text="deleted block (× = not deletable)", row=rows_n)
+    return _layout(fig, height=330 * rows_n, showlegend=False)
+
+
+def short_label(run_id: str) -> str:
+    """A run id without its leading date-time stamp (YYYYMMDD-HHMMSS-), for legends and titles."""
+    parts = run_id.split("-", 2)
+    return parts[2] if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit() else run_id
 
 
 def _log_pivot(frame: pd.DataFrame, value: str) -> pd.DataFrame:
@@ -165,6 +179,5 @@ def _positive(values: Sequence[float]) -> List[Optional[float]]:
 
 
 def _layout(fig: go.Figure, height: int, **extra) -> go.Figure:
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", yanchor="bottom", y=-0.35), **extra)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), **extra)
     return fig

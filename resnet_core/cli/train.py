@@ -7,14 +7,14 @@ object with test_acc, test_loss, images_per_sec, seconds, run_dir and status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
-import sys
 import threading
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 from ..data import DATASETS
-from ..jobs import MemoryRefused, execute, memory_check, memory_refusal
+from ..jobs import execute
 from ..train import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from .spec_args import _int, add_spec_arguments, spec_overrides
 
@@ -64,12 +64,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    check = memory_check(config)
-    if not check.ok:
-        raise MemoryRefused(memory_refusal(config, check))
     started: Dict[str, str] = {}
     stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())  # Ctrl-C ends the run as "stopped"
 
     def on_record(record: Dict[str, Any]) -> None:
         if record["kind"] != "test":
@@ -82,8 +78,9 @@ def run_train(args: argparse.Namespace) -> int:
                   f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:.2%}  "
                   f"{record['images_per_sec']:.0f} img/s", flush=True)
 
-    result = execute(config, run_dir=args.run_dir, on_record=on_record, stop=stop,
-                     on_start=lambda writer: started.update(path=str(writer.path)))
+    with _ctrl_c_sets(stop):  # Ctrl-C ends the run as "stopped", weights and status saved
+        result = execute(config, run_dir=args.run_dir, on_record=on_record, stop=stop,
+                         on_start=lambda writer: started.update(path=str(writer.path)))
     final = {k: v for k, v in result.final.items() if k not in _SKIP_IN_FINAL}
     final["run_dir"] = started["path"]
     if args.json:
@@ -91,8 +88,20 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         acc = f"{final['test_acc']:.2%}" if final["test_acc"] is not None else "n/a"
         print(f"{final['status']}: test acc {acc} after {final['steps']} steps in {final['seconds']:.1f} s "
-              f"({final['images_per_sec']:.0f} img/s); run stored in {final['run_dir']}", file=sys.stdout)
+              f"({final['images_per_sec']:.0f} img/s); run stored in {final['run_dir']}")
     return 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(event: threading.Event) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: event.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _float(field: str):
