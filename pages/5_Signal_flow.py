@@ -48,16 +48,21 @@ def measured_stacks(config: FlowConfig, dataset: str) -> dict:
     return dict(result=result.to_dict(), text=describe_stacks(result))
 
 
-@st.cache_data(max_entries=16, show_spinner="Measuring the model…")
-def measured_model(model: str, overrides: dict, dataset: str, side: int, batch: int, loss: str, mode: str,
-                   seed: int) -> dict:
-    channels = resolve_spec(model, **overrides).in_channels
-    images, labels, classes = data_batch(dataset, batch, seed=seed, channels=channels, image_size=side)
-    torch.manual_seed(seed)
-    net = build_model(model, **{**overrides, "num_classes": classes})
-    flow = measure_model(net, images, labels, loss=loss, mode=mode)
-    return dict(blocks=flow.blocks, stages=flow.stages, seconds=flow.seconds, skip=net.spec.skip,
-                text=describe_model(flow, model))
+@st.cache_data(max_entries=16, show_spinner="Measuring the model and its twin…")
+def measured_models(model: str, overrides: dict, dataset: str, side: int, batch: int, loss: str, mode: str,
+                    seed: int) -> Dict[str, dict]:
+    """The chosen model and its twin with the identity shortcuts toggled, same seed, same batch."""
+    spec = resolve_spec(model, **overrides)
+    images, labels, classes = data_batch(dataset, batch, seed=seed, channels=spec.in_channels, image_size=side)
+    out = {}
+    for skip in (spec.skip, not spec.skip):
+        twin = spec.replace(skip=skip, num_classes=classes)
+        name = model if skip == spec.skip else f"{model}, {'residual' if skip else 'plain'} twin"
+        torch.manual_seed(seed)
+        flow = measure_model(build_model(twin), images, labels, loss=loss, mode=mode)
+        out[name] = dict(blocks=flow.blocks, stages=flow.stages, seconds=flow.seconds, skip=skip,
+                         text=describe_model(flow, name))
+    return out
 
 
 def stacks_tab() -> None:
@@ -106,8 +111,9 @@ def stacks_tab() -> None:
 
 
 def model_tab() -> None:
-    st.markdown("The same measurements on a full model (the Architecture page's choice): per block, the gradient "
-                "norm of its first conv and the std of its output; per stage, all its convs' gradients together.")
+    st.markdown("The same measurements on a full model (the Architecture page's choice) and on its twin with the "
+                "identity shortcuts toggled, from the same seed and on the same batch: per block, the gradient norm "
+                "of its first conv and the std of its output; per stage, all its convs' gradients together.")
     choice = model_picker(key="flow_model_picker", default="resnet56")
     c = st.columns(5)
     side = c[0].select_slider("Input side", [16, 32, 64, 128, 224], value=32, key="flow_model_side")
@@ -116,16 +122,17 @@ def model_tab() -> None:
     mode = c[3].radio("BN statistics", ["train", "eval"], key="flow_model_mode", horizontal=True)
     dataset = c[4].selectbox("Data set", DATASET_CHOICES, key="flow_model_dataset")
     try:
-        measured = measured_model(choice.model, dict(choice.overrides), dataset, side, batch, loss, mode,
-                                  int(st.session_state.flow_seed))
+        measured = measured_models(choice.model, dict(choice.overrides), dataset, side, batch, loss, mode,
+                                   int(st.session_state.flow_seed))
     except (ValueError, RuntimeError) as exc:
         st.error(str(exc), icon="⚠️")
         return
-    st.plotly_chart(model_flow_figure(measured["blocks"], measured["skip"]), width="stretch", key="flow_model_fig")
-    left, right = st.columns([1, 1])
-    left.dataframe(measured["stages"], hide_index=True, width="stretch")
-    right.markdown("\n".join(f"- {line}" for line in measured["text"]))
-    right.caption(f"Measured in {measured['seconds']:.2f} s.")
+    st.plotly_chart(model_flow_figure(measured), width="stretch", key="flow_model_fig")
+    for col, (name, m) in zip(st.columns(len(measured)), measured.items()):
+        col.markdown(f"**{name}** — per stage (gradient norm over all the stage's convs; output statistics)")
+        col.dataframe(m["stages"], hide_index=True, width="stretch")
+        col.markdown("\n".join(f"- {line}" for line in m["text"]))
+        col.caption(f"Measured in {m['seconds']:.2f} s.")
 
 
 def training_tab() -> None:

@@ -55,16 +55,22 @@ def spread_figure(plain: Mapping, residual: Mapping) -> go.Figure:
     return _layout(fig, height=320, barmode="group")
 
 
-def model_flow_figure(blocks: pd.DataFrame, skip: bool) -> go.Figure:
-    """Per block of a ResNet: first-conv gradient norm and activation std, log y; stage borders marked."""
-    color = kind_color(skip)
+def model_flow_figure(models: Mapping[str, Mapping]) -> go.Figure:
+    """Per block of whole models: first-conv gradient norm and output std, log y, one line per model.
+
+    Each model maps to {"blocks": DataFrame(block, grad_norm, act_std), "skip": bool}.
+    """
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
         "gradient norm of each block's first conv", "activation std after each block"))
-    fig.add_trace(go.Bar(x=blocks.block, y=_positive(blocks.grad_norm), marker_color=color, name="‖∇W‖"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=blocks.block, y=_positive(blocks.act_std), mode="lines+markers",
-                             line=dict(color=color), name="std"), row=1, col=2)
+    for name, model in models.items():
+        blocks, color = model["blocks"], kind_color(model["skip"])
+        style = dict(mode="lines+markers", line=dict(color=color), marker=dict(size=5), legendgroup=name)
+        fig.add_trace(go.Scatter(x=blocks.block, y=_positive(blocks.grad_norm), name=name, **style), row=1, col=1)
+        fig.add_trace(go.Scatter(x=blocks.block, y=_positive(blocks.act_std), name=name, showlegend=False, **style),
+                      row=1, col=2)
     fig.update_yaxes(type="log", exponentformat="power", dtick="D2")
-    return _layout(fig, height=380, showlegend=False)
+    fig.update_xaxes(type="category")
+    return _layout(fig, height=400)
 
 
 def gradient_heatmap(panels: Mapping[str, pd.DataFrame], value: str = "grad_norm") -> go.Figure:
@@ -138,7 +144,7 @@ def lesion_figure(results: Mapping[str, Mapping]) -> go.Figure:
     cols = min(2, len(names))
     rows_n = math.ceil(len(names) / cols)
     fig = make_subplots(rows=rows_n, cols=cols, subplot_titles=[short_label(n) for n in names],
-                        vertical_spacing=0.22 / rows_n, horizontal_spacing=0.06)
+                        vertical_spacing=0.3 / rows_n, horizontal_spacing=0.06)
     for i, name in enumerate(names):
         row, col = i // cols + 1, i % cols + 1
         res = results[name]

@@ -26,11 +26,11 @@ def records_frame(records: Sequence[Dict[str, Any]], kind: str) -> pd.DataFrame:
     return pd.DataFrame([r for r in records if r.get("kind") == kind])
 
 
-def training_curves(records: Sequence[Dict[str, Any]], title: str = "") -> go.Figure:
-    """Loss, accuracy, learning rate and throughput against the step: train windows as lines, test as markers."""
+def training_curves(records: Sequence[Dict[str, Any]]) -> go.Figure:
+    """Loss (log scale), accuracy, learning rate and throughput against the step; test evaluations as diamonds."""
     train, test = records_frame(records, "train"), records_frame(records, "test")
     fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.06,
-                        subplot_titles=("Loss", "Accuracy", "Learning rate", "Training images / s"))
+                        subplot_titles=("Loss (log scale)", "Accuracy", "Learning rate", "Training images / s"))
     if not train.empty:
         line = dict(mode="lines+markers", marker=dict(size=4), line=dict(color=TRAIN_COLOUR))
         fig.add_trace(go.Scatter(x=train["step"], y=train["loss"], name="train", legendgroup="train", **line),
@@ -46,11 +46,11 @@ def training_curves(records: Sequence[Dict[str, Any]], title: str = "") -> go.Fi
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=test["step"], y=test["test_acc"], name="test", legendgroup="test",
                                  showlegend=False, **marker), row=1, col=2)
+    fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=2)
     fig.update_yaxes(rangemode="tozero", row=1, col=4)
     fig.update_xaxes(title_text="step")
-    fig.update_layout(height=320, margin=dict(t=50 if title else 30, b=10, l=10, r=10), title=title or None,
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(height=320, margin=dict(t=30, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -71,6 +71,8 @@ def overlay_figure(runs: Sequence[Dict[str, Any]], metric: str = "test accuracy"
                                            dash="solid" if run.get("skip", True) else "dash")))
     if key.endswith("acc"):
         fig.update_yaxes(tickformat=".0%")
+    else:
+        fig.update_yaxes(type="log")
     fig.update_layout(height=380, margin=dict(t=30, b=10, l=10, r=10), xaxis_title="step", yaxis_title=metric,
                       legend=dict(orientation="h", y=-0.2))
     return fig
