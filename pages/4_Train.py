@@ -14,10 +14,12 @@ from pages.ui.train_figures import (  # noqa: E402  (set_page_config must come f
     OVERLAY_METRICS, confusion_figure, overlay_figure, prediction_grid, training_curves)
 from pages.ui.widgets import ModelChoice, model_picker  # noqa: E402
 from resnet_core.data import DATASETS, default_data_dir, load_dataset  # noqa: E402
-from resnet_core.jobs import Job, JobSnapshot, default_runner  # noqa: E402
+from resnet_core.format import format_bytes  # noqa: E402
+from resnet_core.jobs import MEMORY_FRACTION, Job, JobSnapshot, default_runner, memory_check  # noqa: E402
 from resnet_core.runstore import (  # noqa: E402
     WEIGHTS, RunInfo, list_runs, load_model, load_run_data, metrics_csv, read_metrics, read_run)
-from resnet_core.train import DEFAULT_LR, OPTIMIZERS, SCHEDULES, Evaluation, TrainConfig, evaluate  # noqa: E402
+from resnet_core.train import (  # noqa: E402
+    DEFAULT_LR, OPTIMIZERS, SCHEDULES, Evaluation, TrainConfig, evaluate, warm_up)
 
 POLL_SECONDS = 0.5
 GRID_IMAGES = 24
@@ -113,6 +115,17 @@ def controls() -> ModelChoice:
         c[1].number_input("Threads (0: the server's share)", 0, 256, key="train_threads",
                           help=f"this server gives each run {default_runner().threads_per_run} thread(s) by default")
     return choice
+
+
+def memory_caption(choice: ModelChoice) -> None:
+    """The memory guard's estimate for the current settings (also warms the summary cache before Start)."""
+    try:
+        check = memory_check(config_from_state(choice))
+    except ValueError:
+        return  # the settings' error is shown when Start is pressed
+    verdict = "within" if check.ok else "over"
+    st.caption(f"Estimated training memory {format_bytes(check.needed_bytes)}, {verdict} the budget of "
+               f"{format_bytes(check.budget_bytes)} ({MEMORY_FRACTION:.0%} of the RAM available now).")
 
 
 def status_line(snap: JobSnapshot) -> None:
@@ -266,12 +279,14 @@ def main() -> None:
         c[0].button("Start training", type="primary", on_click=start, args=(choice,), disabled=live,
                     key="train_start", width="stretch")
         c[1].button("Stop", on_click=stop, disabled=not live, key="train_stop", width="stretch")
+        memory_caption(choice)
         if ERROR_KEY in st.session_state:
             st.error(st.session_state[ERROR_KEY], icon="⚠️")
     with right:
-        if st.session_state.train_dataset == "synthetic":
-            with st.spinner("Generating the synthetic set…"):
-                load_dataset("synthetic")  # once per server process, so Start goes straight to training
+        with st.spinner("Preparing the training engine…"):
+            warm_up()  # once per server process, so that Start goes straight to training
+            if st.session_state.train_dataset == "synthetic":
+                load_dataset("synthetic")
         if job is None:
             running, queued = default_runner().load()
             st.info(f"Pick a model and press **Start training** (by default {DEFAULTS.epochs} epochs on the "

@@ -71,15 +71,17 @@ def stacks_tab() -> None:
                 "activation. One batch goes forward and back, and each block's first-conv gradient and output are "
                 "measured.")
     with st.container(border=True):
-        c = st.columns([2, 1, 1, 1.3, 1.2])
+        c = st.columns([2, 1, 1, 1.3, 1.2, 0.8])
         c[0].slider("Blocks", 1, min(MAX_BLOCKS, 200), key="flow_blocks")
+        c[5].number_input("Seed", 0, 2**31 - 1, key="flow_seed", help="weights and the batch drawn")
         c[1].select_slider("Width", [4, 8, 16, 32, 64], key="flow_width")
         c[2].toggle("BatchNorm", key="flow_bn")
-        c[3].radio("BN statistics", ["train", "eval"], key="flow_mode", horizontal=True, disabled=not st.session_state.flow_bn,
-                   help="eval: running statistics, first estimated on this same batch")
+        c[3].radio("BN statistics", ["train", "eval"], key="flow_mode", horizontal=True,
+                   disabled=not st.session_state.flow_bn, help="eval: running statistics, first estimated on this same batch")
         c[4].selectbox("Activation", ACTIVATIONS, key="flow_activation")
         c = st.columns([1, 1, 1, 1, 1.4, 1])
-        c[0].selectbox("Init", INITS, key="flow_init", help="kaiming: He normal (fan-in, ReLU gain); xavier: Glorot normal")
+        c[0].selectbox("Init", INITS, key="flow_init",
+                       help="kaiming: He normal (fan-in, ReLU gain); xavier: Glorot normal")
         c[1].number_input("Normal std", min_value=1e-4, max_value=10.0, step=0.01, format="%.4f", key="flow_std",
                           disabled=st.session_state.flow_init != "normal")
         c[2].select_slider("Batch size", [2, 4, 8, 16, 32, 64, 128], key="flow_batch")
@@ -160,6 +162,8 @@ def training_tab() -> None:
             st.info("No probe records yet.")
         else:
             st.plotly_chart(gradient_heatmap(frames), width="stretch", key="flow_heatmap")
+            st.caption("Colour: log10 of the gradient norm of all parameters of each unit (stem, each block, head), "
+                       "as the training probes record it; the input end is at the bottom.")
             skip = {short_label(rid): bool(r.config.get("spec", {}).get("skip", True)) for rid, r in current.items()}
             st.plotly_chart(activation_curves({rid: stage_activations(f) for rid, f in frames.items()}, skip),
                             width="stretch", key="flow_act_curves")

@@ -157,7 +157,8 @@ def reference_panel() -> None:
     rows = degradation.reference_rows()
     st.dataframe(pd.DataFrame([{"net": r["name"], "params": r["params"], "test error %": r["test_error"]}
                                for r in rows]), hide_index=True, width="stretch")
-    st.caption(f"CIFAR-10 test error of the ResNets. Source: {rows[0]['source']}. " + degradation.PLAIN_REFERENCE + " The paper trains 64k iterations "
+    st.caption(f"CIFAR-10 test error of the ResNets. Source: {rows[0]['source']}. " + degradation.PLAIN_REFERENCE
+               + " The paper trains 64k iterations "
                "of batch 128 on 32×32 CIFAR-10 with augmentation; the runs here are far shorter, so compare the "
                "ordering of the curves, not the error levels.")
 

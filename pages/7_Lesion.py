@@ -17,7 +17,8 @@ TASK_KEY = "lesion_task"  # {"key": (run ids, limit), "task": BackgroundRows}
 
 
 def finished_runs() -> Dict[str, RunInfo]:
-    return {r.run_id: r for r in list_runs() if r.status in ("finished", "stopped") and (r.path / "weights.pt").is_file()}
+    return {r.run_id: r for r in list_runs()
+            if r.status in ("finished", "stopped") and (r.path / "weights.pt").is_file()}
 
 
 def default_choice(runs: Dict[str, RunInfo]) -> List[str]:

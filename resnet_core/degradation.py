@@ -42,6 +42,7 @@ class DegradationConfig:
     shallow: int = 3  # blocks per stage of the shallower pair (depth 6n+2 = 20)
     deep: int = 9  # blocks per stage of the deeper pair (depth 56)
     dataset: str = "synthetic"
+    data_dir: Optional[str] = None  # for the file-based sets (see data.py)
     # The default budget (~3 min on 2 CPU cores) is the smallest tried where the effect appears; see README.
     steps: int = 600  # optimizer steps per net
     batch_size: int = 64
@@ -84,7 +85,8 @@ class DegradationConfig:
             if PRESETS[preset].spec.layers != (net["blocks"],) * 3:
                 overrides["layers"] = (net["blocks"],) * 3
             configs[name] = TrainConfig(
-                model=preset, overrides=overrides, dataset=self.dataset, image_size=self.image_size,
+                model=preset, overrides=overrides, dataset=self.dataset, data_dir=self.data_dir,
+                image_size=self.image_size,
                 augment=self.augment, max_steps=self.steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
                 log_every=self.log_every, probe_every=self.probe_every, test_subset=self.test_subset)
         return configs
@@ -94,8 +96,8 @@ class DegradationConfig:
         names = ", ".join(self.nets())
         return (f"{names}: width {self.width}, {self.image_size}×{self.image_size} `{self.dataset}` images"
                 f"{' with crop+flip augmentation' if self.augment else ' without augmentation'}, {self.steps} SGD "
-                f"steps of batch {self.batch_size} (one-cycle, peak lr {self.lr:g}, nesterov momentum 0.9, weight decay "
-                f"5e-4), "
+                f"steps of batch {self.batch_size} (one-cycle, peak lr {self.lr:g}, nesterov momentum 0.9, "
+                f"weight decay 5e-4), "
                 f"seed {self.seed}; the same batches in the same order for all four; test on "
                 f"{'all' if self.test_subset is None else f'the first {self.test_subset}'} test images.")
 
@@ -180,7 +182,8 @@ def config_of_group(group: Mapping[str, RunInfo]) -> DegradationConfig:
     blocks = sorted({(parse_net(name)["depth"] - 2) // 6 for name in group})
     train = next(iter(group.values())).config["train"]
     return DegradationConfig(
-        shallow=blocks[0], deep=blocks[-1], dataset=train["dataset"], steps=train["max_steps"],
+        shallow=blocks[0], deep=blocks[-1], dataset=train["dataset"], data_dir=train["data_dir"],
+        steps=train["max_steps"],
         batch_size=train["batch_size"], lr=train["lr"], width=train["overrides"]["width"],
         image_size=train["image_size"], augment=train["augment"], seed=train["seed"], log_every=train["log_every"],
         probe_every=train["probe_every"], test_subset=train["test_subset"])

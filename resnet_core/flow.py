@@ -2,8 +2,8 @@
 
 `measure_stacks` measures N blocks of one set of weights twice, as a plain stack and as a
 residual stack (the only difference is the identity addition): one batch forward and backward
-each, recording for
-each block the gradient norm of its first conv weight and the mean/std of its output.
+each, recording for each block the gradient norm of its first conv weight and the mean/std of
+its output.
 `measure_model` takes the same measurements on any `ResNet`, per block and per stage.
 `describe_stacks` / `describe_model` write the text under the plots from the measured numbers.
 """
@@ -31,7 +31,6 @@ INITS = ("kaiming", "xavier", "normal")
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 MODES = ("train", "eval")
 LOSSES = ("cross_entropy", "sum")
-KINDS = ("plain", "residual")
 MAX_BLOCKS = 500
 STEEP = 1e3  # an end-to-end gradient ratio beyond which the text calls it exploding / vanishing
 
@@ -67,9 +66,6 @@ class FlowConfig:
         if self.batch_norm and self.mode == "train" and self.batch_size * self.resolution**2 < 2:
             raise ValueError("batch_size * resolution**2 must be at least 2 for BatchNorm in train mode; got 1")
         return self
-
-    def replace(self, **changes) -> "FlowConfig":
-        return dataclasses.replace(self, **changes).validate()
 
 
 def make_activation(name: str) -> nn.Module:
@@ -277,10 +273,6 @@ class ModelFlow:
     loss: float
     seconds: float
 
-    def to_dict(self) -> dict:
-        return dict(blocks=self.blocks.to_dict("records"), stages=self.stages.to_dict("records"),
-                    loss=_finite_or_none(self.loss), seconds=self.seconds)
-
 
 def measure_model(model: ResNet, images: Tensor, labels: Tensor, loss: str = "cross_entropy",
                   mode: str = "train") -> ModelFlow:
@@ -314,7 +306,8 @@ def measure_model(model: ResNet, images: Tensor, labels: Tensor, loss: str = "cr
     for stage_name, stage in zip(model.stage_names, model.stages()):
         conv_grads = [m.weight.grad for m in stage.modules() if isinstance(m, nn.Conv2d)]
         last = blocks[blocks.stage == stage_name].iloc[-1]
-        stage_rows.append(dict(stage=stage_name, blocks=len(stage), grad_norm=math.sqrt(sum(g**2 for g in _norms(conv_grads))),
+        stage_rows.append(dict(stage=stage_name, blocks=len(stage),
+                               grad_norm=math.sqrt(sum(g**2 for g in _norms(conv_grads))),
                                act_mean=last.act_mean, act_std=last.act_std))
     return ModelFlow(blocks, pd.DataFrame(stage_rows), float(value.detach()), time.perf_counter() - start)
 
@@ -365,9 +358,10 @@ def describe_training_flow(frames: Dict[str, pd.DataFrame]) -> List[str]:
 def describe_stacks(result: FlowResult) -> List[str]:
     """Markdown sentences about what was measured, one per finding; every number comes from `result`."""
     c = result.config
+    norm = f"BatchNorm in {c.mode} mode" if c.batch_norm else "no BatchNorm"
     lines = [f"Measured on one batch of {c.batch_size} `{result.dataset}` images at {c.resolution}×{c.resolution}, "
-             f"{c.blocks} blocks of width {c.width}, {'BatchNorm in ' + c.mode + ' mode' if c.batch_norm else 'no BatchNorm'}, "
-             f"{c.activation}, {_init_text(c)} init, loss = {_loss_text(c.loss)}."]
+             f"{c.blocks} blocks of width {c.width}, {norm}, {c.activation}, {_init_text(c)} init, "
+             f"loss = {_loss_text(c.loss)}."]
     for stack in (result.plain, result.residual):
         lines.append(_gradient_sentence(stack))
     lines.append(_compare_spreads(result.plain, result.residual))
@@ -419,7 +413,8 @@ def _trend_sentence(who: str, grads: Sequence[float], names: Sequence[str]) -> s
     if ratio <= 0.1:
         return head + f": it **shrinks {format_ratio(1 / ratio)}** toward the input" + (
             " — vanishing." if ratio <= 1 / STEEP else ".")
-    return head + f": within a factor {format_ratio(max(ratio, 1 / ratio))} of each other, spread {format_ratio(spread(grads))}."
+    return head + (f": within a factor {format_ratio(max(ratio, 1 / ratio))} of each other, "
+                   f"spread {format_ratio(spread(grads))}.")
 
 
 def _compare_spreads(plain: StackFlow, residual: StackFlow) -> str:
@@ -433,7 +428,10 @@ def _compare_spreads(plain: StackFlow, residual: StackFlow) -> str:
         text += f": here the plain stack's is {format_ratio(r / p)} narrower."
     p_mid, r_mid = statistics.median(plain.grad_norm), statistics.median(residual.grad_norm)
     if p_mid > 0 and r_mid > 0:
-        text += f" Median gradient norm: plain {_num(p_mid)}, residual {_num(r_mid)}."
+        text += f" Median gradient norm: plain {_num(p_mid)}, residual {_num(r_mid)}"
+        low, ratio = ("plain", r_mid / p_mid) if p_mid < r_mid else ("residual", p_mid / r_mid)
+        text += (f": the {low} stack's gradients are {format_ratio(ratio)} smaller across the board."
+                 if ratio >= STEEP else ".")
     return text
 
 

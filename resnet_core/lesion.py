@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -59,11 +59,12 @@ def block_shapes(model: ResNet, sample: torch.Tensor) -> Dict[str, bool]:
 
 
 def lesion(model: ResNet, data: ImageData, name: str = "model", limit: Optional[int] = None,
-           batch_size: int = 500, on_block: Optional[Callable[[Dict[str, Any]], None]] = None) -> LesionResult:
+           batch_size: int = 500) -> LesionResult:
     """Test accuracy of `model` on `data` intact, then with each deletable block replaced by the identity.
 
     The model is restored afterwards. `limit` evaluates on the first N test images.
     """
+    _check_limit(limit)
     start = time.perf_counter()
     device = next(model.parameters()).device
     sample = data.test_images[:2].to(device).float()
@@ -83,22 +84,25 @@ def lesion(model: ResNet, data: ImageData, name: str = "model", limit: Optional[
                     stage[i] = original
                 row.update(acc=ev.acc, loss=ev.loss)
             rows.append(row)
-            if on_block is not None:
-                on_block(row)
     return LesionResult(name, model.spec.skip, base.acc, base.loss, rows, len(base.labels),
                         time.perf_counter() - start)
 
 
-def lesion_run(run_dir: "str | Path", limit: Optional[int] = None, device: str = "cpu",
-               on_block: Optional[Callable[[Dict[str, Any]], None]] = None) -> LesionResult:
+def lesion_run(run_dir: "str | Path", limit: Optional[int] = None, device: str = "cpu") -> LesionResult:
     """`lesion` on a stored run's final weights and the exact test images it was evaluated on."""
+    _check_limit(limit)
     info = read_run(run_dir)
     if "train" not in info.config:
         raise ValueError(f"run_dir must be a training run; {info.path} has no train config")
     model = load_model(run_dir, device)
     data = load_data(TrainConfig.from_dict(info.config["train"]))
     limit = limit if limit is not None else info.config["train"].get("test_subset")
-    return lesion(model, data, name=info.run_id, limit=limit, on_block=on_block)
+    return lesion(model, data, name=info.run_id, limit=limit)
+
+
+def _check_limit(limit: Optional[int]) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a whole number of test images >= 1; got {limit!r}")
 
 
 def describe(result: LesionResult) -> str:

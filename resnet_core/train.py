@@ -30,6 +30,7 @@ A NaN, infinite or absurd (> 1e4) loss raises `Diverged` ("diverged at step N ..
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 import time
@@ -244,6 +245,13 @@ def lr_at(config: TrainConfig, step: int, total: int) -> float:
     if config.schedule == "multistep":
         return peak * config.gamma ** sum(step >= m * total for m in config.milestones)
     return peak
+
+
+@functools.lru_cache(maxsize=1)
+def warm_up() -> None:
+    """Pay once, ahead of time, what the first run of a process would wait for: torch.optim's first
+    optimizer imports torch._dynamo (seconds). The Train page calls this when it loads."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

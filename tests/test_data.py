@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import struct
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -169,9 +170,18 @@ def test_cifar10_format_reads_through_torchvision(tmp_path):
     assert np.array_equal(data.test_images[3].numpy(), batches["test_batch"][3].reshape(3, 32, 32))
 
 
-def test_offline_message_says_where_to_put_the_files(tmp_path, monkeypatch):
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):  # a closed local port: surely offline
+@pytest.fixture
+def offline(monkeypatch):
+    """Downloads go to a proxy on a closed local port, so they fail at once, online or not."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
+    urllib.request.install_opener(None)  # urlopen's cached opener read the proxies when it was built
+    yield
+    monkeypatch.undo()
+    urllib.request.install_opener(None)
+
+
+def test_offline_message_says_where_to_put_the_files(tmp_path, offline):
     with pytest.raises(RuntimeError) as info:
         D.load_dataset("cifar10", tmp_path / "nothing")
     message = str(info.value)

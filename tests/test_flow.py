@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resnet_core.cli import main
-from resnet_core.flow import (FlowConfig, FlowStack, describe_model, describe_stacks, measure_model,
+from resnet_core.flow import (FlowConfig, FlowStack, data_batch, describe_model, describe_stacks, measure_model,
                               measure_stacks, spread)
 from resnet_core.model import build_model
 
@@ -18,13 +18,14 @@ NUM_CLASSES = 10
 
 @pytest.fixture(scope="module")
 def batch():
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(32, 3, 16, 16, generator=g), torch.randint(0, NUM_CLASSES, (32,), generator=g)
+    images, labels, classes = data_batch("synthetic", 32)  # the built-in set, 32×32 RGB
+    assert classes == NUM_CLASSES and images.shape == (32, 3, 32, 32)
+    return images, labels
 
 
 def measure(batch, **config):
     images, labels = batch
-    return measure_stacks(FlowConfig(**config).validate(), images, labels, NUM_CLASSES, dataset="gaussian")
+    return measure_stacks(FlowConfig(**config).validate(), images, labels, NUM_CLASSES, dataset="synthetic")
 
 
 def test_residual_gradient_spread_is_orders_narrower_at_50_blocks(batch):
@@ -51,6 +52,7 @@ def test_tanh_small_init_collapses_the_plain_signal_but_not_the_residual_one(bat
     result = measure(batch, blocks=30, batch_norm=False, activation="tanh", init="normal", init_std=0.05)
     assert result.plain.act_std[-1] < 1e-10 < result.residual.act_std[-1]
     assert max(result.plain.grad_norm) < 1e-6 * min(result.residual.grad_norm)
+    assert "plain stack's gradients are" in " ".join(describe_stacks(result))
 
 
 def test_measurements_match_a_manual_pass_with_and_without_the_identity(batch):
@@ -60,7 +62,7 @@ def test_measurements_match_a_manual_pass_with_and_without_the_identity(batch):
     for skip, measured in ((False, result.plain), (True, result.residual)):
         torch.manual_seed(config.seed)
         stack = FlowStack(config, skip=skip, in_channels=3, num_classes=NUM_CLASSES)
-        x = stack.stem(images)
+        x = stack.stem(torch.nn.functional.adaptive_avg_pool2d(images, config.resolution))
         stds = []
         for block in stack.blocks:
             x = block(x)
@@ -94,10 +96,10 @@ def test_bad_config_names_the_field(field, value):
         FlowConfig(**{field: value}).validate()
 
 
-def test_measure_model_per_block_and_stage():
+def test_measure_model_per_block_and_stage(batch):
     model = build_model("resnet20", width=8)
-    images, labels = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
-    flow = measure_model(model, images, labels)
+    images, labels = batch
+    flow = measure_model(model, images[:8], labels[:8])
     assert list(flow.blocks.block) == [f"layer{s}.{i}" for s in (1, 2, 3) for i in range(3)]
     assert list(flow.stages.stage) == ["layer1", "layer2", "layer3"]
     assert (flow.blocks.grad_norm > 0).all() and (flow.blocks.act_std > 0).all()

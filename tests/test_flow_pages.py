@@ -61,7 +61,8 @@ def test_degradation_page_runs_four_nets_and_lesion_and_heatmap_pages_read_them(
     at = AppTest.from_file(str(PAGES / "6_Degradation.py"), default_timeout=60)
     at.run()
     assert not at.exception and "8.75" in at.dataframe[0].value.to_string()  # He et al. ResNet-20 reference
-    for key, value in dict(degr_shallow=1, degr_deep=2, degr_steps=40, degr_batch=16, degr_width=4, degr_size=8).items():
+    tiny = dict(degr_shallow=1, degr_deep=2, degr_steps=40, degr_batch=16, degr_width=4, degr_size=8)
+    for key, value in tiny.items():
         at.session_state[key] = value
     at.run()
     assert "plain8, plain14, resnet8, resnet14" in at.caption[0].value

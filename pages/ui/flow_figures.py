@@ -37,7 +37,10 @@ def stack_flow_figure(plain: Mapping, residual: Mapping) -> go.Figure:
                                  mode="lines", line=dict(color=color), legendgroup=label), row=1, col=2)
         fig.add_trace(go.Scatter(x=blocks, y=_positive([abs(m) for m in stack["act_mean"]]), name=f"{label}: |mean|",
                                  mode="lines", line=dict(color=color, dash="dot"), legendgroup=label), row=1, col=2)
-    fig.update_yaxes(type="log", exponentformat="power", dtick="D2")
+    grads = [g for stack in (plain, residual) for g in stack["grad_norm"]]
+    acts = [a for stack in (plain, residual) for key in ("act_std", "act_mean") for a in stack[key]]
+    fig.update_yaxes(type="log", exponentformat="power", dtick=_log_dtick(grads), row=1, col=1)
+    fig.update_yaxes(type="log", exponentformat="power", dtick=_log_dtick(acts), row=1, col=2)
     fig.update_xaxes(title_text="block (1 = next to the input)")
     return _layout(fig, height=420)
 
@@ -68,7 +71,9 @@ def model_flow_figure(models: Mapping[str, Mapping]) -> go.Figure:
         fig.add_trace(go.Scatter(x=blocks.block, y=_positive(blocks.grad_norm), name=name, **style), row=1, col=1)
         fig.add_trace(go.Scatter(x=blocks.block, y=_positive(blocks.act_std), name=name, showlegend=False, **style),
                       row=1, col=2)
-    fig.update_yaxes(type="log", exponentformat="power", dtick="D2")
+    for col, key in ((1, "grad_norm"), (2, "act_std")):
+        values = [v for model in models.values() for v in model["blocks"][key]]
+        fig.update_yaxes(type="log", exponentformat="power", dtick=_log_dtick(values), row=1, col=col)
     fig.update_xaxes(type="category")
     return _layout(fig, height=400)
 
@@ -130,7 +135,8 @@ def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
             fig.add_trace(go.Scatter(x=test.step, y=100 * (1 - test.acc), name=name, showlegend=False,
                                      mode="lines+markers", line=style, legendgroup=name), row=1, col=3)
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(type="log", dtick="D2", row=1, col=1)
+    losses = [v for run in runs.values() for v in run["train"].loss]
+    fig.update_yaxes(type="log", dtick=_log_dtick(losses), row=1, col=1)
     return _layout(fig, height=420)
 
 
@@ -178,6 +184,13 @@ def _log_pivot(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     units = list(dict.fromkeys(frame.unit))
     grid = frame.pivot_table(index="unit", columns="step", values=value, aggfunc="mean").reindex(units)
     return grid.apply(lambda col: col.map(lambda v: math.log10(max(v, LOG_FLOOR)) if v == v else math.nan))
+
+
+def _log_dtick(values: Sequence[float]) -> "int | str":
+    """Label only powers of ten when the data span several decades, else also 2 and 5 in each decade."""
+    positive = [abs(v) for v in values if v and math.isfinite(v)]
+    wide = bool(positive) and max(positive) / min(positive) > 1e3
+    return 1 if wide else "D2"
 
 
 def _positive(values: Sequence[float]) -> List[Optional[float]]:

@@ -1,6 +1,7 @@
 """`flow`, `degradation`, `lesion`: the signal-flow experiments from the command line.
 
-    python -m resnet_core flow --blocks 50 [--width 16] [--no-bn] [--init normal --std 0.05] [--activation tanh] [--json]
+    python -m resnet_core flow --blocks 50 [--width 16] [--no-bn] [--init normal --std 0.05]
+                               [--activation tanh] [--json]
     python -m resnet_core degradation [--steps N] [--json]
     python -m resnet_core lesion RUN_DIR [RUN_DIR ...] [--limit N] [--json]
 """
@@ -39,7 +40,8 @@ def register(sub) -> None:
     d = _DEGRADATION
     p = sub.add_parser("degradation", help="train plain and residual nets of two depths on the same batches")
     p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps per net (default {d.steps})")
-    p.add_argument("--shallow", type=int, default=d.shallow, help=f"blocks per stage, shallow pair (default {d.shallow})")
+    p.add_argument("--shallow", type=int, default=d.shallow,
+                   help=f"blocks per stage, shallow pair (default {d.shallow})")
     p.add_argument("--deep", type=int, default=d.deep, help=f"blocks per stage, deep pair (default {d.deep})")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -47,6 +49,7 @@ def register(sub) -> None:
     p.add_argument("--image-size", type=int, default=d.image_size)
     p.add_argument("--augment", action="store_true", help="random crop + flip")
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    p.add_argument("--data-dir")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--test-subset", type=int, default=d.test_subset, help="evaluate on the first N test images")
     p.add_argument("--run-root", help="folder for the four run folders (default: the run store)")
@@ -71,7 +74,8 @@ def _flow(args: argparse.Namespace) -> int:
     print(f"{'block':>5}  {'plain |grad|':>12}  {'resid |grad|':>12}  {'plain std':>10}  {'resid std':>10}")
     p, r = result.plain, result.residual
     for i in range(config.blocks):
-        print(f"{i + 1:>5}  {p.grad_norm[i]:>12.3e}  {r.grad_norm[i]:>12.3e}  {p.act_std[i]:>10.3e}  {r.act_std[i]:>10.3e}")
+        print(f"{i + 1:>5}  {p.grad_norm[i]:>12.3e}  {r.grad_norm[i]:>12.3e}  "
+              f"{p.act_std[i]:>10.3e}  {r.act_std[i]:>10.3e}")
     print(f"{'spread':>5}  {format_ratio(p.grad_spread):>12}  {format_ratio(r.grad_spread):>12}  "
           f"{format_ratio(p.act_std_spread):>10}  {format_ratio(r.act_std_spread):>10}")
     print()
@@ -82,9 +86,9 @@ def _flow(args: argparse.Namespace) -> int:
 
 def _degradation(args: argparse.Namespace) -> int:
     config = degradation.DegradationConfig(
-        shallow=args.shallow, deep=args.deep, dataset=args.dataset, steps=args.steps, batch_size=args.batch_size,
-        lr=args.lr, width=args.width, image_size=args.image_size, augment=args.augment, seed=args.seed,
-        test_subset=args.test_subset).validate()
+        shallow=args.shallow, deep=args.deep, dataset=args.dataset, data_dir=args.data_dir, steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, width=args.width, image_size=args.image_size, augment=args.augment,
+        seed=args.seed, test_subset=args.test_subset).validate()
     if not args.json:
         print(f"training {config.describe()}".replace("`", ""), flush=True)
 
