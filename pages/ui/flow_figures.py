@@ -52,10 +52,16 @@ def spread_figure(plain: Mapping, residual: Mapping) -> go.Figure:
     for label, stack, color in (("plain", plain, PLAIN), ("residual", residual, RESIDUAL)):
         values = [spread(stack[key]) for _, key in metrics]
         fig.add_trace(go.Bar(x=[m for m, _ in metrics], y=[v if math.isfinite(v) else None for v in values],
-                             name=label, marker_color=color,
+                             name=label, marker_color=color, offsetgroup=label,
                              text=[format_ratio(v) for v in values], textposition="outside"))
+        unbounded = [m for (m, _), v in zip(metrics, values) if math.isinf(v)]
+        if unbounded:  # a log axis cannot draw it: say so where the bar would stand
+            fig.add_trace(go.Scatter(x=unbounded, y=[1] * len(unbounded), mode="text",
+                                     text=["∞: exact zeros"] * len(unbounded),
+                                     textposition="top center", textfont=dict(color=color), showlegend=False,
+                                     offsetgroup=label))
     fig.update_yaxes(type="log", title_text="max / min over blocks", exponentformat="power")
-    return _layout(fig, height=320, barmode="group")
+    return _layout(fig, height=320, barmode="group", scattermode="group")
 
 
 def model_flow_figure(models: Mapping[str, Mapping]) -> go.Figure:
@@ -125,15 +131,13 @@ def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
     fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test error (%)"))
     depths = sorted({r["depth"] for r in runs.values()})
     for name, run in runs.items():
-        style = dict(color=kind_color(run["skip"]), dash="solid" if run["depth"] == depths[-1] else "dash")
+        line = dict(color=kind_color(run["skip"]), dash="solid" if run["depth"] == depths[-1] else "dash")
         train, test = run["train"], run["test"]
-        common = dict(mode="lines", line=style, legendgroup=name)
-        fig.add_trace(go.Scatter(x=train.step, y=train.loss, name=name, **common), row=1, col=1)
-        if len(test):
-            fig.add_trace(go.Scatter(x=test.step, y=test.loss, name=name, showlegend=False,
-                                     mode="lines+markers", line=style, legendgroup=name), row=1, col=2)
-            fig.add_trace(go.Scatter(x=test.step, y=100 * (1 - test.acc), name=name, showlegend=False,
-                                     mode="lines+markers", line=style, legendgroup=name), row=1, col=3)
+        fig.add_trace(go.Scatter(x=train.step, y=train.loss, name=name, mode="lines", line=line, legendgroup=name),
+                      row=1, col=1)
+        for col, values in ((2, test.loss), (3, 100 * (1 - test.acc))):
+            fig.add_trace(go.Scatter(x=test.step, y=values, name=name, showlegend=False, mode="lines+markers",
+                                     line=line, legendgroup=name), row=1, col=col)
     fig.update_xaxes(title_text="step")
     losses = [v for run in runs.values() for v in run["train"].loss]
     fig.update_yaxes(type="log", dtick=_log_dtick(losses), row=1, col=1)
@@ -158,8 +162,7 @@ def lesion_figure(results: Mapping[str, Mapping]) -> go.Figure:
         blocks = pd.DataFrame(res["blocks"])
         acc = [100 * a if ok else None for a, ok in zip(blocks.acc, blocks.deletable)]
         fig.add_trace(go.Scatter(x=blocks.block, y=acc, mode="lines+markers", line=dict(color=color),
-                                 name="residual" if res["skip"] else "plain", legendgroup=str(res["skip"]),
-                                 showlegend=False, connectgaps=False), row=row, col=col)
+                                 name=short_label(name), connectgaps=False), row=row, col=col)
         fixed = blocks[~blocks.deletable]
         fig.add_trace(go.Scatter(x=fixed.block, y=[0] * len(fixed), mode="markers", showlegend=False,
                                  marker=dict(symbol="x", size=9, color=color),
@@ -187,10 +190,10 @@ def _log_pivot(frame: pd.DataFrame, value: str) -> pd.DataFrame:
 
 
 def _log_dtick(values: Sequence[float]) -> "int | str":
-    """Label only powers of ten when the data span several decades, else also 2 and 5 in each decade."""
+    """Powers of ten (about 8 labels) when the data span more than three decades, else also 2 and 5."""
     positive = [abs(v) for v in values if v and math.isfinite(v)]
-    wide = bool(positive) and max(positive) / min(positive) > 1e3
-    return 1 if wide else "D2"
+    decades = math.log10(max(positive) / min(positive)) if positive else 0.0
+    return max(1, math.ceil(decades / 8)) if decades > 3 else "D2"
 
 
 def _positive(values: Sequence[float]) -> List[Optional[float]]:
