@@ -3,9 +3,9 @@
 Times `measure_stacks` (one seeded stack built, run as plain and as residual: forward + backward
 each, every block's gradient norm and activation statistics recorded) and, as the baseline from the
 same run, the naive way without any measurement: two seeded stacks built, a bare forward + backward
-each. Prints the best of a few repeats and their ratio.
+each. Prints the best of a few interleaved repeats and their ratio (the machine may be shared).
 
-Run from the repo root: .venv/bin/python -m benchmarks.bench_flow [--blocks 100] [--repeats 5]
+Run from the repo root: .venv/bin/python -m benchmarks.bench_flow [--blocks 100] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -32,25 +32,27 @@ def bare_pass(config: FlowConfig, images: torch.Tensor, labels: torch.Tensor, cl
         F.cross_entropy(stack.head(h.mean((2, 3))), labels).backward()
 
 
-def best_of(repeats: int, fn) -> float:
-    times = []
+def best_times(repeats: int, *fns) -> list:
+    """Best wall time of each function over `repeats` rounds, interleaved so that both see the same load."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     config = FlowConfig(blocks=args.blocks).validate()
     images, labels, classes = data_batch("synthetic", config.batch_size, seed=config.seed)
     measure_stacks(config, images, labels, classes)  # warm-up
-    measured = best_of(args.repeats, lambda: measure_stacks(config, images, labels, classes))
-    baseline = best_of(args.repeats, lambda: bare_pass(config, images, labels, classes))
+    measured, baseline = best_times(args.repeats, lambda: measure_stacks(config, images, labels, classes),
+                                    lambda: bare_pass(config, images, labels, classes))
     print(f"config: {config}")
     print(f"torch threads: {torch.get_num_threads()}")
     print(f"measure_stacks, plain + residual, {args.blocks} blocks: {measured:.3f} s (best of {args.repeats})")
