@@ -92,6 +92,17 @@ def save_screenshot(pg, name: str) -> Path:
     return path
 
 
+def rerun_until(at, done, timeout: float = 60.0, interval: float = 0.3):
+    """Re-run an AppTest until `done(at)` (run_every never ticks in AppTest); fails on a timeout or an exception."""
+    deadline = time.monotonic() + timeout
+    while not done(at):
+        assert time.monotonic() < deadline, "the page did not reach the expected state in time"
+        time.sleep(interval)
+        at.run()
+        assert not at.exception, at.exception
+    return at
+
+
 def wait_for_app(pg, timeout_ms: int = 60000) -> None:
     """Wait until streamlit has finished running the script (streamlit 1.67 marks stApp's script state)."""
     pg.wait_for_selector('[data-testid="stMain"]', timeout=timeout_ms)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.conftest import rerun_until
 
 from resnet_core import degradation
 
@@ -29,15 +30,6 @@ def charts(at: AppTest) -> list:
 
 def text(at: AppTest) -> str:
     return "\n".join(md.value for md in at.markdown)
-
-
-def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
-    deadline = time.monotonic() + timeout
-    while not done(at):
-        assert time.monotonic() < deadline, "page did not reach the expected state in time"
-        time.sleep(0.5)
-        at.run()
-    return at
 
 
 def test_signal_flow_page_measures_and_finds_vanishing(runs_root):
@@ -68,7 +60,7 @@ def test_degradation_page_runs_four_nets_and_lesion_and_heatmap_pages_read_them(
     assert "plain8, plain14, resnet8, resnet14" in at.caption[0].value
     at.button(key="degr_start").click().run()
     assert not at.exception and not at.error
-    run_until(at, lambda a: a.dataframe and set(a.dataframe[0].value.status) == {"finished"})
+    rerun_until(at, lambda a: a.dataframe and set(a.dataframe[0].value.status) == {"finished"}, 120, 0.5)
     at.run()
     names = {t["name"] for t in charts(at)[0]["data"] if t.get("showlegend") is not False}
     assert names == {"plain8", "plain14", "resnet8", "resnet14"}
@@ -88,7 +80,7 @@ def test_degradation_page_runs_four_nets_and_lesion_and_heatmap_pages_read_them(
     assert not lesion.exception
     assert len(lesion.session_state["lesion_runs"]) == 4  # the four nets of the newest degradation group
     lesion.button(key="lesion_start").click().run()
-    run_until(lesion, lambda a: text(a).count("intact") == 4)
+    rerun_until(lesion, lambda a: text(a).count("intact") == 4, 120, 0.5)
     figure = charts(lesion)[0]
     crosses = [t for t in figure["data"] if t.get("marker", {}).get("symbol") == "x"]
     assert len(crosses) == 4 and all(len(t["x"]) == 2 for t in crosses)  # layer2.0 and layer3.0 of each net

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from streamlit.testing.v1 import AppTest
+
+from tests.conftest import rerun_until
 
 from pages.ui.train_figures import confusion_figure, overlay_figure, prediction_grid, training_curves
 from resnet_core import runstore
@@ -22,16 +23,6 @@ PAGE = str(ROOT / "pages" / "4_Train.py")
 
 def _charts(at: AppTest):
     return [json.loads(e.proto.spec) for e in at.main if e.type == "plotly_chart"]
-
-
-def _rerun_until(at: AppTest, predicate, timeout: float = 60.0) -> AppTest:
-    deadline = time.monotonic() + timeout
-    while not predicate(at):
-        assert time.monotonic() < deadline, "timed out waiting for the page"
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
-    return at
 
 
 def _values(data):
@@ -71,11 +62,11 @@ def test_start_then_stop(tmp_path, monkeypatch):
     at.button(key="train_start").click().run()
     assert not at.exception
     assert at.button(key="train_start").disabled and not at.button(key="train_stop").disabled
-    _rerun_until(at, lambda a: len(_train_steps(a)) >= 2, timeout=90)
+    rerun_until(at, lambda a: len(_train_steps(a)) >= 2, timeout=90)
     assert _train_steps(at)[0] == 1
 
     at.button(key="train_stop").click().run()
-    _rerun_until(at, lambda a: any("Stopped" in w.value for w in a.warning))
+    rerun_until(at, lambda a: any("Stopped" in w.value for w in a.warning))
     assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
     runs = runstore.list_runs(tmp_path / "runs")
     assert [r.status for r in runs] == ["stopped"]
@@ -93,7 +84,7 @@ def test_finished_run_shows_results_for_the_architecture_pages_choice(tmp_path, 
     at.session_state["train_steps"] = 8
     at.session_state["train_threads"] = 1
     at.button(key="train_start").click().run()
-    _rerun_until(at, lambda a: any(s.value.startswith("Finished 8 steps") for s in a.success))
+    rerun_until(at, lambda a: any(s.value.startswith("Finished 8 steps") for s in a.success))
     assert [m.label for m in at.metric][:3] == ["Test accuracy", "Test loss", "Steps"]
     run = runstore.list_runs(tmp_path / "runs")[0]
     assert run.config["spec"]["width"] == 8 and run.config["spec"]["layers"] == [1, 1, 1]
