@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import rerun_until
-
 from resnet_core import degradation
+from tests.conftest import rerun_until
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 TINY = degradation.DegradationConfig(shallow=1, deep=2, steps=4, batch_size=16, width=4, image_size=8,
