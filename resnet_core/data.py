@@ -43,7 +43,13 @@ SYNTHETIC_CLASSES = ("disk", "ring", "square", "frame", "triangle", "plus", "cro
                      "checker")
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 10_000, 2_000
 SYNTHETIC_SIZE = 32
-NATIVE_SIZE = {"synthetic": SYNTHETIC_SIZE, "mnist": 28, "fashion_mnist": 28, "cifar10": 32}  # image side of built-in sets
+NATIVE_SETS = {  # name: (train + test images, channels, side) of the built-in sets as loaded
+    "synthetic": (SYNTHETIC_TRAIN + SYNTHETIC_TEST, 3, SYNTHETIC_SIZE),
+    "mnist": (70_000, 1, 28),
+    "fashion_mnist": (70_000, 1, 28),
+    "cifar10": (60_000, 3, 32),
+}
+NATIVE_SIZE = {name: side for name, (_, _, side) in NATIVE_SETS.items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +118,20 @@ def _load_cached(name: str, root: str) -> ImageData:
     if name == "imagefolder":
         return _imagefolder(Path(root))
     return _torchvision_set(name, Path(root))
+
+
+def held_bytes(name: str, data_dir: "str | Path | None", channels: int, image_size: int) -> int:
+    """Estimated bytes of uint8 images a run on this set holds, before loading it: the set as loaded plus
+    its copy adapted to `channels` × `image_size`². For imagefolder, its image files at the adapted shape."""
+    if name == "imagefolder":
+        return _count_image_files(Path(data_dir)) * channels * image_size ** 2 if data_dir else 0
+    count, native_channels, native_side = NATIVE_SETS[name]
+    native = count * native_channels * native_side ** 2
+    return native if (channels, image_size) == (native_channels, native_side) else native + count * channels * image_size ** 2
+
+
+def _count_image_files(root: Path) -> int:
+    return sum(1 for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if root.is_dir() else 0
 
 
 # ---------------------------------------------------------------- adapting and subsets

@@ -17,6 +17,7 @@ shared, and `queue_position` tells each queued job where it stands.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .data import NATIVE_SIZE, ImageData
+from .data import NATIVE_SIZE, ImageData, held_bytes
 from .format import format_bytes
 from .presets import resolve_spec
 from .runstore import RunWriter, create_run
@@ -37,7 +38,9 @@ from .summary import natural_input_size, summarize
 from .train import Diverged, FitResult, Record, TrainConfig, fit, load_data, model_spec
 
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
-MEMORY_FRACTION = 0.5  # the budget is this share of the RAM available when a run is submitted
+MEMORY_BUDGET_ENV = "RESNET_EXPLORER_MEMORY_BUDGET"  # e.g. 8G; unset: MEMORY_FRACTION of the available RAM
+MEMORY_FRACTION = 0.5  # the default budget is this share of the RAM available when a run is submitted
+SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}  # binary, as format_bytes prints
 BYTES_PER_FLOAT = 4
 KEEP_ENDED = 8  # ended jobs kept in memory per owner; their runs stay in the store
 
@@ -97,9 +100,10 @@ class JobSnapshot:
 
 
 class Job:
-    def __init__(self, config: TrainConfig, owner: str, run_dir: Optional[str], data: Optional[ImageData]) -> None:
+    def __init__(self, config: TrainConfig, owner: str, run_dir: Optional[str], data: Optional[ImageData],
+                 memory_budget: Optional[int] = None) -> None:
         self.id = uuid.uuid4().hex[:12]
-        self.owner, self.config, self.data = owner, config, data
+        self.owner, self.config, self.data, self.memory_budget = owner, config, data, memory_budget
         self._run_dir_request = run_dir
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -151,7 +155,8 @@ class Job:
         self._update(status="running", started=time.time(), message="loading data")
         try:
             result = execute(self.config, run_dir=self._run_dir_request, data=self.data, on_record=self._on_record,
-                             stop=self._stop, on_start=lambda w: self._update(run_id=w.run_id, run_dir=str(w.path)))
+                             stop=self._stop, on_start=lambda w: self._update(run_id=w.run_id, run_dir=str(w.path)),
+                             memory_budget=self.memory_budget)
             self.result = result
             final = result.final
             note = (f"stopped by the user at step {final['steps']}" if result.status == "stopped"
@@ -177,7 +182,7 @@ class JobRunner:
     def __init__(self, max_concurrent: Optional[int] = None, memory_budget: Optional[int] = None,
                  threads_per_run: Optional[int] = None) -> None:
         self.max_concurrent = max_concurrent or default_max_concurrent()
-        self.memory_budget = memory_budget  # bytes; None: MEMORY_FRACTION of the RAM available at submit time
+        self.memory_budget = memory_budget  # bytes; None: default_memory_budget() at submit time
         # torch's thread count (all cores, or OMP_NUM_THREADS) shared out between the concurrent runs
         self.threads_per_run = threads_per_run or max(1, torch.get_num_threads() // self.max_concurrent)
         self._lock = threading.Lock()
@@ -193,7 +198,7 @@ class JobRunner:
         """
         config.validate()
         guard_memory(config, self.memory_budget, data)
-        job = Job(config, owner, run_dir, data)
+        job = Job(config, owner, run_dir, data, self.memory_budget)
         job._queue_position = lambda: self._position(job)
         job._on_stop = lambda: self._cancel_if_queued(job)
         with self._lock:
@@ -284,14 +289,15 @@ def default_max_concurrent() -> int:
 
 def execute(config: TrainConfig, *, run_dir: "str | Path | None" = None, data: Optional[ImageData] = None,
             on_record: Optional[Callable[[Record], None]] = None, stop: Optional[threading.Event] = None,
-            on_start: Optional[Callable[[RunWriter], None]] = None) -> FitResult:
+            on_start: Optional[Callable[[RunWriter], None]] = None, memory_budget: Optional[int] = None) -> FitResult:
     """One run into the store, in this thread: load data, write the run folder, train, save weights and status.
 
-    The run folder is runs_root()/<new id> unless `run_dir` is given. Raises MemoryRefused before
-    anything is written; later errors propagate after being written to the folder's status.
+    The run folder is runs_root()/<new id> unless `run_dir` is given. Raises MemoryRefused (against
+    `memory_budget`, default `default_memory_budget`) before anything is written; later errors propagate
+    after being written to the folder's status.
     """
     config.validate()
-    guard_memory(config, data=data)
+    guard_memory(config, memory_budget, data)
     data = data if data is not None else load_data(config)
     spec = model_spec(config, data)
     writer = create_run(dict(train=config.to_dict(), spec=spec.to_dict(), data=data.describe()), run_dir, config.model)
@@ -350,11 +356,25 @@ def memory_check(config: TrainConfig, budget: Optional[int] = None, data: Option
     training = summary.training_memory_bytes
     if config.optimizer in ("adam", "adamw"):
         training += summary.total_params * BYTES_PER_FLOAT  # a second moment next to the first
-    images = len(data.train_labels) + len(data.test_labels) if data is not None else 0
-    data_bytes = images * spec.in_channels * side * side
+    if data is not None:
+        data_bytes = (len(data.train_labels) + len(data.test_labels)) * spec.in_channels * side * side
+    else:
+        data_bytes = held_bytes(config.dataset, config.data_dir, spec.in_channels, side)
     available = available_memory()
-    budget = budget if budget is not None else int(MEMORY_FRACTION * available)
+    budget = budget if budget is not None else default_memory_budget(available)
     return MemoryCheck(training + data_bytes, training, data_bytes, budget, available)
+
+
+def default_memory_budget(available: int) -> int:
+    """$RESNET_EXPLORER_MEMORY_BUDGET (a size such as 8G, 512M or a byte count), else MEMORY_FRACTION of `available`."""
+    text = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+    if not text:
+        return int(MEMORY_FRACTION * available)
+    match = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(?:iB|B)?", text, re.IGNORECASE)
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"{MEMORY_BUDGET_ENV} must be a size above zero such as 8G, 512M or a byte count; "
+                         f"got {text!r}")
+    return int(float(match[1]) * SIZE_UNITS[match[2].upper()])
 
 
 def guard_memory(config: TrainConfig, budget: Optional[int] = None, data: Optional[ImageData] = None) -> None:

@@ -24,7 +24,7 @@ metrics.jsonl). A record is a JSON-ready dict; its `kind` says which keys it has
   evaluation, or None).
 
 A NaN, infinite or absurd (> 1e4) loss raises `Diverged` ("diverged at step N ... lower the learning rate").
-`stop.set()` ends the run within one block's forward pass; `fit` then returns with status "stopped".
+`stop.set()` ends the run within one block's forward or backward pass; `fit` then returns with status "stopped".
 """
 
 from __future__ import annotations
@@ -186,6 +186,11 @@ class _StopRequested(Exception):
 _SEED_LOCK = threading.Lock()  # torch's global RNG seeds model init; one run at a time may use it
 
 
+def available_devices() -> List[str]:
+    """The device names this machine can train on: cpu, then one cuda:N per visible GPU."""
+    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -273,15 +278,19 @@ def fit(config: TrainConfig, *, data: Optional[ImageData] = None, model: Optiona
     block's forward pass. Raises `Diverged` on a NaN/inf loss and ValueError on a bad config.
     """
     config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     data = data if data is not None else load_data(config)
     model = model if model is not None else build_seeded_model(model_spec(config, data), config.seed, device)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    return _Trainer(config, data, model, device, on_record, stop or threading.Event()).run()
+    threads_before = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _Trainer(config, data, model, device, on_record, stop or threading.Event()).run()
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 class _Trainer:
@@ -310,7 +319,9 @@ class _Trainer:
 
     def run(self) -> FitResult:
         self.start = time.perf_counter()
-        hooks = [block.register_forward_pre_hook(self._check_stop) for stage in self.model.stages() for block in stage]
+        blocks = [block for stage in self.model.stages() for block in stage]
+        hooks = [block.register_forward_pre_hook(self._check_stop) for block in blocks]
+        hooks += [block.register_forward_hook(self._check_stop_in_backward) for block in blocks]
         status = "finished"
         try:
             while self.step < self.total:
@@ -327,9 +338,13 @@ class _Trainer:
         self.emit(final)
         return FitResult(status, self.model, self.data, final, self.records, self.evaluation)
 
-    def _check_stop(self, module: nn.Module, args: Any) -> None:
+    def _check_stop(self, *_: Any) -> None:
         if self.stop.is_set():
             raise _StopRequested
+
+    def _check_stop_in_backward(self, module: nn.Module, args: Any, out: Tensor) -> None:
+        if out.requires_grad:  # a big model's backward can take seconds: look again at every block's gradient
+            out.register_hook(self._check_stop)
 
     def _epoch(self) -> None:
         cfg, model = self.config, self.model

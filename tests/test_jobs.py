@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from resnet_core import runstore
-from resnet_core.jobs import JobRunner, MemoryRefused, describe_error, memory_check
+from resnet_core.jobs import MEMORY_BUDGET_ENV, JobRunner, MemoryRefused, describe_error, memory_check
 from resnet_core.train import TrainConfig
 
 torch.set_num_threads(1)
@@ -98,6 +98,28 @@ def test_memory_guard_refuses_with_the_figures(runner):
     small_budget = JobRunner(memory_budget=1_000_000)
     with pytest.raises(MemoryRefused, match="the set budget"):
         small_budget.submit(TrainConfig(max_steps=1, **TINY))
+
+
+def test_memory_guard_counts_the_data_before_loading_it():
+    check = memory_check(TrainConfig(model="resnet20", dataset="cifar10", image_size=224))
+    assert check.data_bytes == 60_000 * 3 * (224 * 224 + 32 * 32)  # the set as loaded + its 224² copy
+    assert memory_check(TrainConfig()).data_bytes == 12_000 * 3 * 32 * 32
+    with pytest.raises(MemoryRefused, match=r"data 8\.6 GiB\) but the memory budget is 8\.0 GiB \(the set budget\)"):
+        JobRunner(memory_budget=8 * 2**30).submit(TrainConfig(model="resnet20", dataset="cifar10", image_size=224))
+
+
+def test_memory_budget_from_the_environment(runner, monkeypatch):
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "1.5M")
+    assert memory_check(TrainConfig()).budget_bytes == 1_572_864
+    with pytest.raises(MemoryRefused, match="memory budget is 1.5 MiB"):
+        runner.submit(TrainConfig(max_steps=1, **TINY))
+    generous = JobRunner(memory_budget=2**34)  # the worker checks again, against the runner's budget
+    job = generous.submit(TrainConfig(max_steps=2, **TINY))
+    assert job.wait(60) and job.snapshot().status == "finished", job.snapshot().message
+    monkeypatch.setenv(MEMORY_BUDGET_ENV, "lots")
+    with pytest.raises(ValueError, match=f"^{MEMORY_BUDGET_ENV} must be a size above zero such as 8G, 512M or a "
+                                         "byte count; got 'lots'$"):
+        memory_check(TrainConfig())
 
 
 def test_queue_runs_one_at_a_time_and_cancels(runner):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import pytest
 import torch
@@ -102,6 +103,23 @@ def test_absurd_learning_rate_diverges_with_a_hint():
 def test_bad_config_names_the_field(changes, field):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**changes).validate()
+
+
+def test_stop_during_backward_ends_the_step_before_the_update():
+    stop = threading.Event()
+    model = build_seeded_model(resolve_spec("resnet20", **TINY["overrides"]), seed=0)
+    model.fc.register_full_backward_hook(lambda *_: stop.set())  # the first module backward reaches
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit(TrainConfig(max_steps=5, probe_every=0, **TINY), model=model, stop=stop)
+    assert result.status == "stopped" and result.final["steps"] == 0  # step 1 never reached optimizer.step()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if "running" not in k
+               and "num_batches" not in k)
+
+
+def test_threads_apply_to_the_run_only():
+    threads = torch.get_num_threads()
+    fit(TrainConfig(max_steps=1, threads=threads + 1, probe_every=0, **TINY))
+    assert torch.get_num_threads() == threads
 
 
 def test_bf16_nhwc_and_adamw_run():
