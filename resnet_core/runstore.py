@@ -58,10 +58,11 @@ class RunWriter:
     """Writes one run folder: config first, then records as they come, then weights and status."""
 
     def __init__(self, path: "str | Path", config: Dict[str, Any]) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        if (self.path / METRICS).exists() and (self.path / METRICS).stat().st_size > 0:
-            raise ValueError(f"run_dir must be a new or empty folder; {self.path} already holds a run")
+        self.path = check_run_dir(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. no permission
+            raise ValueError(f"run_dir must be a folder that can be created; {self.path}: {exc.strerror}") from None
         self.run_id = self.path.name
         _write_json(self.path / CONFIG, dict(config, run_id=self.run_id, created=time.time()))
         self._metrics = open(self.path / METRICS, "a", encoding="utf-8")
@@ -83,6 +84,17 @@ class RunWriter:
 
     def close(self) -> None:
         self._metrics.close()
+
+
+def check_run_dir(path: "str | Path") -> Path:
+    """`path` as a Path; ValueError naming run_dir if it or a parent is a file, or it already holds a run."""
+    path = Path(path)
+    nearest = next((p for p in (path, *path.parents) if p.exists()), None)
+    if nearest is not None and not nearest.is_dir():
+        raise ValueError(f"run_dir must be a folder; {nearest} is a file")
+    if (path / METRICS).is_file() and (path / METRICS).stat().st_size > 0:
+        raise ValueError(f"run_dir must be a new or empty folder; {path} already holds a run")
+    return path
 
 
 def create_run(config: Dict[str, Any], run_dir: "str | Path | None" = None, model: str = "run") -> RunWriter:

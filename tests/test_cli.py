@@ -1,4 +1,4 @@
-"""`python -m resnet_core list|summary`: output, JSON, and one-line errors with exit code 2."""
+"""`python -m resnet_core list|summary|train`: output, JSON, one-line errors with exit code 2, diverging runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import sys
 
 import pytest
 
+from resnet_core import runstore
 from resnet_core.cli import main
+
+TINY_TRAIN = ["resnet20", "--width", "4", "--layers", "1,1,1", "--train-subset", "256", "--batch-size", "128",
+              "--no-augment", "--probe-every", "0", "--threads", "1"]
+DIVERGING = ["--lr", "90", "--schedule", "constant", "--steps", "20"]  # diverges at step 4
 
 
 def run(capsys, *argv):
@@ -84,3 +89,61 @@ def test_module_entry_point_as_a_real_process():
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == ["error: batch must be an integer from 1 to 65536; got 0"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "epochs must be an integer from 1 to 10000; got 0"),
+    (["--optimizer", "foo"], "optimizer must be one of sgd, adam, adamw; got 'foo'"),
+    (["--precision", "fp16"], "precision must be one of fp32, bf16; got 'fp16'"),
+    (["--lr", "-1"], "lr must be a number in (0.0, 100.0]; got -1.0"),
+    (["--steps", "ten"], "steps must be a whole number, got 'ten'"),
+    (["--dataset", "imagefolder"], "data_dir is required for dataset imagefolder"),
+])
+def test_train_bad_input_is_one_error_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path))
+    code, out, err = run(capsys, "train", *TINY_TRAIN, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # refused before any run folder was written
+
+
+def test_train_run_dir_that_is_a_file_is_refused(capsys, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a run")
+    code, out, err = run(capsys, "train", *TINY_TRAIN, "--run-dir", str(a_file))
+    assert (code, out) == (2, "")
+    assert err == f"error: run_dir must be a folder; {a_file} is a file\n"
+    code, out, err = run(capsys, "train", *TINY_TRAIN, "--run-dir", str(a_file / "run"))
+    assert (code, out) == (2, "")
+    assert err == f"error: run_dir must be a folder; {a_file} is a file\n"
+    assert a_file.read_text() == "not a run"
+
+
+def test_train_json_on_a_diverging_run_ends_with_a_final_object(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", *TINY_TRAIN, *DIVERGING, "--run-dir", str(run_dir), "--json")
+    assert code == 1
+    final = json.loads(out.splitlines()[-1])
+    assert final["status"] == "diverged" and final["run_dir"] == str(run_dir)
+    assert final["message"].startswith("diverged at step ") and "lower the learning rate" in final["message"]
+    assert (final["test_acc"], final["test_loss"], final["images_per_sec"], final["seconds"]) == (None,) * 4
+    assert err == f"error: {final['message']}; run stored in {run_dir}\n"
+    info = runstore.read_run(run_dir)
+    assert info.status == "diverged" and info.message == final["message"]
+    assert info.config["train"]["channels_last"] is True  # the default, for the test below
+
+
+def test_train_without_json_a_diverging_run_is_one_error_line(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = run(capsys, "train", *TINY_TRAIN, *DIVERGING, "--run-dir", str(run_dir))
+    assert code == 1 and all(line.startswith("epoch ") for line in out.splitlines())
+    assert err.startswith("error: diverged at step ") and err.count("\n") == 1
+    assert runstore.read_run(run_dir).status == "diverged"
+
+
+def test_train_no_channels_last_reaches_the_run_config(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "train", *TINY_TRAIN, "--steps", "2", "--no-channels-last", "--run-dir",
+                       str(run_dir), "--json")
+    assert code == 0 and json.loads(out.splitlines()[-1])["status"] == "finished"
+    assert runstore.read_run(run_dir).config["train"]["channels_last"] is False

@@ -15,6 +15,7 @@ import torchvision
 from PIL import Image
 
 from resnet_core import data as D
+from resnet_core.train import TrainConfig, load_data
 
 
 def test_synthetic_set_is_deterministic_balanced_and_uint8():
@@ -106,6 +107,20 @@ def test_imagefolder_single_folder_split_is_fixed(tmp_path):
     assert torch.equal(again.test_images, data.test_images) and torch.equal(again.test_labels, data.test_labels)
 
 
+def test_imagefolder_of_odd_sized_grey_images_comes_out_at_the_models_input(tmp_path):
+    levels = {"dark": 30, "light": 220}
+    for name, level in levels.items():
+        (tmp_path / name).mkdir()
+        for i in range(5):
+            Image.new("L", (20, 24), level).save(tmp_path / name / f"{i}.png")  # 20 wide, 24 high
+    data = load_data(TrainConfig(model="resnet20", dataset="imagefolder", data_dir=str(tmp_path)))
+    assert data.train_images.shape == (8, 3, 32, 32) and data.test_images.shape == (2, 3, 32, 32)
+    assert data.train_images.dtype == data.test_images.dtype == torch.uint8 and len(data.mean) == 3
+    for images, labels in ((data.train_images, data.train_labels), (data.test_images, data.test_labels)):
+        for k, name in enumerate(data.classes):
+            assert images[labels == k].unique().tolist() == [levels[name]]  # grey copied to R, G and B
+
+
 def test_imagefolder_errors_name_the_field(tmp_path):
     with pytest.raises(ValueError, match="data_dir is required"):
         D.load_dataset("imagefolder")
@@ -189,3 +204,9 @@ def test_offline_message_says_where_to_put_the_files(tmp_path, offline):
     assert str(tmp_path / "nothing" / "cifar-10-python.tar.gz") in message
     with pytest.raises(RuntimeError, match=r"MNIST/raw/\{train-images-idx3"):
         D.load_dataset("mnist", tmp_path / "nothing")
+    with pytest.raises(RuntimeError) as info:
+        D.load_dataset("fashion_mnist", tmp_path / "nothing")
+    message = str(info.value)
+    assert "fashion_mnist is not in" in message and "could not be downloaded" in message
+    assert "fashion-mnist.s3-website" in message
+    assert f"{tmp_path / 'nothing'}/FashionMNIST/raw/{{train-images-idx3" in message

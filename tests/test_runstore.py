@@ -1,15 +1,18 @@
-"""The run store: weights round-trip with weights_only, torn lines, and a SIGKILLed CLI run read back as interrupted."""
+"""The run store: weights round-trip with weights_only, torn lines, run_dir checks, and a SIGKILLed CLI run read
+back as interrupted."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from resnet_core import runstore
@@ -54,6 +57,21 @@ def test_torn_last_line_and_listing(tmp_path):
     assert runstore.read_run(tmp_path / "b").status == "queued"  # owned by this live process
     second.close()
     assert runstore.list_runs(tmp_path / "missing") == []
+
+
+def test_run_dir_must_be_a_new_folder(tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a run")
+    for run_dir in (a_file, a_file / "run"):
+        with pytest.raises(ValueError, match=f"^run_dir must be a folder; {re.escape(str(a_file))} is a file$"):
+            runstore.create_run({"train": {}}, run_dir)
+    assert a_file.read_text() == "not a run"
+    used = runstore.create_run({"train": {}}, tmp_path / "used")
+    used.append({"kind": "train", "step": 1})
+    used.close()
+    with pytest.raises(ValueError, match="run_dir must be a new or empty folder; .* already holds a run"):
+        runstore.create_run({"train": {}}, tmp_path / "used")
+    assert runstore.read_metrics(tmp_path / "used") == [{"kind": "train", "step": 1}]
 
 
 def test_killed_cli_run_reads_back_as_interrupted(tmp_path):

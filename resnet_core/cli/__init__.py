@@ -1,6 +1,7 @@
 """Command-line entry: one sub-command module per capability, each with `register(subparsers)`.
 
-Errors in arguments or specs print a single `error: …` line to stderr and exit 2.
+Errors in arguments or specs print a single `error: …` line to stderr and exit 2; a failed run, missing
+data or a file that cannot be read or written (RuntimeError, OSError) print one `error: …` line and exit 1.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = build_parser().parse_args(argv)
         return args.func(args) or 0
     except (ArgumentError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # the reader (e.g. `| head`) closed early: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (RuntimeError, OSError) as exc:
+        _print_error(exc)
+        return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _print_error(exc: BaseException) -> None:
+    print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, even for torch's multi-line errors

@@ -1,7 +1,9 @@
 """`train`: one training run from the command line, into the run store.
 
 With --json it prints one JSON object per epoch (the "test" records of train.py) and last a final
-object with test_acc, test_loss, images_per_sec, seconds, run_dir and status.
+object with test_acc, test_loss, images_per_sec, seconds, run_dir and status. A run that diverges or
+fails still ends with that object (status "diverged" or "failed", its message, None where unknown),
+then prints its error line and exits 1.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import threading
 from typing import Any, Dict, Iterator
 
 from ..data import DATASETS
-from ..jobs import execute
-from ..train import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from ..jobs import describe_error, execute
+from ..runstore import check_run_dir
+from ..train import OPTIMIZERS, PRECISIONS, SCHEDULES, Diverged, TrainConfig
 from .spec_args import _int, add_spec_arguments, spec_overrides
 
 _SKIP_IN_FINAL = ("kind", "confusion", "classes", "step", "epoch", "time")
@@ -42,6 +45,7 @@ def register(sub) -> None:
     p.add_argument("--label-smoothing", type=_float("label-smoothing"), default=defaults.label_smoothing)
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     p.add_argument("--precision", default=defaults.precision, help=f"one of {', '.join(PRECISIONS)}")
+    p.add_argument("--no-channels-last", action="store_true", help="run the model in NCHW memory format")
     p.add_argument("--seed", type=_int("seed"), default=defaults.seed)
     p.add_argument("--threads", type=_int("threads"), help="torch threads (default: all cores)")
     p.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or auto")
@@ -57,8 +61,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         image_size=args.image_size, train_subset=args.train_subset, epochs=args.epochs, max_steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, nesterov=not args.no_nesterov,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
-        label_smoothing=args.label_smoothing, augment=not args.no_augment, precision=args.precision, seed=args.seed,
-        threads=args.threads, device=args.device, probe_every=args.probe_every,
+        label_smoothing=args.label_smoothing, augment=not args.no_augment, precision=args.precision,
+        channels_last=not args.no_channels_last, seed=args.seed, threads=args.threads, device=args.device,
+        probe_every=args.probe_every,
     ).validate()
 
 
@@ -78,9 +83,22 @@ def run_train(args: argparse.Namespace) -> int:
                   f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:.2%}  "
                   f"{record['images_per_sec']:.0f} img/s", flush=True)
 
-    with _ctrl_c_sets(stop):  # Ctrl-C ends the run as "stopped", weights and status saved
-        result = execute(config, run_dir=args.run_dir, on_record=on_record, stop=stop,
-                         on_start=lambda writer: started.update(path=str(writer.path)))
+    if args.run_dir:
+        check_run_dir(args.run_dir)  # before the data are loaded, which can take minutes
+    try:
+        with _ctrl_c_sets(stop):  # Ctrl-C ends the run as "stopped", weights and status saved
+            result = execute(config, run_dir=args.run_dir, on_record=on_record, stop=stop,
+                             on_start=lambda writer: started.update(path=str(writer.path)))
+    except BrokenPipeError:
+        raise  # the reader went away (e.g. `| head`); main ends quietly
+    except Exception as exc:
+        if "path" not in started:  # no run folder yet: main reports the bad argument or missing data
+            raise
+        status, message = ("diverged", str(exc)) if isinstance(exc, Diverged) else ("failed", describe_error(exc))
+        if args.json:
+            print(json.dumps(dict(status=status, message=message, test_acc=None, test_loss=None,
+                                  images_per_sec=None, seconds=None, run_dir=started["path"])), flush=True)
+        raise RuntimeError(f"{message}; run stored in {started['path']}") from None
     final = {k: v for k, v in result.final.items() if k not in _SKIP_IN_FINAL}
     final["run_dir"] = started["path"]
     if args.json:
