@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -12,18 +13,18 @@ st.set_page_config(page_title="Train · ResNet Explorer", page_icon="🧱", layo
 
 from pages.ui.train_figures import (  # noqa: E402  (set_page_config must come first)
     OVERLAY_METRICS, confusion_figure, overlay_figure, prediction_grid, training_curves)
-from pages.ui.widgets import ModelChoice, model_picker  # noqa: E402
+from pages.ui.widgets import ModelChoice, model_picker, or_error  # noqa: E402
 from resnet_core.data import DATASETS, default_data_dir, load_dataset  # noqa: E402
 from resnet_core.format import format_bytes  # noqa: E402
-from resnet_core.jobs import MEMORY_FRACTION, Job, JobSnapshot, default_runner, memory_check  # noqa: E402
+from resnet_core.jobs import Job, JobSnapshot, default_runner, memory_check  # noqa: E402
 from resnet_core.runstore import (  # noqa: E402
     WEIGHTS, RunInfo, list_runs, load_model, load_run_data, metrics_csv, read_metrics, read_run)
 from resnet_core.train import (  # noqa: E402
-    DEFAULT_LR, OPTIMIZERS, SCHEDULES, Evaluation, TrainConfig, evaluate, warm_up)
+    DEFAULT_LR, OPTIMIZERS, SCHEDULES, Evaluation, TrainConfig, available_devices, evaluate, warm_up)
 
 POLL_SECONDS = 0.5
 GRID_IMAGES = 24
-OWNER_KEY, JOB_KEY, ERROR_KEY, TOAST_KEY = "train_owner", "train_job", "train_error", "train_toast"
+OWNER_KEY, JOB_KEY, ERROR_KEY, TOASTED_KEY = "train_owner", "train_job", "train_error", "train_toasted"
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
 DEFAULTS = TrainConfig()
 WIDGETS: Dict[str, Any] = dict(  # widget key -> default, from TrainConfig's defaults
@@ -32,7 +33,7 @@ WIDGETS: Dict[str, Any] = dict(  # widget key -> default, from TrainConfig's def
     train_warmup=DEFAULTS.warmup, train_wd=DEFAULTS.weight_decay, train_smoothing=DEFAULTS.label_smoothing,
     train_nesterov=DEFAULTS.nesterov, train_subset=0, train_augment=DEFAULTS.augment,
     train_precision=DEFAULTS.precision, train_seed=DEFAULTS.seed, train_probe_every=DEFAULTS.probe_every,
-    train_threads=0,
+    train_channels_last=DEFAULTS.channels_last, train_device=DEFAULTS.device, train_threads=0,
     **{f"train_lr_{name}": lr for name, lr in DEFAULT_LR.items()},
 )
 
@@ -57,7 +58,7 @@ def config_from_state(choice: ModelChoice) -> TrainConfig:
         lr=s[f"train_lr_{s.train_optimizer}"], nesterov=s.train_nesterov, weight_decay=s.train_wd,
         schedule=s.train_schedule, warmup=s.train_warmup, label_smoothing=s.train_smoothing,
         augment=s.train_augment, precision=s.train_precision, seed=s.train_seed, probe_every=s.train_probe_every,
-        threads=s.train_threads or None,
+        channels_last=s.train_channels_last, device=s.train_device, threads=s.train_threads or None,
     )
 
 
@@ -112,8 +113,13 @@ def controls() -> ModelChoice:
         c = st.columns(2)
         c[0].number_input("Probe every (steps, 0: off)", 0, 10_000, key="train_probe_every",
                           help="per-block gradient norms and activation statistics, read by the Signal flow page")
-        c[1].number_input("Threads (0: the server's share)", 0, 256, key="train_threads",
-                          help=f"this server gives each run {default_runner().threads_per_run} thread(s) by default")
+        c[1].number_input("Threads (0: the server's share)", 0, os.cpu_count() or 1, key="train_threads",
+                          help=f"this server gives each run {default_runner().threads_per_run} thread(s) by default; "
+                               "at most its core count, as the server is shared")
+        c = st.columns(2)
+        c[0].checkbox("Channels-last memory format", key="train_channels_last",
+                      help="NHWC tensors: usually faster convolutions on CPUs and recent GPUs")
+        c[1].selectbox("Device", available_devices(), key="train_device")
     return choice
 
 
@@ -125,7 +131,7 @@ def memory_caption(choice: ModelChoice) -> None:
         return  # the settings' error is shown when Start is pressed
     verdict = "within" if check.ok else "over"
     st.caption(f"Estimated training memory {format_bytes(check.needed_bytes)}, {verdict} the budget of "
-               f"{format_bytes(check.budget_bytes)} ({MEMORY_FRACTION:.0%} of the RAM available now).")
+               f"{format_bytes(check.budget_bytes)} ({check.budget_source}).")
 
 
 def status_line(snap: JobSnapshot) -> None:
@@ -166,8 +172,7 @@ def live_panel(job: Job) -> None:
             with st.container(key="train_live"):
                 st.plotly_chart(training_curves(snap.records), width="stretch", key="train_live_curves")
         if live and snap.done:
-            st.session_state[TOAST_KEY] = snap.message[0].upper() + snap.message[1:]
-            st.rerun()  # the whole page: polling ends and the results appear
+            st.rerun()  # the whole page: polling ends, the toast and the results appear
 
     panel()
 
@@ -185,7 +190,7 @@ def results(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]
     c[2].metric("Steps", f"{final['steps']:,}")
     c[3].metric("Train images/s", f"{final['images_per_sec']:.0f}")
     c[4].metric("Wall clock", format_seconds(final["seconds"]))
-    downloads(run_dir, records)
+    downloads(title, run_dir, records)
     if final["confusion"] is None:
         return
     left, right = st.columns([2, 3])
@@ -203,15 +208,16 @@ def results(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]
             right.success("No mistakes on the test images.")
 
 
-def downloads(run_dir: Optional[str], records: Sequence[Dict[str, Any]]) -> None:
+def downloads(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]]) -> None:
+    """Keyed by `title`: the current run can also be shown as a stored run, with the same folder name."""
     name = Path(run_dir).name if run_dir else "run"
     c = st.columns(2)
     c[0].download_button("Metrics (CSV)", metrics_csv(list(records)), file_name=f"{name}-metrics.csv",
-                         mime="text/csv", key=f"csv_{name}", on_click="ignore")
+                         mime="text/csv", key=f"csv_{title}", on_click="ignore")
     weights = Path(run_dir) / WEIGHTS if run_dir else None
     if weights is not None and weights.is_file():
         c[1].download_button("Weights (.pt state_dict)", weights.read_bytes(), file_name=f"{name}.pt",
-                             mime="application/octet-stream", key=f"pt_{name}", on_click="ignore",
+                             mime="application/octet-stream", key=f"pt_{title}", on_click="ignore",
                              help="load with torch.load(path, weights_only=True)")
 
 
@@ -265,12 +271,18 @@ def past_runs(current_run: Optional[str]) -> None:
 
 def main() -> None:
     init_state()
-    if TOAST_KEY in st.session_state:
-        st.toast(st.session_state.pop(TOAST_KEY))
     st.title("Train")
     st.markdown("Train the chosen model on a data set and watch the curves as they are measured. Every run is kept "
                 "on disk with its config, metrics, status and final weights.")
+    if or_error(default_runner) is None:  # e.g. a bad $RESNET_EXPLORER_MAX_RUNS: no training, stored runs still shown
+        st.divider()
+        past_runs(None)
+        return
     job = my_job()
+    if job is not None and job.done and st.session_state.get(TOASTED_KEY) != job.id:
+        st.session_state[TOASTED_KEY] = job.id  # once per run, on whichever rerun first sees it ended
+        message = job.snapshot().message
+        st.toast(message[0].upper() + message[1:])
     live = job is not None and not job.done
     left, right = st.columns([1, 2.3], gap="large")
     with left:

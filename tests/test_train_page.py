@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import app_test as app_test_module
 
 from tests.conftest import rerun_until
 
 from pages.ui.train_figures import confusion_figure, overlay_figure, prediction_grid, training_curves
-from resnet_core import runstore
+from resnet_core import jobs, runstore, train
 from resnet_core.jobs import default_runner
+from resnet_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "4_Train.py")
+SMALL_MODEL = {"model": "resnet20", "overrides": {"width": 8, "layers": (1, 1, 1)}}
 
 
 def _charts(at: AppTest):
@@ -38,6 +46,39 @@ def _train_steps(at: AppTest):
             if trace.get("name") == "train":
                 return _values(trace["x"])
     return []
+
+
+def _tiny_page(tmp_path, monkeypatch, steps: int = 8) -> AppTest:
+    """The page on a small resnet20, set for a short run (256 images, `steps` steps, one thread)."""
+    monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["model_choice"] = SMALL_MODEL
+    at.session_state["train_subset"] = 256
+    at.session_state["train_steps"] = steps
+    at.session_state["train_threads"] = 1
+    return at.run()
+
+
+def _finished(at: AppTest) -> bool:
+    return any(s.value.startswith("Finished") for s in at.success)
+
+
+def _progress_text(at: AppTest) -> str:
+    return " ".join(p.proto.text for p in at.get("progress"))
+
+
+@pytest.fixture
+def served_bytes(monkeypatch):
+    """url -> the bytes a download button serves (AppTest keeps only the URL, its media store is per run)."""
+    stores = []
+
+    class RecordingStorage(MemoryMediaFileStorage):
+        def __init__(self, media_endpoint: str) -> None:
+            super().__init__(media_endpoint)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", RecordingStorage)
+    return lambda url: stores[-1].get_file(url.rsplit("/", 1)[-1]).content
 
 
 @pytest.fixture(autouse=True)
@@ -122,3 +163,89 @@ def test_figure_builders():
     grid = prediction_grid(np.zeros((3, 1, 8, 8), dtype=np.uint8), [0, 1, 1], [0, 0, 1], ["x", "y"], columns=2)
     assert [a.text for a in grid.layout.annotations] == ["✓ x", "✗ x<br>true: y", "✓ y"]
     assert [a.font.color for a in grid.layout.annotations] == ["#2ca02c", "#d62728", "#2ca02c"]
+
+
+def test_current_run_can_be_inspected_as_a_stored_run(tmp_path, monkeypatch):
+    at = _tiny_page(tmp_path, monkeypatch)
+    at.button(key="train_start").click().run()
+    rerun_until(at, _finished)
+    run_id = runstore.list_runs(tmp_path / "runs")[0].run_id
+    at.selectbox(key="train_inspect").set_value(run_id).run()
+    assert not at.exception  # both panels' download buttons used to share the run folder's key
+    assert [s.value for s in at.subheader][:3] == ["Results", "Past runs", f"Stored run {run_id}"]
+    assert [b.label for b in at.download_button] == ["Metrics (CSV)", "Weights (.pt state_dict)"] * 2
+
+
+def test_toast_when_the_run_finishes(tmp_path, monkeypatch):
+    at = _tiny_page(tmp_path, monkeypatch)
+    at.button(key="train_start").click().run()
+    rerun_until(at, lambda a: len(a.toast) > 0)
+    assert at.toast[0].value.startswith("Finished 8 steps") and _finished(at)
+    at.run()
+    assert not at.toast  # once per run
+
+
+def test_progress_bar_shows_step_time_left_and_speed(tmp_path, monkeypatch):
+    at = _tiny_page(tmp_path, monkeypatch, steps=2000)  # long enough to be seen running; stopped below
+    at.button(key="train_start").click().run()
+    rerun_until(at, lambda a: " left" in _progress_text(a) and "images/s" in _progress_text(a))
+    assert _progress_text(at).startswith("Step ") and " of 2000 · about " in _progress_text(at)
+    at.button(key="train_stop").click().run()
+    rerun_until(at, lambda a: any("Stopped" in w.value for w in a.warning))
+
+
+def test_second_run_waits_in_the_shared_queue(tmp_path, monkeypatch):
+    at = _tiny_page(tmp_path, monkeypatch)
+    runner = default_runner()
+    busy = TrainConfig(model="resnet20", overrides=SMALL_MODEL["overrides"], train_subset=256, max_steps=2000,
+                       threads=1)
+    others = [runner.submit(busy, owner="someone-else") for _ in range(runner.max_concurrent)]
+    deadline = time.monotonic() + 60
+    while any(j.snapshot().status != "running" for j in others):
+        assert time.monotonic() < deadline, "the other owner's runs did not start"
+        time.sleep(0.1)
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert any(i.value.startswith("Queued at position 1:") for i in at.info)
+    assert not at.button(key="train_stop").disabled
+    at.button(key="train_stop").click().run()
+    rerun_until(at, lambda a: any("stopped before it started" in w.value.lower() for w in a.warning))
+
+
+def test_downloads_carry_the_metrics_and_the_trained_weights(tmp_path, monkeypatch, served_bytes):
+    at = _tiny_page(tmp_path, monkeypatch)
+    at.button(key="train_start").click().run()
+    rerun_until(at, _finished)
+    buttons = {b.label: b for b in at.download_button}
+    csv = served_bytes(buttons["Metrics (CSV)"].proto.url).decode()
+    assert {"step", "loss", "acc", "lr", "images_per_sec", "test_acc"} <= set(csv.splitlines()[0].split(","))
+    state = torch.load(io.BytesIO(served_bytes(buttons["Weights (.pt state_dict)"].proto.url)), weights_only=True)
+    trained = default_runner().get(at.session_state["train_job"]).result.model.state_dict()
+    assert list(state) == list(trained)
+    assert all(torch.equal(state[k], trained[k].cpu()) for k in trained)
+
+
+def test_channels_last_and_device_reach_the_stored_config(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "available_devices", lambda: ["cpu", "auto"])  # a second device to pick (cpu here)
+    at = _tiny_page(tmp_path, monkeypatch)
+    assert at.checkbox(key="train_channels_last").value is TrainConfig().channels_last is True
+    assert at.selectbox(key="train_device").value == "cpu"
+    assert at.selectbox(key="train_device").options == ["cpu", "auto"]
+    assert at.number_input(key="train_threads").max == os.cpu_count()
+    at.checkbox(key="train_channels_last").uncheck()
+    at.selectbox(key="train_device").set_value("auto")
+    at.button(key="train_start").click().run()
+    rerun_until(at, _finished)
+    config = runstore.list_runs(tmp_path / "runs")[0].config["train"]
+    assert config["channels_last"] is False and config["device"] == "auto"
+
+
+def test_bad_max_runs_setting_shows_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv(jobs.MAX_RUNS_ENV, "abc")
+    # as in a fresh server process: no runner yet (monkeypatch puts the process-wide one back afterwards)
+    monkeypatch.setattr(jobs._REGISTRY, "runner", None, raising=False)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["RESNET_EXPLORER_MAX_RUNS must be a whole number >= 1; got 'abc'"]
+    assert not at.button and [s.value for s in at.subheader] == ["Past runs"]
