@@ -56,6 +56,7 @@ class MemoryCheck:
     data_bytes: int  # the uint8 images held in memory
     budget_bytes: int
     available_bytes: int
+    budget_source: str  # where the budget comes from, for messages
 
     @property
     def ok(self) -> bool:
@@ -361,8 +362,13 @@ def memory_check(config: TrainConfig, budget: Optional[int] = None, data: Option
     else:
         data_bytes = held_bytes(config.dataset, config.data_dir, spec.in_channels, side)
     available = available_memory()
-    budget = budget if budget is not None else default_memory_budget(available)
-    return MemoryCheck(training + data_bytes, training, data_bytes, budget, available)
+    if budget is not None:
+        source = "the set budget"
+    else:
+        budget = default_memory_budget(available)
+        source = (f"set by {MEMORY_BUDGET_ENV}" if os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+                  else f"{MEMORY_FRACTION:.0%} of the {format_bytes(available)} available")
+    return MemoryCheck(training + data_bytes, training, data_bytes, budget, available, source)
 
 
 def default_memory_budget(available: int) -> int:
@@ -385,9 +391,7 @@ def guard_memory(config: TrainConfig, budget: Optional[int] = None, data: Option
 
 
 def _refusal_message(config: TrainConfig, check: MemoryCheck) -> str:
-    budget_note = (f"{MEMORY_FRACTION:.0%} of the {format_bytes(check.available_bytes)} available"
-                   if check.budget_bytes == int(MEMORY_FRACTION * check.available_bytes) else "the set budget")
     data_note = f", data {format_bytes(check.data_bytes)}" if check.data_bytes else ""
     return (f"batch_size {config.batch_size}: training {config.model} needs about {format_bytes(check.needed_bytes)} "
             f"(training step {format_bytes(check.training_bytes)}{data_note}) but the "
-            f"memory budget is {format_bytes(check.budget_bytes)} ({budget_note}); lower batch_size or image_size")
+            f"memory budget is {format_bytes(check.budget_bytes)} ({check.budget_source}); lower batch_size or image_size")
