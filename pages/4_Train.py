@@ -161,20 +161,24 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def live_panel(job: Job) -> None:
-    live = not job.done
+def live_panel(job: Job, live: bool) -> None:
+    """`live`: the job was running when this page run began; then the panel polls until it sees the end."""
 
     @st.fragment(run_every=POLL_SECONDS if live else None)
     def panel() -> None:
         snap = job.snapshot()
         status_line(snap)
-        if snap.records:
-            with st.container(key="train_live"):
-                st.plotly_chart(training_curves(snap.records), width="stretch", key="train_live_curves")
+        live_curves(snap.records)
         if live and snap.done:
             st.rerun()  # the whole page: polling ends, the toast and the results appear
 
     panel()
+
+
+def live_curves(records: Sequence[Dict[str, Any]]) -> None:
+    """The curves, empty axes before the first record (which also has the browser load plotly before Start)."""
+    with st.container(key="train_live"):
+        st.plotly_chart(training_curves(records), width="stretch", key="train_live_curves")
 
 
 def results(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]],
@@ -279,11 +283,11 @@ def main() -> None:
         past_runs(None)
         return
     job = my_job()
-    if job is not None and job.done and st.session_state.get(TOASTED_KEY) != job.id:
+    live = job is not None and not job.done  # read once: the job may end while this run draws the page
+    if job is not None and not live and st.session_state.get(TOASTED_KEY) != job.id:
         st.session_state[TOASTED_KEY] = job.id  # once per run, on whichever rerun first sees it ended
         message = job.snapshot().message
         st.toast(message[0].upper() + message[1:])
-    live = job is not None and not job.done
     left, right = st.columns([1, 2.3], gap="large")
     with left:
         choice = controls()
@@ -301,12 +305,14 @@ def main() -> None:
                 load_dataset("synthetic")
         if job is None:
             running, queued = default_runner().load()
-            st.info(f"Pick a model and press **Start training** (by default {DEFAULTS.epochs} epochs on the "
-                    f"built-in synthetic set). This server: {running} run(s) training, {queued} queued.")
+            st.caption(f"Pick a model and press **Start training** (by default {DEFAULTS.epochs} epochs on the "
+                       f"built-in synthetic set). This server: {running} run(s) training, {queued} queued.")
+            st.progress(0.0, text="Not started")  # the live run's bar and chart, empty until its first step
+            live_curves([])
         else:
             st.caption(f"{job.config.model} on {job.config.dataset} · seed {job.config.seed}")
-            live_panel(job)
-    if job is not None and job.done and job.result is not None:
+            live_panel(job, live)
+    if job is not None and not live and job.result is not None:
         snap = job.snapshot()
         results("Results", snap.run_dir, snap.records, job.result.evaluation, job.result.data.test_images)
     st.divider()

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import app_test as app_test_module
 
 from tests.conftest import rerun_until
 
-from pages.ui.train_figures import confusion_figure, overlay_figure, prediction_grid, training_curves
+from pages.ui.train_figures import EMPTY_CURVES, confusion_figure, overlay_figure, prediction_grid, training_curves
 from resnet_core import jobs, runstore, train
 from resnet_core.jobs import default_runner
 from resnet_core.train import TrainConfig
@@ -154,6 +154,9 @@ def test_figure_builders():
     records.append(dict(kind="test", step=3, test_loss=1.0, test_acc=0.5))
     fig = training_curves(records)
     assert [t.name for t in fig.data] == ["train", "train", "lr", "images/s", "test", "test"]
+    assert EMPTY_CURVES not in [a.text for a in fig.layout.annotations]
+    empty = training_curves([])
+    assert len(empty.data) == 0 and empty.layout.annotations[-1].text == EMPTY_CURVES
     assert list(fig.data[0].y) == [2.0, 1.0, 2.0 / 3]
     overlay = overlay_figure([dict(label="a", records=records), dict(label="b", records=records, skip=False)],
                              "train loss")

@@ -14,6 +14,7 @@ from .colors import SEQUENCE
 
 TRAIN_COLOUR, TEST_COLOUR = SEQUENCE[0], SEQUENCE[1]
 RIGHT, WRONG = "#2ca02c", "#d62728"
+EMPTY_CURVES = "The curves appear here at the first training step."
 OVERLAY_METRICS = {  # label -> (record kind, key)
     "test accuracy": ("test", "test_acc"),
     "test loss": ("test", "test_loss"),
@@ -50,6 +51,11 @@ def training_curves(records: Sequence[Dict[str, Any]]) -> go.Figure:
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=2)
     fig.update_yaxes(rangemode="tozero", row=1, col=4)
     fig.update_xaxes(title_text="step")
+    if train.empty and test.empty:
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.add_annotation(text=EMPTY_CURVES, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                           font=dict(color="#808495"))
     fig.update_layout(height=320, margin=dict(t=30, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
