@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Tuple
 
 import pytest
 
@@ -27,38 +27,54 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_app(log_dir: Path) -> Tuple[str, subprocess.Popen]:
+    """`streamlit run app.py` on a fresh port, its runs under log_dir/runs; returns (base URL, process)."""
+    port = _free_port()
+    env = dict(os.environ, RESNET_EXPLORER_RUNS=str(log_dir / "runs"), PYTHONUNBUFFERED="1")
+    log = open(log_dir / f"streamlit-{port}.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return url, proc
+        except OSError:
+            time.sleep(0.2)
+    stop_server(proc)
+    raise RuntimeError(f"streamlit did not start on {url}; see {log.name}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[[], str]]:
-    """Start `streamlit run app.py` on a fresh port (a fresh server each call); yields its base URL."""
+    """Start the app on a fresh port (a fresh server each call, runs under tmp_path); yields its base URL."""
     procs = []
 
     def start() -> str:
-        port = _free_port()
-        env = dict(os.environ, RESNET_EXPLORER_RUNS=str(tmp_path / "runs"), PYTHONUNBUFFERED="1")
-        log = open(tmp_path / f"streamlit-{port}.log", "w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url, proc = serve_app(tmp_path)
         procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        return url
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"streamlit did not start on {url}; see {log.name}")
+        return url
 
     yield start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with the flags this offline machine needs."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +87,7 @@ def browser():
     except ImportError:
         pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        b = launch_chromium(p)
         yield b
         b.close()
 
