@@ -128,7 +128,9 @@ def held_bytes(name: str, data_dir: "str | Path | None", channels: int, image_si
         return _count_image_files(Path(data_dir)) * channels * image_size ** 2 if data_dir else 0
     count, native_channels, native_side = NATIVE_SETS[name]
     native = count * native_channels * native_side ** 2
-    return native if (channels, image_size) == (native_channels, native_side) else native + count * channels * image_size ** 2
+    if (channels, image_size) == (native_channels, native_side):
+        return native
+    return native + count * channels * image_size ** 2
 
 
 def _count_image_files(root: Path) -> int:

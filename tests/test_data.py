@@ -41,6 +41,28 @@ def test_loaded_synthetic_has_its_own_stats():
     assert (x.std((0, 2, 3)) - 1).abs().max() < 0.05
 
 
+def test_synthetic_set_is_kept_on_disk_and_equals_the_generated_one(tmp_path, monkeypatch):
+    monkeypatch.setenv(D.DATA_DIR_ENV, str(tmp_path))
+    D._synthetic.cache_clear()
+    try:
+        generated = D.load_dataset("synthetic")
+        path = D.synthetic_cache_path()
+        assert path.parent == tmp_path and path.is_file()
+        D._synthetic.cache_clear()
+        loaded = D.load_dataset("synthetic")
+        assert loaded is not generated
+        for name in ("train_images", "train_labels", "test_images", "test_labels"):
+            assert torch.equal(getattr(loaded, name), getattr(generated, name))
+        x, y = D.synthetic_images(D.SYNTHETIC_TEST, seed=1)
+        assert torch.equal(loaded.test_images, x) and torch.equal(loaded.test_labels, y)
+        path.write_bytes(path.read_bytes()[:1000])  # torn: generated again, and replaced
+        D._synthetic.cache_clear()
+        assert torch.equal(D.load_dataset("synthetic").test_images, x)
+        assert path.stat().st_size > 30_000_000
+    finally:
+        D._synthetic.cache_clear()
+
+
 def test_augment_crops_within_padding_and_flips():
     g = torch.Generator().manual_seed(0)
     ones = torch.full((256, 1, 8, 8), 255, dtype=torch.uint8)

@@ -12,7 +12,7 @@ import torch
 from resnet_core.cli import main
 from resnet_core.presets import resolve_spec
 from resnet_core.probes import stage_view
-from resnet_core.train import Diverged, TrainConfig, build_seeded_model, evaluate, fit, lr_at
+from resnet_core.train import Diverged, TrainConfig, build_seeded_model, evaluate, fit, lr_at, make_optimizer
 
 torch.set_num_threads(1)
 
@@ -114,6 +114,23 @@ def test_stop_during_backward_ends_the_step_before_the_update():
     assert result.status == "stopped" and result.final["steps"] == 0  # step 1 never reached optimizer.step()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if "running" not in k
                and "num_batches" not in k)
+
+
+@pytest.mark.parametrize("changes, optimizer", [
+    (dict(optimizer="adam"), torch.optim.Adam),
+    (dict(optimizer="adamw", schedule="cosine", warmup=0.2), torch.optim.AdamW),
+    (dict(nesterov=False, schedule="multistep"), torch.optim.SGD),
+    (dict(label_smoothing=0.2), torch.optim.SGD),
+])
+def test_optimisers_schedules_and_label_smoothing_train(changes, optimizer):
+    config = TrainConfig(max_steps=30, probe_every=0, **{**TINY, "log_every": 1, **changes})
+    model = build_seeded_model(resolve_spec("resnet20", **TINY["overrides"]), seed=0)
+    made = make_optimizer(config, model)
+    assert type(made) is optimizer and made.defaults["weight_decay"] == config.weight_decay
+    assert made.defaults.get("nesterov", False) == (optimizer is torch.optim.SGD and config.nesterov)
+    train = [r for r in fit(config, model=model).records if r["kind"] == "train"]
+    assert [r["lr"] for r in train] == [lr_at(config, r["step"] - 1, 30) for r in train]
+    assert sum(r["loss"] for r in train[-5:]) / 5 < train[0]["loss"] - 0.1
 
 
 def test_threads_apply_to_the_run_only():
