@@ -176,7 +176,7 @@ def live_panel(job: Job, live: bool) -> None:
 
 
 def live_curves(records: Sequence[Dict[str, Any]]) -> None:
-    """The curves, empty axes before the first record (which also has the browser load plotly before Start)."""
+    """The curves; before the first record, a note in their place (so the browser has plotly loaded before Start)."""
     with st.container(key="train_live"):
         st.plotly_chart(training_curves(records), width="stretch", key="train_live_curves")
 
