@@ -2,8 +2,8 @@
 
 A fresh server and a real Chromium (Debian's, driven by Playwright). Each round opens the page, clicks
 Start, waits for the live chart's first point, clicks Stop and waits for the run to end; round 1 is what
-a user meets on a fresh server. Every latency is split with the run's own timestamps (config.json's `created` and the
-first record's `time`, from the server's clock, which is this machine's):
+a user meets on a fresh server. Every latency is split with the run's own timestamps (config.json's
+`created` and the first record's `time`, from the server's clock, which is this machine's):
 
 - submit: click → run folder created (validation, memory guard, queue, data);
 - first step: the training loop's start → its first record (the first step's forward and backward);
