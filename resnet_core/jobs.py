@@ -362,25 +362,21 @@ def memory_check(config: TrainConfig, budget: Optional[int] = None, data: Option
     else:
         data_bytes = held_bytes(config.dataset, config.data_dir, spec.in_channels, side)
     available = available_memory()
-    if budget is not None:
-        source = "the set budget"
-    else:
-        budget = default_memory_budget(available)
-        source = (f"set by {MEMORY_BUDGET_ENV}" if os.environ.get(MEMORY_BUDGET_ENV, "").strip()
-                  else f"{MEMORY_FRACTION:.0%} of the {format_bytes(available)} available")
+    budget, source = (budget, "the set budget") if budget is not None else default_memory_budget(available)
     return MemoryCheck(training + data_bytes, training, data_bytes, budget, available, source)
 
 
-def default_memory_budget(available: int) -> int:
-    """$RESNET_EXPLORER_MEMORY_BUDGET (a size such as 8G, 512M or a byte count), else MEMORY_FRACTION of `available`."""
+def default_memory_budget(available: int) -> Tuple[int, str]:
+    """(bytes, where they come from): $RESNET_EXPLORER_MEMORY_BUDGET (a size such as 8G, 512M or a byte
+    count), else MEMORY_FRACTION of `available`."""
     text = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
     if not text:
-        return int(MEMORY_FRACTION * available)
+        return int(MEMORY_FRACTION * available), f"{MEMORY_FRACTION:.0%} of the {format_bytes(available)} available"
     match = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([KMGT]?)(?:iB|B)?", text, re.IGNORECASE)
     if not match or float(match[1]) <= 0:
         raise ValueError(f"{MEMORY_BUDGET_ENV} must be a size above zero such as 8G, 512M or a byte count; "
                          f"got {text!r}")
-    return int(float(match[1]) * SIZE_UNITS[match[2].upper()])
+    return int(float(match[1]) * SIZE_UNITS[match[2].upper()]), f"set by {MEMORY_BUDGET_ENV}"
 
 
 def guard_memory(config: TrainConfig, budget: Optional[int] = None, data: Optional[ImageData] = None) -> None:
