@@ -275,7 +275,7 @@ def fit(config: TrainConfig, *, data: Optional[ImageData] = None, model: Optiona
 
     `data` defaults to `load_data(config)` and `model` to a fresh seeded model of the config's spec
     (pass either to reuse them; a passed model is trained in place). `stop` is polled inside every
-    block's forward pass. Raises `Diverged` on a NaN/inf loss and ValueError on a bad config.
+    block's forward and backward pass. Raises `Diverged` on a NaN/inf loss and ValueError on a bad config.
     """
     config.validate()
     device = resolve_device(config.device)
