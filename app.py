@@ -11,6 +11,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui.page import setup_page
+from ui.widgets import preset_family_job
+
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 ARCHITECTURE_PAGE = "pages/1_Architecture.py"
 CLI_EXAMPLES = """\
@@ -33,12 +36,9 @@ def page_description(path: Path) -> str:
     return text[:1].upper() + text[1:]
 
 
-st.set_page_config(page_title="ResNet Explorer", page_icon="🧱", layout="wide")
+setup_page()
 if "model" in st.query_params:
     st.switch_page(ARCHITECTURE_PAGE, query_params=st.query_params.to_dict())
-
-from pages.ui.widgets import preset_family_job  # noqa: E402  (after set_page_config)
-
 preset_family_job()  # warms the summary cache of every preset in the background, once per server
 st.title("ResNet Explorer")
 st.write(

@@ -4,7 +4,8 @@ Each step changes one widget in an AppTest session and times the script run it c
 server does on that change). "first: pick preset" is a preset's first view as a user meets it: the
 Home page's background job has warmed every preset's summary by then (the script waits for it).
 "first: custom layers" is a configuration no cache has seen (one block more in the last stage),
-the worst case. "cached" steps come back to a configuration already shown. The baseline is the Home page's run, measured in the same process,
+the worst case. "cached" steps come back to a configuration already shown. The baseline is the Home page's run,
+measured in the same process,
 so the ratios hold across machines. Target: <= 300 ms for a dropdown change on any preset, at any batch.
 
     .venv/bin/python benchmarks/bench_app_render.py [--repeats 3]
@@ -16,8 +17,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,7 +56,7 @@ def wait_for_warm_up() -> float:
     return time.perf_counter() - start
 
 
-def architecture_steps(repeats: int) -> List[Tuple[str, int, str, float]]:
+def architecture_steps(repeats: int) -> list[tuple[str, int, str, float]]:
     """(preset, batch, step, ms) rows."""
     at = AppTest.from_file(str(ROOT / "pages" / "1_Architecture.py"), default_timeout=600)
     at.query_params["model"] = OPENING_MODEL
@@ -68,7 +69,8 @@ def architecture_steps(repeats: int) -> List[Tuple[str, int, str, float]]:
         rows.append((preset, 1, "first: custom layers", timed(at.text_input(key="arch_layers").set_value(custom).run)))
         at.text_input(key="arch_layers").set_value(",".join(map(str, layers))).run()
         for batch in BATCHES[1:]:
-            rows.append((preset, batch, "first: set batch", timed(at.number_input(key="arch_batch").set_value(batch).run)))
+            set_batch = at.number_input(key="arch_batch").set_value(batch).run
+            rows.append((preset, batch, "first: set batch", timed(set_batch)))
         at.number_input(key="arch_batch").set_value(BATCHES[0]).run()
         for batch in BATCHES:
             at.number_input(key="arch_batch").set_value(batch).run()
@@ -94,7 +96,7 @@ def main() -> None:
     print(f"{'preset':<18} {'batch':>6}  {'step':<28} {'ms':>7} {'× base':>7}")
     for preset, batch, step, ms in rows:
         print(f"{preset:<18} {batch:>6}  {step:<28} {ms:>7.0f} {ms / base:>7.1f}")
-    cached = [ms for *_, step, ms in rows if step.startswith("cached")]
+    [ms for *_, step, ms in rows if step.startswith("cached")]
     print()
     for label, prefix in (("cached dropdown change", "cached"), ("first view of a preset", "first: p"),
                           ("batch change on a preset", "first: set"), ("uncached custom layers", "first: custom")):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +48,7 @@ class PILImages(Dataset):
         return self.transform(self.images[i]), self.labels[i]
 
 
-def seeds_loaders(data: ImageData, config: TrainConfig, workers: int) -> Tuple[DataLoader, DataLoader]:
+def seeds_loaders(data: ImageData, config: TrainConfig, workers: int) -> tuple[DataLoader, DataLoader]:
     normalize = T.Normalize(data.mean, data.std)
     train_tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
     test_tf = T.Compose([T.ToTensor(), normalize])
@@ -59,7 +58,7 @@ def seeds_loaders(data: ImageData, config: TrainConfig, workers: int) -> Tuple[D
     return train, test
 
 
-def data_only(data: ImageData, config: TrainConfig, workers: int) -> Tuple[float, float]:
+def data_only(data: ImageData, config: TrainConfig, workers: int) -> tuple[float, float]:
     """Images/s of each input pipeline alone (one epoch of batches, no model): seeds', ours."""
     train, _ = seeds_loaders(data, config, workers)
     tick = time.perf_counter()
@@ -75,7 +74,7 @@ def data_only(data: ImageData, config: TrainConfig, workers: int) -> Tuple[float
     return seeds, images / (time.perf_counter() - tick)
 
 
-def seeds_recipe(data: ImageData, config: TrainConfig, workers: int) -> Tuple[float, float, float]:
+def seeds_recipe(data: ImageData, config: TrainConfig, workers: int) -> tuple[float, float, float]:
     """(training images/s, final test accuracy, wall-clock seconds including the test pass) of the tutorial recipe."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -103,7 +102,7 @@ def seeds_recipe(data: ImageData, config: TrainConfig, workers: int) -> Tuple[fl
     return images / seconds, correct / len(data.test_labels), time.perf_counter() - started
 
 
-def compute_roof(config: TrainConfig, data: ImageData, repeats: int = 5) -> Tuple[float, float]:
+def compute_roof(config: TrainConfig, data: ImageData, repeats: int = 5) -> tuple[float, float]:
     """(FLOPs of one training image, the best fp32 sgemm rate in FLOP/s) on this machine."""
     best = 0.0
     for side in (2048, 4096):
@@ -117,7 +116,7 @@ def compute_roof(config: TrainConfig, data: ImageData, repeats: int = 5) -> Tupl
     return 3 * 2 * forward, best
 
 
-def time_to_accuracy(config: TrainConfig, data: ImageData, target: float) -> Tuple[float, float, float]:
+def time_to_accuracy(config: TrainConfig, data: ImageData, target: float) -> tuple[float, float, float]:
     """(epochs, wall-clock seconds, test accuracy) of the smallest budget whose accuracy reaches `target`."""
     per_epoch = steps_per_epoch(config, len(data.train_labels))
     for epochs in (0.25, 0.5, 1.0, 2.0, 4.0):
@@ -129,7 +128,7 @@ def time_to_accuracy(config: TrainConfig, data: ImageData, target: float) -> Tup
     return epochs, result.final["seconds"], result.final["test_acc"]
 
 
-def probes_cost(config: TrainConfig, steps: int, repeats: int) -> Tuple[float, float]:
+def probes_cost(config: TrainConfig, steps: int, repeats: int) -> tuple[float, float]:
     """Best-of-`repeats` images/s with probes off and on, runs interleaved so both see the same load."""
     best = {0: 0.0, 20: 0.0}
     for _ in range(repeats):

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-st.set_page_config(page_title="Architecture · ResNet Explorer", page_icon="🧱", layout="wide")
+from resnet_core.format import format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown
+from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec
+from resnet_core.spec import BLOCKS, SHORTCUTS, STEMS, ModelSpec, parse_shape
+from resnet_core.summary import Summary, natural_input_size, summarize
+from ui.architecture_figures import short_count, stage_figure
+from ui.page import setup_page
+from ui.widgets import ModelChoice, or_error, preset_family_job, preset_label, remember_choice, shared_choice
 
-from pages.ui.figures import short_count, stage_figure  # noqa: E402  (set_page_config must come first)
-from pages.ui.widgets import (  # noqa: E402
-    ModelChoice, or_error, preset_family_job, preset_label, remember_choice, shared_choice)
-from resnet_core.cli.spec_args import parse_shape  # noqa: E402
-from resnet_core.format import (  # noqa: E402
-    format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown)
-from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec  # noqa: E402
-from resnet_core.spec import BLOCKS, SHORTCUTS, STEMS, ModelSpec  # noqa: E402
-from resnet_core.summary import Summary, natural_input_size, summarize  # noqa: E402
+setup_page("Architecture")
 
 # ModelSpec field -> widget key. Input channels come from the "Input C,H,W" box.
 FIELD_KEYS = {"block": "arch_block", "layers": "arch_layers", "shortcut": "arch_shortcut", "stem": "arch_stem",
@@ -29,7 +27,7 @@ SHORTCUT_HELP = ("A: zero-pad the identity where the shape changes (no parameter
 STEM_HELP = "imagenet: 7×7/2 conv + max-pool; cifar: one 3×3 conv; deep: three 3×3 convs + max-pool"
 
 
-def widget_values(spec: ModelSpec) -> Dict[str, Any]:
+def widget_values(spec: ModelSpec) -> dict[str, Any]:
     values = {key: getattr(spec, field) for field, key in FIELD_KEYS.items()}
     values["arch_layers"] = ",".join(map(str, spec.layers))
     values["arch_input"] = ",".join(map(str, natural_input_size(spec)))
@@ -84,7 +82,7 @@ def configuration_widgets() -> None:
         c[5].number_input("Batch size", min_value=1, max_value=65536, key="arch_batch")
 
 
-def current_view() -> Optional[Tuple[str, Summary]]:
+def current_view() -> tuple[str, Summary] | None:
     """(preset, summary) from the widgets, or None after showing the engine's error."""
     model = st.session_state["arch_model"]
     dims = or_error(parse_shape, st.session_state["arch_input"], "input")
@@ -179,11 +177,13 @@ def code_snippet(summary: Summary, choice: ModelChoice) -> str:
     args = "".join(f", {k}={v!r}" for k, v in choice.overrides.items())
     dims, batch = tuple(summary.input_size), summary.batch_size
     lines = ["import resnet_core", "",
-             f'model = resnet_core.build_model("{choice.model}"{args})  # {format_count(summary.total_params)} parameters',
+             f'model = resnet_core.build_model("{choice.model}"{args})'
+             f'  # {format_count(summary.total_params)} parameters',
              f'summary = resnet_core.summarize("{choice.model}", input_size={dims}, batch_size={batch}{args})']
     match = matching_preset(summary.spec)
     if match is not None and match.torchvision:
-        lines += ["", "# the same network in torchvision (resnet_core loads its weights strictly)", "import torchvision",
+        lines += ["", "# the same network in torchvision (resnet_core loads its weights strictly)",
+                  "import torchvision",
                   f"tv_model = torchvision.models.{match.torchvision}()"]
     return "\n".join(lines)
 

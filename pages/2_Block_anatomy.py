@@ -5,13 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-st.set_page_config(page_title="Block anatomy · ResNet Explorer", page_icon="🧱", layout="wide")
+from resnet_core.anatomy import VARIANTS, BlockAnatomy, bottleneck_saving, shortcut_options, trace_block
+from resnet_core.format import format_count, format_shape
+from resnet_core.spec import SHORTCUTS
+from ui.architecture_figures import block_path_figure, path_box_count
+from ui.page import setup_page
+from ui.widgets import or_error
 
-from pages.ui.figures import block_path_figure, path_box_count  # noqa: E402  (set_page_config must come first)
-from pages.ui.widgets import or_error  # noqa: E402
-from resnet_core.anatomy import VARIANTS, BlockAnatomy, bottleneck_saving, shortcut_options, trace_block  # noqa: E402
-from resnet_core.format import format_count, format_shape  # noqa: E402
-from resnet_core.spec import SHORTCUTS  # noqa: E402
+setup_page("Block anatomy")
 
 DEFAULT_VARIANTS = ["basic", "preact_basic", "bottleneck", "resnext", "se"]
 PER_ROW = 3

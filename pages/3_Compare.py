@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
-
 import pandas as pd
 import streamlit as st
 
-st.set_page_config(page_title="Compare · ResNet Explorer", page_icon="🧱", layout="wide")
+from resnet_core.format import format_bytes, format_shape
+from resnet_core.presets import PRESETS, matching_preset, resolve_spec
+from resnet_core.spec import parse_shape
+from resnet_core.summary import natural_input_size, summarize
+from ui.architecture_figures import compare_figure, family_figure
+from ui.live import live_fragment
+from ui.page import setup_page
+from ui.widgets import CHOICE_KEY, ModelChoice, or_error, preset_family_job, shared_choice
 
-from pages.ui.figures import compare_figure, family_figure  # noqa: E402  (set_page_config must come first)
-from pages.ui.widgets import (  # noqa: E402
-    CHOICE_KEY, ModelChoice, or_error, preset_family_job, shared_choice)
-from resnet_core.cli.spec_args import parse_shape  # noqa: E402
-from resnet_core.format import format_bytes, format_shape  # noqa: E402
-from resnet_core.presets import PRESETS, matching_preset, resolve_spec  # noqa: E402
-from resnet_core.summary import natural_input_size, summarize  # noqa: E402
+setup_page("Compare")
 
 DEFAULT_MODELS = ["resnet18", "resnet34", "resnet50", "plain50"]
 MAX_CONFIGS = 6
 POLL_SECONDS = 1.0
 
 
-def configuration_options() -> Dict[str, ModelChoice]:
+def configuration_options() -> dict[str, ModelChoice]:
     """Every preset, plus the Architecture page's configuration when it changes its preset's fields."""
     options = {name: ModelChoice(name) for name in PRESETS}
     if CHOICE_KEY in st.session_state:
@@ -32,7 +31,7 @@ def configuration_options() -> Dict[str, ModelChoice]:
     return options
 
 
-def comparison_row(label: str, choice: ModelChoice, dims: Optional[Tuple[int, ...]], batch: int) -> Optional[dict]:
+def comparison_row(label: str, choice: ModelChoice, dims: tuple[int, ...] | None, batch: int) -> dict | None:
     """One configuration's figures; the input's channel count sets the model's in_channels."""
     overrides = {**choice.overrides, **({"in_channels": dims[0]} if dims else {})}
     spec = or_error(resolve_spec, choice.model, **overrides)
@@ -54,7 +53,7 @@ def comparison_section() -> None:
         custom = [label for label, choice in options.items() if choice.overrides]
         st.session_state["cmp_configs"] = custom + DEFAULT_MODELS[:MAX_CONFIGS - len(custom)]
     c = st.columns([4, 1.2, 0.8])
-    labels: List[str] = c[0].multiselect("Configurations (2 to 6)", list(options), key="cmp_configs",
+    labels: list[str] = c[0].multiselect("Configurations (2 to 6)", list(options), key="cmp_configs",
                                          max_selections=MAX_CONFIGS)
     input_text = c[1].text_input("Input C,H,W", key="cmp_input", placeholder="natural per model",
                                  help="blank: 224×224 for ImageNet stems, 32×32 for CIFAR stems")
@@ -79,10 +78,7 @@ def comparison_section() -> None:
 
 
 def family_section() -> None:
-    _, done_at_start, _ = preset_family_job().snapshot()
-
-    @st.fragment(run_every=None if done_at_start else POLL_SECONDS)
-    def live_family() -> None:
+    def draw() -> bool:
         job = preset_family_job()
         rows, done, error = job.snapshot()
         if error:
@@ -97,10 +93,9 @@ def family_section() -> None:
                 st.dataframe(frame.sort_values(["family", "depth"]), hide_index=True, column_config={
                     "params": st.column_config.NumberColumn("params", format="localized"),
                     "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized")})
-        if done and not done_at_start:
-            st.rerun()  # the whole page once more, so the fragment stops polling
+        return not done
 
-    live_family()
+    live_fragment(draw, not preset_family_job().snapshot()[1], POLL_SECONDS)
 
 
 st.title("Compare")

@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import os
-import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any
 
 import streamlit as st
 
-st.set_page_config(page_title="Train · ResNet Explorer", page_icon="🧱", layout="wide")
+from resnet_core.config import DEFAULT_LR, OPTIMIZERS, SCHEDULES, TrainConfig, available_devices
+from resnet_core.data import DATASETS, default_data_dir, load_dataset
+from resnet_core.format import format_bytes
+from resnet_core.jobs import Job, JobSnapshot, default_runner, memory_check
+from resnet_core.records import Record, Status, final_of
+from resnet_core.runstore import RunInfo, evaluate_run, list_runs, metrics_csv, read_metrics, weights_file
+from resnet_core.train import Evaluation, warm_up
+from ui.live import live_fragment
+from ui.page import setup_page
+from ui.train_figures import OVERLAY_METRICS, confusion_figure, overlay_figure, prediction_grid, training_curves
+from ui.widgets import ModelChoice, model_picker, or_error, session_owner
 
-from pages.ui.train_figures import (  # noqa: E402  (set_page_config must come first)
-    OVERLAY_METRICS, confusion_figure, overlay_figure, prediction_grid, training_curves)
-from pages.ui.widgets import ModelChoice, model_picker, or_error  # noqa: E402
-from resnet_core.data import DATASETS, default_data_dir, load_dataset  # noqa: E402
-from resnet_core.format import format_bytes  # noqa: E402
-from resnet_core.jobs import Job, JobSnapshot, default_runner, memory_check  # noqa: E402
-from resnet_core.runstore import (  # noqa: E402
-    WEIGHTS, RunInfo, list_runs, load_model, load_run_data, metrics_csv, read_metrics, read_run)
-from resnet_core.train import (  # noqa: E402
-    DEFAULT_LR, OPTIMIZERS, SCHEDULES, Evaluation, TrainConfig, available_devices, evaluate, warm_up)
+setup_page("Train")
 
 POLL_SECONDS = 0.5
 GRID_IMAGES = 24
-OWNER_KEY, JOB_KEY, ERROR_KEY, TOASTED_KEY = "train_owner", "train_job", "train_error", "train_toasted"
+JOB_KEY, ERROR_KEY, TOASTED_KEY = "train_job", "train_error", "train_toasted"
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
 DEFAULTS = TrainConfig()
-WIDGETS: Dict[str, Any] = dict(  # widget key -> default, from TrainConfig's defaults
+WIDGETS: dict[str, Any] = dict(  # widget key -> default, from TrainConfig's defaults
     train_dataset=DEFAULTS.dataset, train_data_dir="", train_epochs=DEFAULTS.epochs, train_steps=0,
     train_batch=DEFAULTS.batch_size, train_optimizer=DEFAULTS.optimizer, train_schedule=DEFAULTS.schedule,
     train_warmup=DEFAULTS.warmup, train_wd=DEFAULTS.weight_decay, train_smoothing=DEFAULTS.label_smoothing,
@@ -39,14 +40,13 @@ WIDGETS: Dict[str, Any] = dict(  # widget key -> default, from TrainConfig's def
 
 
 def init_state() -> None:
-    st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)  # this browser session's jobs only
     for key, value in WIDGETS.items():
         st.session_state.setdefault(key, value)
 
 
-def my_job() -> Optional[Job]:
+def my_job() -> Job | None:
     job_id = st.session_state.get(JOB_KEY)
-    return default_runner().get(job_id, owner=st.session_state[OWNER_KEY]) if job_id else None
+    return default_runner().get(job_id, owner=session_owner()) if job_id else None
 
 
 def config_from_state(choice: ModelChoice) -> TrainConfig:
@@ -65,7 +65,7 @@ def config_from_state(choice: ModelChoice) -> TrainConfig:
 def start(choice: ModelChoice) -> None:
     st.session_state.pop(ERROR_KEY, None)
     try:
-        job = default_runner().submit(config_from_state(choice), owner=st.session_state[OWNER_KEY])
+        job = default_runner().submit(config_from_state(choice), owner=session_owner())
     except ValueError as exc:  # bad settings or the memory guard's refusal, with its figures
         st.session_state[ERROR_KEY] = str(exc)
         return
@@ -136,11 +136,11 @@ def memory_caption(choice: ModelChoice) -> None:
 
 def status_line(snap: JobSnapshot) -> None:
     running, queued = default_runner().load()
-    if snap.status == "queued":
+    if snap.status == Status.QUEUED:
         st.info(f"Queued at position {snap.queue_position}: {running} run(s) training on this server, which trains "
                 f"at most {default_runner().max_concurrent} at a time.")
         return
-    if snap.status == "running":
+    if snap.status == Status.RUNNING:
         total = snap.total_steps or 0
         eta = f" · about {format_seconds(snap.eta_sec)} left" if snap.eta_sec is not None else ""
         speed = f" · {snap.images_per_sec:.0f} images/s" if snap.images_per_sec else ""
@@ -148,7 +148,7 @@ def status_line(snap: JobSnapshot) -> None:
         if queued:
             st.caption(f"{queued} run(s) waiting in the server's queue.")
         return
-    note = {"finished": st.success, "stopped": st.warning, "diverged": st.error, "failed": st.error}[snap.status]
+    note = {Status.FINISHED: st.success, Status.STOPPED: st.warning}.get(snap.status, st.error)
     text = snap.message if snap.message.startswith(snap.status) else f"{snap.status}: {snap.message}"
     note(text[0].upper() + text[1:])
     if snap.error:
@@ -164,62 +164,59 @@ def format_seconds(seconds: float) -> str:
 def live_panel(job: Job, live: bool) -> None:
     """`live`: the job was running when this page run began; then the panel polls until it sees the end."""
 
-    @st.fragment(run_every=POLL_SECONDS if live else None)
-    def panel() -> None:
+    def draw() -> bool:
         snap = job.snapshot()
         status_line(snap)
         live_curves(snap.records)
-        if live and snap.done:
-            st.rerun()  # the whole page: polling ends, the toast and the results appear
+        return not snap.done
 
-    panel()
+    live_fragment(draw, live, POLL_SECONDS)
 
 
-def live_curves(records: Sequence[Dict[str, Any]]) -> None:
+def live_curves(records: Sequence[Record]) -> None:
     """The curves; before the first record, a note in their place (so the browser has plotly loaded before Start)."""
     with st.container(key="train_live"):
         st.plotly_chart(training_curves(records), width="stretch", key="train_live_curves")
 
 
-def results(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]],
-            evaluation: Optional[Evaluation], test_images=None) -> None:
-    final = records[-1] if records and records[-1]["kind"] == "final" else None
+def results(title: str, run_dir: str | None, records: Sequence[Record],
+            evaluation: Evaluation | None, test_images=None) -> None:
+    final = final_of(records)
     st.subheader(title)
     if final is None:
         st.caption("No final record: the run did not end normally, so its curves are all there is.")
         return
     c = st.columns(5)
-    c[0].metric("Test accuracy", f"{final['test_acc']:.1%}" if final["test_acc"] is not None else "—")
-    c[1].metric("Test loss", f"{final['test_loss']:.3f}" if final["test_loss"] is not None else "—")
-    c[2].metric("Steps", f"{final['steps']:,}")
-    c[3].metric("Train images/s", f"{final['images_per_sec']:.0f}")
-    c[4].metric("Wall clock", format_seconds(final["seconds"]))
+    c[0].metric("Test accuracy", f"{final.test_acc:.1%}" if final.test_acc is not None else "—")
+    c[1].metric("Test loss", f"{final.test_loss:.3f}" if final.test_loss is not None else "—")
+    c[2].metric("Steps", f"{final.steps:,}")
+    c[3].metric("Train images/s", f"{final.images_per_sec:.0f}")
+    c[4].metric("Wall clock", format_seconds(final.seconds))
     downloads(title, run_dir, records)
-    if final["confusion"] is None:
+    if final.confusion is None:
         return
     left, right = st.columns([2, 3])
-    left.plotly_chart(confusion_figure(final["confusion"], final["classes"]), width="stretch",
-                      key=f"confusion_{title}")
+    left.plotly_chart(confusion_figure(final.confusion, final.classes), width="stretch", key=f"confusion_{title}")
     if evaluation is not None and test_images is not None:
         mistakes_only = right.toggle("Mistakes only", key=f"mistakes_{title}")
         index = [i for i in range(len(evaluation.labels))
                  if not mistakes_only or int(evaluation.predictions[i]) != int(evaluation.labels[i])][:GRID_IMAGES]
         if index:
             right.plotly_chart(prediction_grid(test_images[index].numpy(), evaluation.labels[index].tolist(),
-                                               evaluation.predictions[index].tolist(), final["classes"]),
+                                               evaluation.predictions[index].tolist(), final.classes),
                                width="stretch", key=f"grid_{title}")
         else:
             right.success("No mistakes on the test images.")
 
 
-def downloads(title: str, run_dir: Optional[str], records: Sequence[Dict[str, Any]]) -> None:
+def downloads(title: str, run_dir: str | None, records: Sequence[Record]) -> None:
     """Keyed by `title`: the current run can also be shown as a stored run, with the same folder name."""
     name = Path(run_dir).name if run_dir else "run"
     c = st.columns(2)
-    c[0].download_button("Metrics (CSV)", metrics_csv(list(records)), file_name=f"{name}-metrics.csv",
+    c[0].download_button("Metrics (CSV)", metrics_csv(records), file_name=f"{name}-metrics.csv",
                          mime="text/csv", key=f"csv_{title}", on_click="ignore")
-    weights = Path(run_dir) / WEIGHTS if run_dir else None
-    if weights is not None and weights.is_file():
+    weights = weights_file(run_dir) if run_dir else None
+    if weights is not None:
         c[1].download_button("Weights (.pt state_dict)", weights.read_bytes(), file_name=f"{name}.pt",
                              mime="application/octet-stream", key=f"pt_{title}", on_click="ignore",
                              help="load with torch.load(path, weights_only=True)")
@@ -227,20 +224,17 @@ def downloads(title: str, run_dir: Optional[str], records: Sequence[Dict[str, An
 
 @st.cache_resource(max_entries=4, show_spinner="Evaluating the stored weights on the test set…")
 def stored_evaluation(run_dir: str, weights_mtime: float):
-    info = read_run(run_dir)
-    data = load_run_data(run_dir)
-    evaluation = evaluate(load_model(run_dir), data, limit=info.config["train"].get("test_subset"))
+    evaluation, data = evaluate_run(run_dir)
     return evaluation, data.test_images
 
 
 def run_label(info: RunInfo) -> str:
-    train = info.config.get("train", {})
-    acc = info.final.get("test_acc") if info.final else None
+    acc = info.final.test_acc if info.final else None
     score = f" · test acc {acc:.1%}" if acc is not None else ""
-    return f"{info.run_id} · {train.get('dataset', '?')} · {info.status}{score}"
+    return f"{info.run_id} · {info.config.train.dataset} · {info.status}{score}"
 
 
-def past_runs(current_run: Optional[str]) -> None:
+def past_runs(current_run: str | None) -> None:
     runs = {info.run_id: info for info in list_runs()}
     st.subheader("Past runs")
     if not runs:
@@ -254,8 +248,7 @@ def past_runs(current_run: Optional[str]) -> None:
                               key="train_overlay_runs")
     metric = c[1].selectbox("Metric", list(OVERLAY_METRICS), key="train_overlay_metric")
     if picked:
-        overlay = [dict(label=r, records=read_metrics(runs[r].path),
-                        skip=runs[r].config.get("spec", {}).get("skip", True)) for r in picked]
+        overlay = [dict(label=r, records=read_metrics(runs[r].path), skip=runs[r].skip) for r in picked]
         st.plotly_chart(overlay_figure(overlay, metric), width="stretch", key="train_overlay")
     inspect = st.selectbox("Inspect a stored run", ["—", *runs], format_func=lambda r: r if r == "—" else
                            run_label(runs[r]), key="train_inspect")
@@ -263,9 +256,9 @@ def past_runs(current_run: Optional[str]) -> None:
         info = runs[inspect]
         records = read_metrics(info.path)
         st.plotly_chart(training_curves(records), width="stretch", key="train_inspect_curves")
-        weights = info.path / WEIGHTS
+        weights = weights_file(info.path)
         evaluation = images = None
-        if weights.is_file() and info.final and info.final.get("confusion") is not None:
+        if weights is not None and info.final and info.final.confusion is not None:
             try:
                 evaluation, images = stored_evaluation(str(info.path), weights.stat().st_mtime)
             except (ValueError, RuntimeError) as exc:

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Dict
-
 import streamlit as st
-import torch
 
-st.set_page_config(page_title="Signal flow · ResNet Explorer", page_icon="🧱", layout="wide")
+from resnet_core.data import DATASETS
+from resnet_core.flow import measure_twins, run_flow
+from resnet_core.flow_stack import ACTIVATIONS, INITS, MAX_BLOCKS, FlowConfig
+from resnet_core.flow_text import describe_model, describe_stacks, describe_training_flow
+from resnet_core.probes import probe_frame, stage_activations
+from resnet_core.records import ProbeRecord, short_label
+from resnet_core.runstore import list_runs, newest_plain_and_residual, read_metrics, read_run
+from ui.flow_figures import activation_curves, gradient_heatmap, model_flow_figure, spread_figure, stack_flow_figure
+from ui.live import live_fragment
+from ui.page import setup_page
+from ui.widgets import model_picker
 
-from pages.ui.flow_figures import (  # noqa: E402  (set_page_config must come first)
-    activation_curves, gradient_heatmap, model_flow_figure, short_label, spread_figure, stack_flow_figure)
-from pages.ui.widgets import model_picker  # noqa: E402
-from resnet_core.data import DATASETS  # noqa: E402
-from resnet_core.flow import (  # noqa: E402
-    ACTIVATIONS, INITS, MAX_BLOCKS, FlowConfig, data_batch, describe_model, describe_stacks, describe_training_flow,
-    measure_model, run_flow, run_probes, stage_activations)
-from resnet_core.model import build_model  # noqa: E402
-from resnet_core.presets import resolve_spec  # noqa: E402
-from resnet_core.runstore import LIVE, list_runs, read_run  # noqa: E402
+setup_page("Signal flow")
 
 DATASET_CHOICES = [d for d in DATASETS if d != "imagefolder"]
 SCENARIOS = {
@@ -50,19 +48,11 @@ def measured_stacks(config: FlowConfig, dataset: str) -> dict:
 
 @st.cache_data(max_entries=16, show_spinner="Measuring the model and its twin…")
 def measured_models(model: str, overrides: dict, dataset: str, side: int, batch: int, loss: str, mode: str,
-                    seed: int) -> Dict[str, dict]:
+                    seed: int) -> dict[str, dict]:
     """The chosen model and its twin with the identity shortcuts toggled, same seed, same batch."""
-    spec = resolve_spec(model, **overrides)
-    images, labels, classes = data_batch(dataset, batch, seed=seed, channels=spec.in_channels, image_size=side)
-    out = {}
-    for skip in (spec.skip, not spec.skip):
-        twin = spec.replace(skip=skip, num_classes=classes)
-        name = model if skip == spec.skip else f"{model}, {'residual' if skip else 'plain'} twin"
-        torch.manual_seed(seed)
-        flow = measure_model(build_model(twin), images, labels, loss=loss, mode=mode)
-        out[name] = dict(blocks=flow.blocks, stages=flow.stages, seconds=flow.seconds, skip=skip,
-                         text=describe_model(flow, name))
-    return out
+    twins = measure_twins(model, overrides, dataset, side, batch, loss, mode, seed)
+    return {t.name: dict(blocks=t.flow.blocks, stages=t.flow.stages, seconds=t.flow.seconds, skip=t.skip,
+                         text=describe_model(t.flow, t.name)) for t in twins}
 
 
 def stacks_tab() -> None:
@@ -77,7 +67,8 @@ def stacks_tab() -> None:
         c[1].select_slider("Width", [4, 8, 16, 32, 64], key="flow_width")
         c[2].toggle("BatchNorm", key="flow_bn")
         c[3].radio("BN statistics", ["train", "eval"], key="flow_mode", horizontal=True,
-                   disabled=not st.session_state.flow_bn, help="eval: running statistics, first estimated on this same batch")
+                   disabled=not st.session_state.flow_bn,
+                   help="eval: running statistics, first estimated on this same batch")
         c[4].selectbox("Activation", ACTIVATIONS, key="flow_activation")
         c = st.columns([1, 1, 1, 1, 1.4, 1])
         c[0].selectbox("Init", INITS, key="flow_init",
@@ -141,22 +132,19 @@ def training_tab() -> None:
     st.markdown("During a training run the probes record every block's gradient norm and output statistics every "
                 "few steps. Pick runs (the degradation runs are plain and residual twins) to compare them on one "
                 "colour scale.")
-    runs = {r.run_id: r for r in list_runs()}
-    probed = [rid for rid, r in runs.items() if r.config.get("train", {}).get("probe_every")]
-    if not probed:
+    runs = {r.run_id: r for r in list_runs() if r.config.train.probe_every}
+    if not runs:
         st.info("No run with probes yet: start one on the Train or the Degradation page.")
         return
     if "flow_runs" not in st.session_state:
-        st.session_state.flow_runs = default_runs(runs, probed)
-    chosen = st.multiselect("Runs", probed, key="flow_runs", max_selections=4)
+        st.session_state.flow_runs = [r.run_id for r in newest_plain_and_residual(runs.values())]
+    chosen = st.multiselect("Runs", list(runs), key="flow_runs", max_selections=4)
     if not chosen:
         return
-    live = any(runs[r].status in LIVE for r in chosen)
 
-    @st.fragment(run_every=2.0 if live else None)
-    def panel() -> None:
+    def draw() -> bool:
         current = {rid: read_run(runs[rid].path) for rid in chosen}
-        frames = {short_label(rid): run_probes(r.path) for rid, r in current.items()}
+        frames = {short_label(rid): probe_frame(read_metrics(r.path, ProbeRecord)) for rid, r in current.items()}
         frames = {name: f for name, f in frames.items() if not f.empty}
         if not frames:
             st.info("No probe records yet.")
@@ -164,24 +152,13 @@ def training_tab() -> None:
             st.plotly_chart(gradient_heatmap(frames), width="stretch", key="flow_heatmap")
             st.caption("Colour: log10 of the gradient norm of all parameters of each unit (stem, each block, head), "
                        "as the training probes record it; the input end is at the bottom.")
-            skip = {short_label(rid): bool(r.config.get("spec", {}).get("skip", True)) for rid, r in current.items()}
+            skip = {short_label(rid): r.skip for rid, r in current.items()}
             st.plotly_chart(activation_curves({rid: stage_activations(f) for rid, f in frames.items()}, skip),
                             width="stretch", key="flow_act_curves")
             st.markdown("\n".join(f"- {line}" for line in describe_training_flow(frames)))
-        if live and not any(r.status in LIVE for r in current.values()):
-            st.rerun()  # every run has ended: redraw once without polling
+        return any(r.status.live for r in current.values())
 
-    panel()
-
-
-def default_runs(runs: Dict, probed: list) -> list:
-    """The newest plain run and the newest residual run that have probes."""
-    picks = []
-    for skip in (False, True):
-        rid = next((rid for rid in probed if runs[rid].config.get("spec", {}).get("skip", True) == skip), None)
-        if rid:
-            picks.append(rid)
-    return picks
+    live_fragment(draw, any(runs[r].status.live for r in chosen), 2.0)
 
 
 init_state()

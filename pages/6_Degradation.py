@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Dict, List, Optional
-
 import pandas as pd
 import streamlit as st
 
-st.set_page_config(page_title="Degradation · ResNet Explorer", page_icon="🧱", layout="wide")
+from resnet_core import degradation
+from resnet_core.data import DATASETS
+from resnet_core.jobs import Job, default_runner
+from resnet_core.records import RunState
+from resnet_core.runstore import read_metrics
+from ui.experiment_figures import degradation_figure
+from ui.live import live_fragment
+from ui.page import setup_page
+from ui.widgets import session_owner
 
-from pages.ui.flow_figures import degradation_figure  # noqa: E402  (set_page_config must come first)
-from resnet_core import degradation  # noqa: E402
-from resnet_core.data import DATASETS  # noqa: E402
-from resnet_core.jobs import default_runner  # noqa: E402
-from resnet_core.runstore import LIVE, read_metrics, read_run  # noqa: E402
+setup_page("Degradation")
 
 DEFAULT = degradation.DegradationConfig()
-OWNER_KEY = "session_owner"
 GROUP_KEY = "degr_group"  # the group shown: {"id": group id, "names": [...], "jobs": {name: job id}}
 
 
 def init_state() -> None:
-    st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)
     defaults = dict(degr_shallow=DEFAULT.shallow, degr_deep=DEFAULT.deep, degr_steps=DEFAULT.steps,
                     degr_batch=DEFAULT.batch_size, degr_lr=DEFAULT.lr, degr_width=DEFAULT.width,
                     degr_size=DEFAULT.image_size, degr_augment=DEFAULT.augment, degr_dataset=DEFAULT.dataset,
@@ -44,7 +43,7 @@ def config_from_widgets() -> degradation.DegradationConfig:
         seed=s.degr_seed).validate()
 
 
-def controls() -> Optional[degradation.DegradationConfig]:
+def controls() -> degradation.DegradationConfig | None:
     with st.container(border=True):
         c = st.columns(5)
         c[0].slider("Shallow pair: blocks per stage", 1, 18, key="degr_shallow",
@@ -68,13 +67,13 @@ def controls() -> Optional[degradation.DegradationConfig]:
     return config
 
 
-def start_buttons(config: Optional[degradation.DegradationConfig]) -> None:
+def start_buttons(config: degradation.DegradationConfig | None) -> None:
     group = st.session_state.get(GROUP_KEY)
     jobs = live_jobs(group)
     c = st.columns([1, 1, 4])
     if c[0].button("Start the four runs", type="primary", disabled=config is None or bool(jobs), key="degr_start"):
         try:
-            group_id, started = degradation.start(config, default_runner(), owner=st.session_state[OWNER_KEY])
+            group_id, started = degradation.start(config, default_runner(), owner=session_owner())
         except ValueError as exc:
             st.error(str(exc), icon="⚠️")
         else:
@@ -91,28 +90,20 @@ def start_buttons(config: Optional[degradation.DegradationConfig]) -> None:
                  f"{runner.max_concurrent} at a time.")
 
 
-def live_jobs(group: Optional[dict]) -> List:
+def group_jobs(group: dict | None) -> dict[str, Job | None]:
+    """This session's jobs of the group, by net name (None where this process does not run it)."""
     if not group:
-        return []
-    runner, owner = default_runner(), st.session_state[OWNER_KEY]
-    jobs = [runner.get(job_id, owner) for job_id in group.get("jobs", {}).values()]
-    return [j for j in jobs if j is not None and not j.done]
+        return {}
+    runner = default_runner()
+    return {name: runner.get(job_id, session_owner()) for name, job_id in group.get("jobs", {}).items()}
 
 
-def statuses(group: dict) -> Dict[str, str]:
-    runner, owner = default_runner(), st.session_state[OWNER_KEY]
-    dirs = degradation.run_dirs(group["id"], group["names"])
-    out = {}
-    for name in group["names"]:
-        job = runner.get(group.get("jobs", {}).get(name, ""), owner)
-        if job is not None:
-            snap = job.snapshot()
-            out[name] = snap.status + (f" (queue position {snap.queue_position})" if snap.queue_position else "")
-        elif (dirs[name] / "config.json").is_file():
-            out[name] = read_run(dirs[name]).status
-        else:
-            out[name] = "not started"
-    return out
+def live_jobs(group: dict | None) -> list[Job]:
+    return [job for job in group_jobs(group).values() if job is not None and not job.done]
+
+
+def states(group: dict) -> dict[str, RunState | None]:
+    return degradation.group_states(group["id"], group["names"], group_jobs(group))
 
 
 def results_panel() -> None:
@@ -127,11 +118,9 @@ def results_panel() -> None:
         group = dict(id=chosen, names=list(stored.get(chosen, {})), jobs={})
     if stored.get(chosen):
         st.caption("What was run: " + degradation.config_of_group(stored[chosen]).describe())
-    live = any(s.startswith(LIVE) for s in statuses(group).values())
 
-    @st.fragment(run_every=2.0 if live else None)
-    def panel() -> None:
-        state = statuses(group)
+    def draw() -> bool:
+        state = states(group)
         dirs = degradation.run_dirs(group["id"], group["names"])
         records = {name: read_metrics(dirs[name]) for name in group["names"]}
         summaries = {name: degradation.summarize_records(r) for name, r in records.items() if r}
@@ -139,7 +128,8 @@ def results_panel() -> None:
         rows = []
         for name in group["names"]:
             summary = summaries.get(name, {})
-            rows.append(dict(net=name, status=state[name], step=(summary.get("steps") or [0])[-1],
+            status = state[name].label if state[name] else "not started"
+            rows.append(dict(net=name, status=status, step=(summary.get("steps") or [0])[-1],
                              final_train_loss=summary.get("final_train_loss"), test_acc=summary.get("test_acc")))
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         curves = {name: dict(skip=nets[name]["skip"], depth=nets[name]["depth"], **degradation.curves(r))
@@ -147,10 +137,9 @@ def results_panel() -> None:
         if curves:
             st.plotly_chart(degradation_figure(curves), width="stretch", key="degr_fig")
             st.markdown("\n".join(f"- {line}" for line in degradation.describe(summaries)))
-        if live and not any(s.startswith(LIVE) for s in state.values()):
-            st.rerun()  # all four ended: redraw once without polling
+        return any(s is not None and s.live for s in state.values())
 
-    panel()
+    live_fragment(draw, any(s is not None and s.live for s in states(group).values()), 2.0)
 
 
 def reference_panel() -> None:

@@ -2,43 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
-
 import streamlit as st
 
-st.set_page_config(page_title="Lesion study · ResNet Explorer", page_icon="🧱", layout="wide")
+from resnet_core import degradation, lesion
+from resnet_core.jobs import BackgroundRows
+from resnet_core.records import Status, short_label
+from resnet_core.runstore import RunInfo, list_runs, newest_plain_and_residual
+from ui.experiment_figures import lesion_figure
+from ui.live import live_fragment
+from ui.page import setup_page
 
-from pages.ui.flow_figures import lesion_figure, short_label  # noqa: E402  (set_page_config must come first)
-from pages.ui.widgets import BackgroundRows  # noqa: E402
-from resnet_core import degradation, lesion  # noqa: E402
-from resnet_core.runstore import RunInfo, list_runs  # noqa: E402
+setup_page("Lesion study")
 
 TASK_KEY = "lesion_task"  # {"key": (run ids, limit), "task": BackgroundRows}
 
 
-def finished_runs() -> Dict[str, RunInfo]:
-    return {r.run_id: r for r in list_runs()
-            if r.status in ("finished", "stopped") and (r.path / "weights.pt").is_file()}
+def finished_runs() -> dict[str, RunInfo]:
+    return {r.run_id: r for r in list_runs() if r.status in (Status.FINISHED, Status.STOPPED) and r.has_weights}
 
 
-def default_choice(runs: Dict[str, RunInfo]) -> List[str]:
+def default_choice(runs: dict[str, RunInfo]) -> list[str]:
     """The newest degradation group's nets, else the newest plain and the newest residual run."""
     for group in degradation.list_groups().values():
         picks = [info.run_id for info in group.values() if info.run_id in runs]
         if picks:
             return picks
-    picks = []
-    for skip in (False, True):
-        rid = next((rid for rid, r in runs.items() if r.config.get("spec", {}).get("skip", True) == skip), None)
-        if rid:
-            picks.append(rid)
-    return picks
+    return [r.run_id for r in newest_plain_and_residual(runs.values())]
 
 
 def label(run: RunInfo) -> str:
-    spec = run.config.get("spec", {})
-    kind = "residual" if spec.get("skip", True) else "plain"
-    acc = (run.final or {}).get("test_acc")
+    kind = "residual" if run.skip else "plain"
+    acc = run.final.test_acc if run.final else None
     return f"{short_label(run.run_id)} · {kind}" + (f" · test acc {acc:.1%}" if acc is not None else "")
 
 
@@ -64,14 +58,12 @@ if start:
     st.session_state[TASK_KEY] = dict(key=key, task=BackgroundRows(
         lambda rid: lesion.lesion_run(runs[rid].path, limit=limit).to_dict(), list(chosen)))
 job = st.session_state.get(TASK_KEY)
-live = bool(job) and not job["task"].snapshot()[1]
 
 
-@st.fragment(run_every=1.0 if live else None)
-def results() -> None:
+def results() -> bool:
     if not job:
         st.caption("Pick trained runs and press “Run the lesion study”.")
-        return
+        return False
     rows, done, error = job["task"].snapshot()
     if error:
         st.error(error, icon="⚠️")
@@ -84,8 +76,7 @@ def results() -> None:
         st.caption(f"Source of the method: {lesion.VEIT2016}.")
     if done and job["key"] != key:
         st.caption("The results above are for an earlier choice of runs; press the button to measure this one.")
-    if live and done:
-        st.rerun()  # finished: redraw once without polling
+    return not done
 
 
-results()
+live_fragment(results, bool(job) and not job["task"].snapshot()[1], 1.0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
 
 import pandas as pd
 import torch
@@ -19,7 +18,7 @@ from torch.overrides import TorchFunctionMode
 from .blocks import BLOCK_TYPES, ZeroPadShortcut, make_shortcut
 from .spec import SHORTCUTS
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 MAX_CHANNELS = 4096
 MAX_SIZE = 1024
 
@@ -34,7 +33,7 @@ class BlockVariant:
     note: str = ""  # one line on where the block is used
 
 
-VARIANTS: Dict[str, BlockVariant] = {
+VARIANTS: dict[str, BlockVariant] = {
     "basic": BlockVariant("Basic", "basic", note="two 3×3 convs; ResNet-18/34 and the CIFAR ResNets"),
     "preact_basic": BlockVariant("PreAct basic", "preact_basic",
                                  note="BN-ReLU before each conv, nothing after the sum (He et al. 2016)"),
@@ -67,7 +66,7 @@ class BlockAnatomy:
     stride: int
     shortcut: str  # A | B | C, as in ModelSpec
     skip: bool
-    steps: Tuple[Step, ...]
+    steps: tuple[Step, ...]
     params: int  # every parameter of the block module
 
     @property
@@ -127,11 +126,11 @@ class _StepRecorder(TorchFunctionMode):
     def __init__(self, block: nn.Module) -> None:
         super().__init__()
         self.block = block
-        self.steps: List[Step] = []
-        self.scopes: List[str] = []  # names of the modules running now, outermost first
+        self.steps: list[Step] = []
+        self.scopes: list[str] = []  # names of the modules running now, outermost first
         self.summed = False
 
-    def run(self, x: torch.Tensor) -> List[Step]:
+    def run(self, x: torch.Tensor) -> list[Step]:
         handles = []
         for name, module in self.block.named_modules():
             if name:
@@ -202,8 +201,8 @@ def _describe_module(module: nn.Module) -> str:
 def _check_args(key: str, in_channels: int, out_channels: int, stride: int, size: int, shortcut: str) -> None:
     if key not in VARIANTS:
         raise ValueError(f"block must be one of {', '.join(VARIANTS)}; got {key!r}")
-    for field, value, upper in (("in_channels", in_channels, MAX_CHANNELS), ("out_channels", out_channels, MAX_CHANNELS),
-                                ("size", size, MAX_SIZE)):
+    for field, value, upper in (("in_channels", in_channels, MAX_CHANNELS),
+                                ("out_channels", out_channels, MAX_CHANNELS), ("size", size, MAX_SIZE)):
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
             raise ValueError(f"{field} must be an integer from 1 to {upper}; got {value!r}")
     if stride not in (1, 2):
@@ -216,7 +215,8 @@ def _check_args(key: str, in_channels: int, out_channels: int, stride: int, size
     variant = VARIANTS[key]
     expansion = BLOCK_TYPES[variant.block].expansion
     if out_channels % expansion:
-        raise ValueError(f"out_channels of a {variant.label} block must be a multiple of {expansion}; got {out_channels}")
+        raise ValueError(f"out_channels of a {variant.label} block must be a multiple of {expansion}; "
+                         f"got {out_channels}")
     planes = out_channels // expansion
     if expansion > 1 and int(planes * variant.width_per_group / 64) < 1:
         least = expansion * -(-64 // variant.width_per_group)

@@ -6,8 +6,6 @@ state_dicts load strictly. `skip=False` turns any block into its plain twin.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -53,7 +51,7 @@ class ZeroPadShortcut(nn.Module):
         return F.pad(x, (0, 0, 0, 0, self.pad_front, self.pad_back))
 
 
-def make_shortcut(kind: str, in_planes: int, out_planes: int, stride: int, norm: bool) -> Optional[nn.Module]:
+def make_shortcut(kind: str, in_planes: int, out_planes: int, stride: int, norm: bool) -> nn.Module | None:
     """The shortcut module for one block, or None for the identity.
 
     kind A pads with zeros, B projects only where the shape changes, C always projects.
@@ -71,7 +69,7 @@ def make_shortcut(kind: str, in_planes: int, out_planes: int, stride: int, norm:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64, skip: bool = True, se: bool = False) -> None:
         super().__init__()
         self.conv1 = conv3x3(inplanes, planes, stride)
@@ -102,7 +100,7 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64, skip: bool = True, se: bool = False) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
@@ -137,7 +135,7 @@ class PreActBasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64, skip: bool = True, se: bool = False) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(inplanes)
@@ -167,7 +165,7 @@ class PreActBasicBlock(nn.Module):
 class PreActBottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
                  groups: int = 1, base_width: int = 64, skip: bool = True, se: bool = False) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups

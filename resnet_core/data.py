@@ -24,9 +24,9 @@ import hashlib
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -60,9 +60,9 @@ class ImageData:
     train_labels: Tensor  # int64 (N,)
     test_images: Tensor  # uint8 (M, C, H, W)
     test_labels: Tensor  # int64 (M,)
-    classes: Tuple[str, ...]
-    mean: Tuple[float, ...]  # per channel, of the training images on the 0..1 scale
-    std: Tuple[float, ...]
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]  # per channel, of the training images on the 0..1 scale
+    std: tuple[float, ...]
     source: str = ""  # where the files were read from ("generated" for synthetic)
 
     @property
@@ -77,7 +77,7 @@ class ImageData:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def describe(self) -> Dict[str, object]:
+    def describe(self) -> dict[str, object]:
         """JSON-ready facts about the set (stored with each run)."""
         return dict(name=self.name, source=self.source, classes=list(self.classes), channels=self.channels,
                     image_size=self.image_size, train_size=len(self.train_labels), test_size=len(self.test_labels),
@@ -89,7 +89,7 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV, "data")).expanduser()
 
 
-def load_dataset(name: str = "synthetic", data_dir: "str | Path | None" = None) -> ImageData:
+def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None) -> ImageData:
     """The named set at its native size and channels, loaded once per process and cached."""
     check_source(name, data_dir)
     if name == "synthetic":
@@ -98,7 +98,7 @@ def load_dataset(name: str = "synthetic", data_dir: "str | Path | None" = None) 
     return _load_cached(name, str(root.resolve()))
 
 
-def check_source(name: str, data_dir: "str | Path | None") -> None:
+def check_source(name: str, data_dir: str | Path | None) -> None:
     """ValueError naming the field for an unknown set, or imagefolder without its folder."""
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
@@ -107,8 +107,8 @@ def check_source(name: str, data_dir: "str | Path | None") -> None:
                          "(or with train/ and test/ or val/ subfolders)")
 
 
-def prepare(name: str = "synthetic", data_dir: "str | Path | None" = None, *, channels: Optional[int] = None,
-            image_size: Optional[int] = None, train_subset: Optional[int] = None, seed: int = 0) -> ImageData:
+def prepare(name: str = "synthetic", data_dir: str | Path | None = None, *, channels: int | None = None,
+            image_size: int | None = None, train_subset: int | None = None, seed: int = 0) -> ImageData:
     """`load_dataset` + `adapt` + `subset`: the exact images a training run uses."""
     data = adapt(load_dataset(name, data_dir), channels=channels, image_size=image_size)
     return subset(data, train_subset, seed) if train_subset else data
@@ -121,7 +121,7 @@ def _load_cached(name: str, root: str) -> ImageData:
     return _torchvision_set(name, Path(root))
 
 
-def held_bytes(name: str, data_dir: "str | Path | None", channels: int, image_size: int) -> int:
+def held_bytes(name: str, data_dir: str | Path | None, channels: int, image_size: int) -> int:
     """Estimated bytes of uint8 images a run on this set holds, before loading it: the set as loaded plus
     its copy adapted to `channels` × `image_size`². For imagefolder, its image files at the adapted shape."""
     if name == "imagefolder":
@@ -140,7 +140,7 @@ def _count_image_files(root: Path) -> int:
 # ---------------------------------------------------------------- adapting and subsets
 
 
-def adapt(data: ImageData, channels: Optional[int] = None, image_size: Optional[int] = None) -> ImageData:
+def adapt(data: ImageData, channels: int | None = None, image_size: int | None = None) -> ImageData:
     """Resize to image_size×image_size and convert to `channels` (grey↔RGB); cached per set and shape."""
     channels = channels or data.channels
     image_size = image_size or data.image_size
@@ -163,7 +163,7 @@ def _adapt_cached(data: ImageData, channels: int, image_size: int) -> ImageData:
     return replace(data, train_images=train, test_images=test, mean=mean, std=std)
 
 
-def subset(data: ImageData, size: Optional[int], seed: int = 0) -> ImageData:
+def subset(data: ImageData, size: int | None, seed: int = 0) -> ImageData:
     """A random (seeded) subset of `size` training images; the test set is kept whole."""
     n = len(data.train_labels)
     if size is None or size >= n:
@@ -196,7 +196,7 @@ def _resize(images: Tensor, size: int) -> Tensor:
     return torch.cat(out)
 
 
-def channel_stats(images: Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images, on the 0..1 scale."""
     x = images.to(torch.float64).div_(255).transpose(0, 1).reshape(images.shape[1], -1)
     return tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-3).tolist())
@@ -260,7 +260,7 @@ def synthetic_cache_path() -> Path:
     return default_data_dir() / f"synthetic-{SYNTHETIC_TRAIN}-{SYNTHETIC_TEST}-{key}.pt"
 
 
-def _save_quietly(tensors: Dict[str, Tensor], path: Path) -> None:
+def _save_quietly(tensors: dict[str, Tensor], path: Path) -> None:
     """Atomic save; a read-only or full disk only costs the next process the generation time."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
@@ -271,7 +271,7 @@ def _save_quietly(tensors: Dict[str, Tensor], path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def synthetic_images(n: int, seed: int, size: int = SYNTHETIC_SIZE, chunk: int = 1000) -> Tuple[Tensor, Tensor]:
+def synthetic_images(n: int, seed: int, size: int = SYNTHETIC_SIZE, chunk: int = 1000) -> tuple[Tensor, Tensor]:
     """`n` images of the synthetic set (balanced classes, shuffled), fully determined by `seed`."""
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % len(SYNTHETIC_CLASSES)
@@ -287,7 +287,7 @@ def _draw(labels: Tensor, g: torch.Generator, size: int) -> Tensor:
     def uniform(lo: float, high: float, *shape: int) -> Tensor:
         return lo + (high - lo) * torch.rand(n, *shape, generator=g)
 
-    def grid(side: int) -> Tuple[Tensor, Tensor]:
+    def grid(side: int) -> tuple[Tensor, Tensor]:
         axis = (torch.arange(side) + 0.5) / side * 2 - 1  # pixel centres in [-1, 1]
         return axis.view(1, side, 1), axis.view(1, 1, side)
 
@@ -391,7 +391,7 @@ def _open_torchvision(cls: type, root: Path):
 def from_torchvision(name: str, train, test, source: str = "") -> ImageData:
     """Turn torchvision dataset objects with `.data`, `.targets`, `.classes` (MNIST/CIFAR style) into ImageData."""
 
-    def tensors(ds) -> Tuple[Tensor, Tensor]:
+    def tensors(ds) -> tuple[Tensor, Tensor]:
         images = torch.as_tensor(np.asarray(ds.data))
         images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # NHW or NHWC
         return images.contiguous().to(torch.uint8), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
@@ -429,7 +429,7 @@ def _imagefolder(root: Path) -> ImageData:
     return ImageData("imagefolder", train_x, train_y, test_x, test_y, tuple(classes), mean, std, str(root))
 
 
-def _class_files(folder: Path) -> Tuple[List[Tuple[Path, int]], List[str]]:
+def _class_files(folder: Path) -> tuple[list[tuple[Path, int]], list[str]]:
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     files = [(p, i) for i, c in enumerate(classes) for p in sorted((folder / c).rglob("*"))
              if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -439,8 +439,8 @@ def _class_files(folder: Path) -> Tuple[List[Tuple[Path, int]], List[str]]:
     return files, classes
 
 
-def _read_images(files: List[Tuple[Path, int]], size: Optional[int] = None,
-                 channels: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+def _read_images(files: list[tuple[Path, int]], size: int | None = None,
+                 channels: int | None = None) -> tuple[Tensor, Tensor]:
     """Decode once with PIL into uint8 tensors: RGB if any image has colour, else grey; one common size."""
     from PIL import Image
 

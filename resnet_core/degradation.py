@@ -13,19 +13,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import secrets
-import time
+from collections.abc import (
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import pandas as pd
 
+from .config import TrainConfig
 from .data import DATASETS
-from .jobs import Job, JobRunner, execute
+from .jobs import Job, JobRunner, execute, run_state
 from .presets import HE2015, PRESETS
+from .records import FinalRecord, Record, RunState, TestRecord, TrainRecord, final_of, new_run_id, of_kind
 from .runstore import RunInfo, list_runs, read_metrics, runs_root
-from .train import FitResult, Record, TrainConfig
+from .train import FitResult
+from .validation import check_choice, check_int
 
 GROUP_TAG = "degradation"
 NET_NAME = re.compile(r"(plain|resnet)(\d+)")
@@ -42,7 +49,7 @@ class DegradationConfig:
     shallow: int = 3  # blocks per stage of the shallower pair (depth 6n+2 = 20)
     deep: int = 9  # blocks per stage of the deeper pair (depth 56)
     dataset: str = "synthetic"
-    data_dir: Optional[str] = None  # for the file-based sets (see data.py)
+    data_dir: str | None = None  # for the file-based sets (see data.py)
     # The default budget (~3 min on 2 CPU cores) is the smallest tried where the effect appears; see README.
     steps: int = 600  # optimizer steps per net
     batch_size: int = 64
@@ -53,35 +60,32 @@ class DegradationConfig:
     seed: int = 0  # weights and batch order; the same for the four nets
     log_every: int = 10
     probe_every: int = 20  # probe records feed the Signal-flow page's heatmap
-    test_subset: Optional[int] = 1000  # evaluate on the first N test images (None: all)
+    test_subset: int | None = 1000  # evaluate on the first N test images (None: all)
 
-    def validate(self) -> "DegradationConfig":
+    def validate(self) -> DegradationConfig:
         for name, low, high in (("shallow", 1, 200), ("deep", 1, 200), ("steps", 1, 100_000),
                                 ("batch_size", 2, 4096), ("width", 1, 256), ("image_size", 8, 64)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}; got {value!r}")
+            check_int(name, getattr(self, name), low, high)
         if self.deep <= self.shallow:
             raise ValueError(f"deep must be more blocks per stage than shallow={self.shallow}; got {self.deep}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {self.dataset!r}")
+        check_choice("dataset", self.dataset, DATASETS)
         for config in self.train_configs().values():
             config.validate()
         return self
 
-    def replace(self, **changes: Any) -> "DegradationConfig":
+    def replace(self, **changes: Any) -> DegradationConfig:
         return dataclasses.replace(self, **changes).validate()
 
-    def nets(self) -> Dict[str, Dict[str, Any]]:
+    def nets(self) -> dict[str, dict[str, Any]]:
         """name -> {skip, depth, blocks}: plain then residual, shallow then deep."""
         return {f"{'resnet' if skip else 'plain'}{6 * n + 2}": dict(skip=skip, depth=6 * n + 2, blocks=n)
                 for skip in (False, True) for n in (self.shallow, self.deep)}
 
-    def train_configs(self) -> Dict[str, TrainConfig]:
+    def train_configs(self) -> dict[str, TrainConfig]:
         configs = {}
         for name, net in self.nets().items():
             preset = name if name in PRESETS else ("resnet20" if net["skip"] else "plain20")
-            overrides: Dict[str, Any] = dict(width=self.width)
+            overrides: dict[str, Any] = dict(width=self.width)
             if PRESETS[preset].spec.layers != (net["blocks"],) * 3:
                 overrides["layers"] = (net["blocks"],) * 3
             configs[name] = TrainConfig(
@@ -106,17 +110,17 @@ class DegradationConfig:
 
 
 def new_group_id() -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{GROUP_TAG}-{secrets.token_hex(2)}"
+    return new_run_id(GROUP_TAG)
 
 
-def run_dirs(group_id: str, names: Iterable[str], root: "str | Path | None" = None) -> Dict[str, Path]:
+def run_dirs(group_id: str, names: Iterable[str], root: str | Path | None = None) -> dict[str, Path]:
     """The run folders of a group: <root>/<group id>-<net name>, siblings of every other run."""
     base = Path(root) if root else runs_root()
     return {name: base / f"{group_id}-{name}" for name in names}
 
 
 def start(config: DegradationConfig, runner: JobRunner, owner: str = "",
-          root: "str | Path | None" = None) -> Tuple[str, Dict[str, Job]]:
+          root: str | Path | None = None) -> tuple[str, dict[str, Job]]:
     """Submit the four runs to `runner` (background threads, its queue and memory guard).
 
     Returns the group id and name -> job; if one is refused, those already queued are stopped.
@@ -124,7 +128,7 @@ def start(config: DegradationConfig, runner: JobRunner, owner: str = "",
     configs = config.validate().train_configs()
     group_id = new_group_id()
     dirs = run_dirs(group_id, configs, root)
-    jobs: Dict[str, Job] = {}
+    jobs: dict[str, Job] = {}
     try:
         for name, train_config in configs.items():
             jobs[name] = runner.submit(train_config, owner=owner, run_dir=str(dirs[name]))
@@ -135,8 +139,8 @@ def start(config: DegradationConfig, runner: JobRunner, owner: str = "",
     return group_id, jobs
 
 
-def run(config: DegradationConfig, root: "str | Path | None" = None,
-        on_result: Optional[Callable[[str, FitResult, Path], None]] = None) -> Dict[str, Dict[str, Any]]:
+def run(config: DegradationConfig, root: str | Path | None = None,
+        on_result: Callable[[str, FitResult, Path], None] | None = None) -> dict[str, dict[str, Any]]:
     """Train the four nets one after another in this thread; name -> summary (see `summarize_records`)."""
     configs = config.validate().train_configs()
     dirs = run_dirs(new_group_id(), configs, root)
@@ -152,7 +156,7 @@ def run(config: DegradationConfig, root: "str | Path | None" = None,
 # ---------------------------------------------------------------- reading results
 
 
-def parse_net(name: str) -> Dict[str, Any]:
+def parse_net(name: str) -> dict[str, Any]:
     """"plain56" -> {skip: False, depth: 56}: the inverse of the names `DegradationConfig.nets` gives."""
     match = NET_NAME.fullmatch(name)
     if not match:
@@ -160,16 +164,16 @@ def parse_net(name: str) -> Dict[str, Any]:
     return dict(skip=match.group(1) == "resnet", depth=int(match.group(2)))
 
 
-def list_groups(root: "str | Path | None" = None) -> Dict[str, Dict[str, RunInfo]]:
+def list_groups(root: str | Path | None = None) -> dict[str, dict[str, RunInfo]]:
     """Degradation groups in the run store, newest first: group id -> {net name: run}, plain before residual,
     shallow before deep."""
-    groups: Dict[str, Dict[str, RunInfo]] = {}
+    groups: dict[str, dict[str, RunInfo]] = {}
     for info in list_runs(root):
         group, _, name = info.run_id.rpartition("-")
         if f"-{GROUP_TAG}-" in f"{group}-" and NET_NAME.fullmatch(name):
             groups.setdefault(group, {})[name] = info
 
-    def order(name: str) -> Tuple[bool, int]:
+    def order(name: str) -> tuple[bool, int]:
         net = parse_net(name)
         return net["skip"], net["depth"]
 
@@ -180,29 +184,35 @@ def list_groups(root: "str | Path | None" = None) -> Dict[str, Dict[str, RunInfo
 def config_of_group(group: Mapping[str, RunInfo]) -> DegradationConfig:
     """The DegradationConfig a stored group was run with, read back from its runs' train configs."""
     blocks = sorted({(parse_net(name)["depth"] - 2) // 6 for name in group})
-    train = next(iter(group.values())).config["train"]
+    train = next(iter(group.values())).config.train
     return DegradationConfig(
-        shallow=blocks[0], deep=blocks[-1], dataset=train["dataset"], data_dir=train["data_dir"],
-        steps=train["max_steps"],
-        batch_size=train["batch_size"], lr=train["lr"], width=train["overrides"]["width"],
-        image_size=train["image_size"], augment=train["augment"], seed=train["seed"], log_every=train["log_every"],
-        probe_every=train["probe_every"], test_subset=train["test_subset"])
+        shallow=blocks[0], deep=blocks[-1], dataset=train.dataset, data_dir=train.data_dir, steps=train.max_steps,
+        batch_size=train.batch_size, lr=train.peak_lr, width=train.overrides.get("width", DegradationConfig.width),
+        image_size=train.image_size, augment=train.augment, seed=train.seed, log_every=train.log_every,
+        probe_every=train.probe_every, test_subset=train.test_subset)
 
 
-def group_records(group: Mapping[str, RunInfo]) -> Dict[str, List[Record]]:
+def group_states(group_id: str, names: Iterable[str], jobs: Mapping[str, Job | None],
+                 root: str | Path | None = None) -> dict[str, RunState | None]:
+    """Each net's state: its job's while this process runs it, else its stored run's; None if neither exists."""
+    dirs = run_dirs(group_id, names, root)
+    return {name: run_state(jobs.get(name), path) for name, path in dirs.items()}
+
+
+def group_records(group: Mapping[str, RunInfo]) -> dict[str, list[Record]]:
     return {name: read_metrics(info.path) for name, info in group.items()}
 
 
-def curves(records: Sequence[Record]) -> Dict[str, pd.DataFrame]:
+def curves(records: Sequence[Record]) -> dict[str, pd.DataFrame]:
     """train: step, loss, acc (logged windows); test: step, loss, acc (each evaluation)."""
-    train = pd.DataFrame([(r["step"], r["loss"], r["acc"]) for r in records if r["kind"] == "train"],
+    train = pd.DataFrame([(r.step, r.loss, r.acc) for r in of_kind(records, TrainRecord)],
                          columns=["step", "loss", "acc"])
-    test = pd.DataFrame([(r["step"], r["test_loss"], r["test_acc"]) for r in records if r["kind"] == "test"],
+    test = pd.DataFrame([(r.step, r.test_loss, r.test_acc) for r in of_kind(records, TestRecord)],
                         columns=["step", "loss", "acc"])
     return dict(train=train, test=test)
 
 
-def final_train_loss(train: pd.DataFrame) -> Tuple[Optional[float], Optional[float]]:
+def final_train_loss(train: pd.DataFrame) -> tuple[float | None, float | None]:
     """Mean logged train loss over the last FINAL_FRACTION of the steps, and its standard error.
 
     Averaging several logged windows is less noisy than the last window alone; the standard error
@@ -215,20 +225,20 @@ def final_train_loss(train: pd.DataFrame) -> Tuple[Optional[float], Optional[flo
     return float(tail.mean()), se
 
 
-def summarize_records(records: Sequence[Record]) -> Dict[str, Any]:
+def summarize_records(records: Sequence[Record]) -> dict[str, Any]:
     """train_loss (the logged curve), steps, final_train_loss (+ _se), test_loss, test_acc, seconds, status."""
     c = curves(records)
-    final = next((r for r in records if r["kind"] == "final"), None)
+    final: FinalRecord | None = final_of(records)
     test = c["test"]
     final_loss, final_se = final_train_loss(c["train"])
     return dict(train_loss=c["train"].loss.tolist(), steps=c["train"].step.tolist(),
                 final_train_loss=final_loss, final_train_loss_se=final_se,
                 test_loss=float(test.loss.iloc[-1]) if len(test) else None,
                 test_acc=float(test.acc.iloc[-1]) if len(test) else None,
-                seconds=final["seconds"] if final else None, status=final["status"] if final else None)
+                seconds=final.seconds if final else None, status=final.status if final else None)
 
 
-def reference_rows() -> List[Dict[str, Any]]:
+def reference_rows() -> list[dict[str, Any]]:
     """He et al. 2015 Table 6: CIFAR-10 test error of the ResNets, with the source, from the presets."""
     rows = [dict(name=p.name, depth=p.spec.depth, test_error=p.reference["test_error"],
                  params=p.reference.get("params_paper"), source=p.reference["source"])
@@ -239,7 +249,7 @@ def reference_rows() -> List[Dict[str, Any]]:
 # ---------------------------------------------------------------- text from the numbers
 
 
-def describe(summaries: Mapping[str, Mapping[str, Any]]) -> List[str]:
+def describe(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """For each pair (plain, residual): does the deeper net end with a clearly higher training loss?
 
     "Clearly" means the gap exceeds both NOISE_SE standard errors of the two final means and

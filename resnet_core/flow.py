@@ -4,19 +4,18 @@
 residual stack (the only difference is the identity addition): one batch forward and backward
 each, recording for each block the gradient norm of its first conv weight and the mean/std of
 its output.
-`measure_model` takes the same measurements on any `ResNet`, per block and per stage.
-`describe_stacks` / `describe_model` write the text under the plots from the measured numbers.
+`measure_model` takes the same measurements on any `ResNet`, per block and per stage, and
+`measure_twins` on a model and its twin with the identity shortcuts toggled.
+The stacks are in flow_stack.py; the text under the plots is written by flow_text.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
@@ -24,99 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import normalize, prepare
+from .flow_stack import LOSSES, MODES, FlowConfig, FlowStack
 from .model import ResNet
-from .runstore import read_metrics
-
-INITS = ("kaiming", "xavier", "normal")
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
-MODES = ("train", "eval")
-LOSSES = ("cross_entropy", "sum")
-MAX_BLOCKS = 500
-STEEP = 1e3  # an end-to-end gradient ratio beyond which the text calls it exploding / vanishing
-
-
-@dataclass(frozen=True)
-class FlowConfig:
-    blocks: int = 50  # blocks per stack
-    width: int = 16  # channels of every conv in the stack
-    batch_norm: bool = True  # conv-BN-act, or conv-act without normalisation
-    mode: str = "train"  # train: BN uses batch statistics; eval: running statistics (estimated on this batch)
-    init: str = "kaiming"  # kaiming (He normal, fan_in, relu gain) | xavier (Glorot normal) | normal
-    init_std: float = 0.02  # std of the "normal" init
-    activation: str = "relu"  # relu | tanh | sigmoid
-    batch_size: int = 32
-    resolution: int = 8  # images are average-pooled to this side before the stem
-    loss: str = "cross_entropy"  # cross_entropy through a linear head on pooled features | sum of the outputs
-    seed: int = 0  # weights of both stacks, head and stem
-
-    def validate(self) -> "FlowConfig":
-        _int_range("blocks", self.blocks, 1, MAX_BLOCKS)
-        _int_range("width", self.width, 1, 512)
-        _int_range("batch_size", self.batch_size, 1, 1024)
-        _int_range("resolution", self.resolution, 1, 64)
-        _int_range("seed", self.seed, 0, 2**31 - 1)
-        _choice("mode", self.mode, MODES)
-        _choice("init", self.init, INITS)
-        _choice("activation", self.activation, ACTIVATIONS)
-        _choice("loss", self.loss, LOSSES)
-        if not isinstance(self.batch_norm, bool):
-            raise ValueError(f"batch_norm must be true or false; got {self.batch_norm!r}")
-        if not isinstance(self.init_std, (int, float)) or not 0 < self.init_std <= 10:
-            raise ValueError(f"init_std must be a number in (0, 10]; got {self.init_std!r}")
-        if self.batch_norm and self.mode == "train" and self.batch_size * self.resolution**2 < 2:
-            raise ValueError("batch_size * resolution**2 must be at least 2 for BatchNorm in train mode; got 1")
-        return self
-
-
-def make_activation(name: str) -> nn.Module:
-    _choice("activation", name, ACTIVATIONS)
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[name]()
-
-
-class FlowBlock(nn.Module):
-    """act(norm(conv2(act(norm(conv1(x))))) [+ x]): the CIFAR basic block with a chosen activation and norm."""
-
-    def __init__(self, width: int, batch_norm: bool, activation: str, skip: bool) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(width, width, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
-        self.act1 = make_activation(activation)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
-        self.act2 = make_activation(activation)
-        self.skip = skip
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
-        return self.act2(out + x if self.skip else out)
-
-
-class FlowStack(nn.Module):
-    """Stem conv (image channels -> width), N FlowBlocks, and a linear head on globally pooled features."""
-
-    def __init__(self, config: FlowConfig, skip: bool, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(in_channels, config.width, 3, padding=1, bias=False)
-        self.blocks = nn.ModuleList(
-            FlowBlock(config.width, config.batch_norm, config.activation, skip) for _ in range(config.blocks))
-        self.head = nn.Linear(config.width, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init_conv(m.weight, config.init, config.init_std)
-
-    def set_skip(self, skip: bool) -> None:
-        for block in self.blocks:
-            block.skip = skip
-
-
-def init_conv(weight: Tensor, init: str, std: float) -> None:
-    _choice("init", init, INITS)
-    if init == "kaiming":
-        nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
-    elif init == "xavier":
-        nn.init.xavier_normal_(weight)
-    else:
-        nn.init.normal_(weight, 0.0, std)
+from .presets import resolve_spec
+from .train import build_seeded_model
+from .validation import check_choice, check_int
 
 
 @dataclass
@@ -124,9 +35,9 @@ class StackFlow:
     """Measurements of one stack, one entry per block (block 1 is next to the input)."""
 
     kind: str  # plain | residual
-    grad_norm: List[float]  # ||dL/dW|| of each block's first conv weight
-    act_mean: List[float]  # mean of each block's output
-    act_std: List[float]  # std of each block's output
+    grad_norm: list[float]  # ||dL/dW|| of each block's first conv weight
+    act_mean: list[float]  # mean of each block's output
+    act_std: list[float]  # std of each block's output
     loss: float
     seconds: float  # forward + backward + measurement
 
@@ -173,7 +84,7 @@ def spread(values: Sequence[float]) -> float:
 
 
 def measure_stacks(config: FlowConfig, images: Tensor, labels: Tensor, num_classes: int,
-                   dataset: str = "batch", device: "str | torch.device" = "cpu") -> FlowResult:
+                   dataset: str = "batch", device: str | torch.device = "cpu") -> FlowResult:
     """Measure one stack of seeded weights on one batch, without and then with the identity additions.
 
     `images` is (B, C, H, W) with B >= config.batch_size; only the first batch_size are used.
@@ -193,17 +104,17 @@ def measure_stacks(config: FlowConfig, images: Tensor, labels: Tensor, num_class
     return FlowResult(config, plain, _measure_stack("residual", stack, config, x, y), dataset=dataset)
 
 
-def data_batch(dataset: str = "synthetic", batch_size: int = 32, data_dir: Optional[str] = None, seed: int = 0,
-               channels: Optional[int] = None, image_size: Optional[int] = None) -> Tuple[Tensor, Tensor, int]:
+def data_batch(dataset: str = "synthetic", batch_size: int = 32, data_dir: str | None = None, seed: int = 0,
+               channels: int | None = None, image_size: int | None = None) -> tuple[Tensor, Tensor, int]:
     """A seeded random batch of normalised training images, its labels, and the set's class count."""
     data = prepare(dataset, data_dir, channels=channels, image_size=image_size)
-    _int_range("batch_size", batch_size, 1, len(data.train_labels))
+    check_int("batch_size", batch_size, 1, len(data.train_labels))
     pick = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed))[:batch_size]
     return normalize(data.train_images[pick], data.mean, data.std), data.train_labels[pick], data.num_classes
 
 
-def run_flow(config: FlowConfig, dataset: str = "synthetic", data_dir: Optional[str] = None,
-             device: "str | torch.device" = "cpu") -> FlowResult:
+def run_flow(config: FlowConfig, dataset: str = "synthetic", data_dir: str | None = None,
+             device: str | torch.device = "cpu") -> FlowResult:
     """`measure_stacks` on a batch of `dataset` (drawn with the config's seed)."""
     config.validate()
     images, labels, classes = data_batch(dataset, config.batch_size, data_dir, config.seed)
@@ -213,7 +124,7 @@ def run_flow(config: FlowConfig, dataset: str = "synthetic", data_dir: Optional[
 def _measure_stack(kind: str, stack: FlowStack, config: FlowConfig, x: Tensor, y: Tensor) -> StackFlow:
     start = time.perf_counter()
     set_mode(stack, config.mode, lambda: _run_stack(stack, x, record=None))
-    outputs: List[Tensor] = []
+    outputs: list[Tensor] = []
     features = _run_stack(stack, x, record=outputs)
     outputs_for_loss = stack.head(features.mean((2, 3))) if config.loss == "cross_entropy" else features
     loss = _loss(outputs_for_loss, y, config.loss)
@@ -223,7 +134,7 @@ def _measure_stack(kind: str, stack: FlowStack, config: FlowConfig, x: Tensor, y
     return StackFlow(kind, grads, means, stds, float(loss.detach()), time.perf_counter() - start)
 
 
-def _run_stack(stack: FlowStack, x: Tensor, record: Optional[List[Tensor]]) -> Tensor:
+def _run_stack(stack: FlowStack, x: Tensor, record: list[Tensor] | None) -> Tensor:
     x = stack.stem(x)
     for block in stack.blocks:
         x = block(x)
@@ -235,7 +146,7 @@ def _run_stack(stack: FlowStack, x: Tensor, record: Optional[List[Tensor]]) -> T
 def set_mode(model: nn.Module, mode: str, forward: Callable[[], object]) -> None:
     """train: BN normalises with batch statistics. eval: BN uses running statistics, which are first
     estimated from `forward()` (cumulative average over one pass), so a fresh net is normalised too."""
-    _choice("mode", mode, MODES)
+    check_choice("mode", mode, MODES)
     model.train()
     if mode == "eval":
         norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -248,17 +159,17 @@ def set_mode(model: nn.Module, mode: str, forward: Callable[[], object]) -> None
 
 
 def _loss(outputs: Tensor, labels: Tensor, loss: str) -> Tensor:
-    _choice("loss", loss, LOSSES)
+    check_choice("loss", loss, LOSSES)
     return F.cross_entropy(outputs, labels) if loss == "cross_entropy" else outputs.sum()
 
 
-def _moments(outputs: Sequence[Tensor]) -> Tuple[List[float], List[float]]:
+def _moments(outputs: Sequence[Tensor]) -> tuple[list[float], list[float]]:
     # float64: the std of float32 activations near 1e-20 would underflow in float32
     pairs = [torch.std_mean(o.double()) for o in outputs]
     return [float(m) for _, m in pairs], [float(sd) for sd, _ in pairs]
 
 
-def _norms(grads: Sequence[Optional[Tensor]]) -> List[float]:
+def _norms(grads: Sequence[Tensor | None]) -> list[float]:
     # float64: squares of float32 gradients near 1e-20 would underflow a float32 norm
     return [0.0 if g is None else float(g.double().norm()) for g in grads]
 
@@ -280,7 +191,7 @@ def measure_model(model: ResNet, images: Tensor, labels: Tensor, loss: str = "cr
 
     Changes the model's gradients and, in eval mode, its BN running statistics (see `set_mode`).
     """
-    _choice("loss", loss, LOSSES)
+    check_choice("loss", loss, LOSSES)
     start = time.perf_counter()
     device = next(model.parameters()).device
     images, labels = images.to(device, torch.float32), labels.to(device)
@@ -312,168 +223,28 @@ def measure_model(model: ResNet, images: Tensor, labels: Tensor, loss: str = "cr
     return ModelFlow(blocks, pd.DataFrame(stage_rows), float(value.detach()), time.perf_counter() - start)
 
 
-# ---------------------------------------------------------------- during training (probe records of a run)
 
 
-def probe_frame(records: Sequence[dict]) -> pd.DataFrame:
-    """Probe records (see train.py) in long format: step, unit, stage, grad_norm, act_mean, act_std."""
-    rows = [dict(step=r["step"], unit=unit, stage=stage, grad_norm=g, act_mean=m, act_std=sd)
-            for r in records if r.get("kind") == "probe"
-            for unit, stage, g, m, sd in zip(r["units"], r["stages"], r["grad_norm"], r["act_mean"], r["act_std"])]
-    return pd.DataFrame(rows, columns=["step", "unit", "stage", "grad_norm", "act_mean", "act_std"])
+@dataclass
+class TwinFlow:
+    name: str  # the preset, or "<preset>, plain twin" / "<preset>, residual twin"
+    skip: bool
+    flow: ModelFlow
 
 
-def run_probes(run_dir: "str | Path") -> pd.DataFrame:
-    """The probe records a run has written so far (its metrics.jsonl is read afresh each call)."""
-    return probe_frame(read_metrics(run_dir, "probe"))
+def measure_twins(model: str, overrides: dict, dataset: str = "synthetic", side: int = 32, batch_size: int = 8,
+                  loss: str = "cross_entropy", mode: str = "train", seed: int = 0) -> list[TwinFlow]:
+    """`measure_model` on the chosen model and on its twin with the identity shortcuts toggled: the same seed
+    (so the same initial weights), the same batch of `dataset` at `side`×`side`; the chosen model first."""
+    spec = resolve_spec(model, **overrides)
+    images, labels, classes = data_batch(dataset, batch_size, seed=seed, channels=spec.in_channels, image_size=side)
+    twins = []
+    for skip in (spec.skip, not spec.skip):
+        name = model if skip == spec.skip else f"{model}, {'residual' if skip else 'plain'} twin"
+        net = build_seeded_model(spec.replace(skip=skip, num_classes=classes), seed)
+        twins.append(TwinFlow(name, skip, measure_model(net, images, labels, loss=loss, mode=mode)))
+    return twins
 
 
-def stage_activations(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each stage's last unit: the stage's output statistics at every probe step."""
-    return frame.groupby(["step", "stage"], sort=False).tail(1).reset_index(drop=True)
-
-
-def describe_training_flow(frames: Dict[str, pd.DataFrame]) -> List[str]:
-    """Per run: how widely the blocks' gradient norms spread at the first and at the latest probe step."""
-    lines = []
-    for name, frame in frames.items():
-        blocks = frame[~frame.unit.isin(("stem", "head"))]
-        if blocks.empty:
-            lines.append(f"{name}: no probe records yet.")
-            continue
-        steps = sorted(blocks.step.unique())
-        parts = []
-        for step in dict.fromkeys((steps[0], steps[-1])):
-            at = blocks[blocks.step == step]
-            first, last = at.iloc[0], at.iloc[-1]
-            parts.append(f"at step {step} the block gradient norms span {format_ratio(spread(at.grad_norm.tolist()))} "
-                         f"({first.unit} {_num(first.grad_norm)}, {last.unit} {_num(last.grad_norm)})")
-        lines.append(f"**{name}**: " + "; ".join(parts) + f" — {len(steps)} probe steps.")
-    return lines
-
-
-# ---------------------------------------------------------------- text from the numbers
-
-
-def describe_stacks(result: FlowResult) -> List[str]:
-    """Markdown sentences about what was measured, one per finding; every number comes from `result`."""
-    c = result.config
-    norm = f"BatchNorm in {c.mode} mode" if c.batch_norm else "no BatchNorm"
-    lines = [f"Measured on one batch of {c.batch_size} `{result.dataset}` images at {c.resolution}×{c.resolution}, "
-             f"{c.blocks} blocks of width {c.width}, {norm}, {c.activation}, {_init_text(c)} init, "
-             f"loss = {_loss_text(c.loss)}."]
-    for stack in (result.plain, result.residual):
-        lines.append(_gradient_sentence(stack))
-    lines.append(_compare_spreads(result.plain, result.residual))
-    for stack in (result.plain, result.residual):
-        lines.append(_activation_sentence(stack))
-    return lines
-
-
-def describe_model(flow: ModelFlow, model_name: str) -> List[str]:
-    b = flow.blocks
-    if b.empty:
-        return [f"{model_name} has no blocks to measure."]
-    lines = [_trend_sentence(f"{model_name}", b.grad_norm.tolist(), b.block.tolist())]
-    top, bottom = b.loc[b.grad_norm.idxmax()], b.loc[b.grad_norm.idxmin()]
-    lines.append(f"Largest first-conv gradient: {top.block} ({_num(top.grad_norm)}); smallest: {bottom.block} "
-                 f"({_num(bottom.grad_norm)}); spread {format_ratio(spread(b.grad_norm.tolist()))}.")
-    lines.append(f"Activation std after each block runs from {_num(b.act_std.min())} to {_num(b.act_std.max())} "
-                 f"(spread {format_ratio(spread(b.act_std.tolist()))}); the last block's output has std "
-                 f"{_num(b.act_std.iloc[-1])}.")
-    return lines
-
-
-def _gradient_sentence(stack: StackFlow) -> str:
-    text = _trend_sentence(f"**{stack.kind.capitalize()}**", stack.grad_norm,
-                           [f"block {i + 1}" for i in range(len(stack.grad_norm))])
-    if stack.zero_grad_blocks:
-        text += (f" {stack.zero_grad_blocks} of {len(stack.grad_norm)} blocks get a gradient of exactly 0 "
-                 "(it underflowed float32 on the way back): they cannot learn at all.")
-    return text
-
-
-def _trend_sentence(who: str, grads: Sequence[float], names: Sequence[str]) -> str:
-    """How the first-conv gradient changes from the output end back to the input end."""
-    first, last = grads[0], grads[-1]
-    head = (f"{who}: the first-conv gradient norm is {_num(last)} at {names[-1]} (output end) and "
-            f"{_num(first)} at {names[0]} (input end)")
-    if len(grads) == 1:
-        return head + "."
-    if last == 0 and first == 0:
-        return head + ": no gradient reaches either end."
-    if last == 0:
-        return head + ": no gradient reaches the output end."
-    ratio = first / last
-    if ratio == 0:
-        return head + ": the gradient **vanishes** before it reaches the input."
-    if ratio >= 10:
-        return head + f": it **grows {format_ratio(ratio)}** toward the input" + (
-            " — exploding, not vanishing." if ratio >= STEEP else ".")
-    if ratio <= 0.1:
-        return head + f": it **shrinks {format_ratio(1 / ratio)}** toward the input" + (
-            " — vanishing." if ratio <= 1 / STEEP else ".")
-    return head + (f": within a factor {format_ratio(max(ratio, 1 / ratio))} of each other, "
-                   f"spread {format_ratio(spread(grads))}.")
-
-
-def _compare_spreads(plain: StackFlow, residual: StackFlow) -> str:
-    p, r = plain.grad_spread, residual.grad_spread
-    text = f"Gradient-norm spread (max/min over blocks): plain {format_ratio(p)}, residual {format_ratio(r)}"
-    if not (math.isfinite(p) and math.isfinite(r)):
-        text += "."
-    elif p >= r:
-        text += f": the residual stack's is {format_ratio(p / r)} narrower."
-    else:
-        text += f": here the plain stack's is {format_ratio(r / p)} narrower."
-    p_mid, r_mid = statistics.median(plain.grad_norm), statistics.median(residual.grad_norm)
-    if p_mid > 0 and r_mid > 0:
-        text += f" Median gradient norm: plain {_num(p_mid)}, residual {_num(r_mid)}"
-        low, ratio = ("plain", r_mid / p_mid) if p_mid < r_mid else ("residual", p_mid / r_mid)
-        text += (f": the {low} stack's gradients are {format_ratio(ratio)} smaller across the board."
-                 if ratio >= STEEP else ".")
-    return text
-
-
-def _activation_sentence(stack: StackFlow) -> str:
-    stds = stack.act_std
-    return (f"{stack.kind.capitalize()} activations: std {_num(stds[0])} after block 1, {_num(stds[-1])} after block "
-            f"{len(stds)} (spread {format_ratio(stack.act_std_spread)}); mean {_num(stack.act_mean[0])} → "
-            f"{_num(stack.act_mean[-1])}.")
-
-
-def _init_text(c: FlowConfig) -> str:
-    return f"normal(std={c.init_std:g})" if c.init == "normal" else c.init
-
-
-def _loss_text(loss: str) -> str:
-    return "cross-entropy through a linear head" if loss == "cross_entropy" else "sum of the last block's outputs"
-
-
-def _num(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
-        return f"{value:g}"
-    return f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
-
-
-def format_ratio(value: float) -> str:
-    """A max/min ratio for text: 3.2×, 1.1e+05×, or 'unbounded' when a value was exactly 0."""
-    if math.isinf(value):
-        return "unbounded (some values are exactly 0)"
-    if math.isnan(value):
-        return "undefined"
-    return f"{value:.3g}×" if value < 1e4 else f"{value:.1e}×"
-
-
-def _finite_or_none(value: float) -> Optional[float]:
+def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
-
-
-def _int_range(field: str, value: object, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{field} must be an integer from {low} to {high}; got {value!r}")
-
-
-def _choice(field: str, value: object, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{field} must be one of {', '.join(allowed)}; got {value!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -36,7 +36,8 @@ def stage_table_text(summary: Summary) -> str:
     df = stage_frame_for_display(summary)
     df["params"] = df["params"].map(format_count)
     df["mult_adds"] = df["mult_adds"].map(format_count)
-    head = (f"{summary.spec.block} ResNet, depth {summary.depth}, input {format_shape((summary.batch_size, *summary.input_size))}\n")
+    head = (f"{summary.spec.block} ResNet, depth {summary.depth}, "
+            f"input {format_shape((summary.batch_size, *summary.input_size))}\n")
     foot = (f"\ntotal params: {format_count(summary.total_params)}  trainable: {format_count(summary.trainable_params)}"
             f"\nmult-adds: {format_count(summary.mult_adds)}  output: {format_shape(summary.output_shape)}"
             f"\nactivations (training step): {format_bytes(summary.activation_bytes)}"

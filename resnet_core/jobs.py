@@ -8,14 +8,19 @@
 The worker never touches the UI: it appends records to its job under a lock and to the run store
 (`runstore.py`). `execute` is the same run, synchronously; the command line uses it.
 
-Statuses: queued → running → finished | stopped | diverged | failed. Exceptions are caught in the
-worker and shown as `message` (with their cause) and `error` (the traceback).
+Statuses (records.Status): queued → running → finished | stopped | diverged | failed. Exceptions are
+caught in the worker and shown as `message` (with their cause) and `error` (the traceback).
 Jobs carry an `owner` (a browser session) so that sessions only see their own jobs; the queue is
-shared, and `queue_position` tells each queued job where it stands.
+shared, and `queue_position` tells each queued job where it stands. `run_state` is the one place
+where a live job's status and a stored run's status meet.
+
+`BackgroundRows` computes rows (one per item) in a daemon thread for pages that measure in the
+background, and `process_wide` holds the objects one server process shares (the runner, such tasks).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import sys
@@ -24,24 +29,41 @@ import time
 import traceback
 import types
 import uuid
+from collections.abc import (
+    Callable,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, TypeVar
 
 import torch
 
+from .config import TrainConfig
 from .data import NATIVE_SIZE, ImageData, held_bytes
 from .format import format_bytes
 from .presets import resolve_spec
-from .runstore import RunWriter, create_run
-from .summary import natural_input_size, summarize
-from .train import Diverged, FitResult, Record, TrainConfig, fit, load_data, model_spec
+from .records import (
+    DataFacts,
+    FinalRecord,
+    R,
+    Record,
+    RunConfig,
+    RunState,
+    Status,
+    TestRecord,
+    TrainRecord,
+    final_of,
+    of_kind,
+)
+from .runstore import CONFIG, RunWriter, create_run, read_run
+from .summary import BYTES_PER_FLOAT, natural_input_size, summarize
+from .train import Diverged, FitResult, fit, load_data, model_spec
 
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
 MEMORY_BUDGET_ENV = "RESNET_EXPLORER_MEMORY_BUDGET"  # e.g. 8G; unset: MEMORY_FRACTION of the available RAM
 MEMORY_FRACTION = 0.5  # the default budget is this share of the RAM available when a run is submitted
 SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}  # binary, as format_bytes prints
-BYTES_PER_FLOAT = 4
 KEEP_ENDED = 8  # ended jobs kept in memory per owner; their runs stay in the store
 
 
@@ -67,55 +89,58 @@ class MemoryCheck:
 class JobSnapshot:
     job_id: str
     owner: str
-    status: str  # queued | running | finished | stopped | diverged | failed
+    status: Status  # queued | running | finished | stopped | diverged | failed
     message: str  # one line: progress note, stop reason, or the error with its cause
     error: str  # traceback of a failure ("" otherwise)
     config: TrainConfig
-    run_id: Optional[str]
-    run_dir: Optional[str]
-    queue_position: Optional[int]  # 1 = next to start; None unless queued
+    run_id: str | None
+    run_dir: str | None
+    queue_position: int | None  # 1 = next to start; None unless queued
     step: int
-    total_steps: Optional[int]
-    eta_sec: Optional[float]
-    images_per_sec: Optional[float]
-    records: Tuple[Record, ...]  # every record so far (see train.py for the keys)
+    total_steps: int | None
+    eta_sec: float | None
+    images_per_sec: float | None
+    records: tuple[Record, ...]  # every record so far (see records.py)
     submitted: float
-    started: Optional[float]
-    ended: Optional[float]
+    started: float | None
+    ended: float | None
 
     @property
     def done(self) -> bool:
-        return self.status not in ("queued", "running")
+        return not self.status.live
+
+    @property
+    def state(self) -> RunState:
+        return RunState(self.status, self.message, self.queue_position)
 
     @property
     def progress(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
-    def of_kind(self, kind: str) -> List[Record]:
-        return [r for r in self.records if r["kind"] == kind]
+    def of_kind(self, kind: type[R]) -> list[R]:
+        return of_kind(self.records, kind)
 
     @property
-    def final(self) -> Optional[Record]:
-        last = self.records[-1] if self.records else None
-        return last if last and last["kind"] == "final" else None
+    def final(self) -> FinalRecord | None:
+        return final_of(self.records)
 
 
 class Job:
-    def __init__(self, config: TrainConfig, owner: str, run_dir: Optional[str], data: Optional[ImageData],
-                 memory_budget: Optional[int] = None) -> None:
+    def __init__(self, config: TrainConfig, owner: str, run_dir: str | None, data: ImageData | None,
+                 memory_budget: int | None = None) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.owner, self.config, self.data, self.memory_budget = owner, config, data, memory_budget
         self._run_dir_request = run_dir
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._done = threading.Event()
-        self._records: List[Record] = []
-        self._state: Dict[str, Any] = dict(status="queued", message="waiting for a free slot", error="",
+        self._records: list[Record] = []
+        self._state: dict[str, Any] = dict(status=Status.QUEUED, message="waiting for a free slot", error="",
                                            run_id=None, run_dir=None, step=0, total_steps=None, eta_sec=None,
                                            images_per_sec=None, submitted=time.time(), started=None, ended=None)
-        self._queue_position: Callable[[], Optional[int]] = lambda: None
+        self._queue_position: Callable[[], int | None] = lambda: None
         self._on_stop: Callable[[], None] = lambda: None
-        self.result: Optional[FitResult] = None  # the trained model and last evaluation, once ended
+        self.result: FitResult | None = None  # the trained model and last evaluation, once ended
 
     def snapshot(self) -> JobSnapshot:
         with self._lock:
@@ -130,7 +155,7 @@ class Job:
         self._stop.set()
         self._on_stop()
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
         """Block until the job has ended; False if `timeout` passed first."""
         return self._done.wait(timeout)
 
@@ -145,54 +170,54 @@ class Job:
     def _on_record(self, record: Record) -> None:
         with self._lock:
             self._records.append(record)
-            if record["kind"] == "train":
-                self._state.update(step=record["step"], total_steps=record["total_steps"], eta_sec=record["eta_sec"],
-                                   images_per_sec=record["images_per_sec"], message="training")
-            elif record["kind"] == "test":
-                self._state.update(step=record["step"], message=f"epoch {record['epoch']:g}: "
-                                                                f"test accuracy {record['test_acc']:.1%}")
+            if isinstance(record, TrainRecord):
+                self._state.update(step=record.step, total_steps=record.total_steps, eta_sec=record.eta_sec,
+                                   images_per_sec=record.images_per_sec, message="training")
+            elif isinstance(record, TestRecord):
+                self._state.update(step=record.step, message=f"epoch {record.epoch:g}: "
+                                                             f"test accuracy {record.test_acc:.1%}")
 
     def _run(self) -> None:
-        self._update(status="running", started=time.time(), message="loading data")
+        self._update(status=Status.RUNNING, started=time.time(), message="loading data")
         try:
             result = execute(self.config, run_dir=self._run_dir_request, data=self.data, on_record=self._on_record,
                              stop=self._stop, on_start=lambda w: self._update(run_id=w.run_id, run_dir=str(w.path)),
                              memory_budget=self.memory_budget)
             self.result = result
             final = result.final
-            note = (f"stopped by the user at step {final['steps']}" if result.status == "stopped"
-                    else f"finished {final['steps']} steps in {final['seconds']:.1f} s")
-            acc = f"; test accuracy {final['test_acc']:.1%}" if final["test_acc"] is not None else ""
+            note = (f"stopped by the user at step {final.steps}" if result.status == Status.STOPPED
+                    else f"finished {final.steps} steps in {final.seconds:.1f} s")
+            acc = f"; test accuracy {final.test_acc:.1%}" if final.test_acc is not None else ""
             self._update(status=result.status, eta_sec=0.0, message=note + acc)
         except Diverged as exc:
-            self._update(status="diverged", message=str(exc))
+            self._update(status=Status.DIVERGED, message=str(exc))
         except BaseException as exc:  # surfaced to the user, never lost in a thread
-            self._update(status="failed", message=describe_error(exc), error=traceback.format_exc())
+            self._update(status=Status.FAILED, message=describe_error(exc), error=traceback.format_exc())
         finally:
             self._update(ended=time.time())
             self._done.set()
 
     def _cancel(self) -> None:
-        self._update(status="stopped", message="stopped before it started", ended=time.time())
+        self._update(status=Status.STOPPED, message="stopped before it started", ended=time.time())
         self._done.set()
 
 
 class JobRunner:
     """Starts queued jobs in order while fewer than `max_concurrent` are running."""
 
-    def __init__(self, max_concurrent: Optional[int] = None, memory_budget: Optional[int] = None,
-                 threads_per_run: Optional[int] = None) -> None:
+    def __init__(self, max_concurrent: int | None = None, memory_budget: int | None = None,
+                 threads_per_run: int | None = None) -> None:
         self.max_concurrent = max_concurrent or default_max_concurrent()
         self.memory_budget = memory_budget  # bytes; None: default_memory_budget() at submit time
         # torch's thread count (all cores, or OMP_NUM_THREADS) shared out between the concurrent runs
         self.threads_per_run = threads_per_run or max(1, torch.get_num_threads() // self.max_concurrent)
         self._lock = threading.Lock()
-        self._jobs: Dict[str, Job] = {}
-        self._queue: List[Job] = []
-        self._running: List[Job] = []
+        self._jobs: dict[str, Job] = {}
+        self._queue: list[Job] = []
+        self._running: list[Job] = []
 
-    def submit(self, config: TrainConfig, owner: str = "", run_dir: Optional[str] = None,
-               data: Optional[ImageData] = None) -> Job:
+    def submit(self, config: TrainConfig, owner: str = "", run_dir: str | None = None,
+               data: ImageData | None = None) -> Job:
         """Validate, apply the memory guard (raises MemoryRefused) and queue a run; returns its job.
 
         Jobs submitted with the same data settings and seed train on the same batches in the same order.
@@ -209,17 +234,17 @@ class JobRunner:
         self._dispatch()
         return job
 
-    def jobs(self, owner: Optional[str] = None) -> List[Job]:
+    def jobs(self, owner: str | None = None) -> list[Job]:
         """Jobs of `owner` (all jobs if None), oldest first."""
         with self._lock:
             return [j for j in self._jobs.values() if owner is None or j.owner == owner]
 
-    def get(self, job_id: str, owner: Optional[str] = None) -> Optional[Job]:
+    def get(self, job_id: str, owner: str | None = None) -> Job | None:
         with self._lock:
             job = self._jobs.get(job_id)
         return job if job is not None and (owner is None or job.owner == owner) else None
 
-    def load(self) -> Tuple[int, int]:
+    def load(self) -> tuple[int, int]:
         """(running, queued) across all owners: the shared queue everyone sees."""
         with self._lock:
             return len(self._running), len(self._queue)
@@ -230,7 +255,7 @@ class JobRunner:
         for job in ended[:max(0, len(ended) - KEEP_ENDED)]:
             del self._jobs[job.id]
 
-    def _position(self, job: Job) -> Optional[int]:
+    def _position(self, job: Job) -> int | None:
         with self._lock:
             return self._queue.index(job) + 1 if job in self._queue else None
 
@@ -263,18 +288,39 @@ class JobRunner:
             self._dispatch()
 
 
-# The process-wide runner lives in a file-less module so it outlives re-imports of this one (streamlit's
+# Process-wide objects live in a file-less module so they outlive re-imports of this one (streamlit's
 # reloader re-imports every project module when any source file changes); running jobs are never orphaned.
 _REGISTRY = sys.modules.setdefault("_resnet_explorer_jobs", types.ModuleType("_resnet_explorer_jobs"))
-_REGISTRY.__dict__.setdefault("lock", threading.Lock())
+_REGISTRY.__dict__.setdefault("lock", threading.RLock())
+_REGISTRY.__dict__.setdefault("objects", {})
+T = TypeVar("T")
+
+
+def process_wide(name: str, factory: Callable[[], T]) -> T:
+    """The one object of this process named `name`, made by `factory()` on first use (every browser session
+    of a streamlit server shares it). A factory that raises leaves nothing behind, so a later call retries."""
+    with _REGISTRY.lock:
+        if name not in _REGISTRY.objects:
+            _REGISTRY.objects[name] = factory()
+        return _REGISTRY.objects[name]
 
 
 def default_runner() -> JobRunner:
     """The process-wide runner (shared by every browser session of a streamlit server)."""
-    with _REGISTRY.lock:
-        if getattr(_REGISTRY, "runner", None) is None:
-            _REGISTRY.runner = JobRunner()
-        return _REGISTRY.runner
+    return process_wide("runner", JobRunner)
+
+
+def run_state(job: Job | None, run_dir: str | Path | None) -> RunState | None:
+    """Where a run stands: its job's live state when this process runs it, else its stored folder's (a run
+    written by another process, or before a restart); None when neither exists yet."""
+    if job is not None:
+        return job.snapshot().state
+    if run_dir is not None and (Path(run_dir) / CONFIG).is_file():
+        try:
+            return read_run(run_dir).state
+        except ValueError as exc:
+            return RunState(Status.FAILED, str(exc))
+    return None
 
 
 def default_max_concurrent() -> int:
@@ -288,9 +334,9 @@ def default_max_concurrent() -> int:
     return max(1, (os.cpu_count() or 1) // 4)
 
 
-def execute(config: TrainConfig, *, run_dir: "str | Path | None" = None, data: Optional[ImageData] = None,
-            on_record: Optional[Callable[[Record], None]] = None, stop: Optional[threading.Event] = None,
-            on_start: Optional[Callable[[RunWriter], None]] = None, memory_budget: Optional[int] = None) -> FitResult:
+def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: ImageData | None = None,
+            on_record: Callable[[Record], None] | None = None, stop: threading.Event | None = None,
+            on_start: Callable[[RunWriter], None] | None = None, memory_budget: int | None = None) -> FitResult:
     """One run into the store, in this thread: load data, write the run folder, train, save weights and status.
 
     The run folder is runs_root()/<new id> unless `run_dir` is given. Raises MemoryRefused (against
@@ -301,9 +347,9 @@ def execute(config: TrainConfig, *, run_dir: "str | Path | None" = None, data: O
     guard_memory(config, memory_budget, data)
     data = data if data is not None else load_data(config)
     spec = model_spec(config, data)
-    writer = create_run(dict(train=config.to_dict(), spec=spec.to_dict(), data=data.describe()), run_dir, config.model)
+    writer = create_run(RunConfig(config, spec, DataFacts.from_dict(data.describe())), run_dir)
     try:
-        writer.set_status("running")
+        writer.set_status(Status.RUNNING)
         if on_start is not None:
             on_start(writer)
 
@@ -314,13 +360,14 @@ def execute(config: TrainConfig, *, run_dir: "str | Path | None" = None, data: O
 
         result = fit(config, data=data, on_record=record, stop=stop)
         writer.save_weights(result.model)
-        writer.set_status(result.status, "stopped by the user" if result.status == "stopped" else "", result.final)
+        stopped = result.status == Status.STOPPED
+        writer.set_status(result.status, "stopped by the user" if stopped else "", result.final)
         return result
     except Diverged as exc:
-        writer.set_status("diverged", str(exc))
+        writer.set_status(Status.DIVERGED, str(exc))
         raise
     except BaseException as exc:
-        writer.set_status("failed", describe_error(exc))
+        writer.set_status(Status.FAILED, describe_error(exc))
         raise
     finally:
         writer.close()
@@ -347,7 +394,7 @@ def available_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def memory_check(config: TrainConfig, budget: Optional[int] = None, data: Optional[ImageData] = None) -> MemoryCheck:
+def memory_check(config: TrainConfig, budget: int | None = None, data: ImageData | None = None) -> MemoryCheck:
     """Estimate a run's memory from the model summary at its batch size and input size, against the budget."""
     spec = resolve_spec(config.model, **config.overrides)
     side = config.image_size or (data.image_size if data is not None else
@@ -366,7 +413,7 @@ def memory_check(config: TrainConfig, budget: Optional[int] = None, data: Option
     return MemoryCheck(training + data_bytes, training, data_bytes, budget, available, source)
 
 
-def default_memory_budget(available: int) -> Tuple[int, str]:
+def default_memory_budget(available: int) -> tuple[int, str]:
     """(bytes, where they come from): $RESNET_EXPLORER_MEMORY_BUDGET (a size such as 8G, 512M or a byte
     count), else MEMORY_FRACTION of `available`."""
     text = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
@@ -379,7 +426,7 @@ def default_memory_budget(available: int) -> Tuple[int, str]:
     return int(float(match[1]) * SIZE_UNITS[match[2].upper()]), f"set by {MEMORY_BUDGET_ENV}"
 
 
-def guard_memory(config: TrainConfig, budget: Optional[int] = None, data: Optional[ImageData] = None) -> None:
+def guard_memory(config: TrainConfig, budget: int | None = None, data: ImageData | None = None) -> None:
     """Raise MemoryRefused, with the estimate and the budget, when the run would not fit."""
     check = memory_check(config, budget, data)
     if not check.ok:
@@ -390,4 +437,47 @@ def _refusal_message(config: TrainConfig, check: MemoryCheck) -> str:
     data_note = f", data {format_bytes(check.data_bytes)}" if check.data_bytes else ""
     return (f"batch_size {config.batch_size}: training {config.model} needs about {format_bytes(check.needed_bytes)} "
             f"(training step {format_bytes(check.training_bytes)}{data_note}) but the "
-            f"memory budget is {format_bytes(check.budget_bytes)} ({check.budget_source}); lower batch_size or image_size")
+            f"memory budget is {format_bytes(check.budget_bytes)} ({check.budget_source}); "
+            "lower batch_size or image_size")
+
+
+class BackgroundRows:
+    """Rows computed one item at a time in a daemon thread; pages poll `snapshot()` (the thread never calls st.*).
+
+    At interpreter exit the thread is told to stop and joined, so no torch call is cut off mid-way.
+    """
+
+    def __init__(self, compute: Callable[[Any], dict[str, Any]], items: Sequence[Any]) -> None:
+        self.total = len(items)
+        self._lock = threading.Lock()
+        self._rows: list[dict[str, Any]] = []
+        self._error: str | None = None
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(compute, list(items)), daemon=True)
+        self._thread.start()
+        atexit.register(self._finish)
+
+    def _run(self, compute: Callable[[Any], dict[str, Any]], items: list[Any]) -> None:
+        try:
+            for item in items:
+                if self._stop.is_set():
+                    break
+                row = compute(item)
+                with self._lock:
+                    self._rows.append(row)
+        except Exception as exc:  # shown on the page instead of dying silently in the thread
+            with self._lock:
+                self._error = describe_error(exc)
+        finally:
+            with self._lock:
+                self._done = True
+
+    def _finish(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], bool, str | None]:
+        """(rows so far, finished?, error message or None)."""
+        with self._lock:
+            return list(self._rows), self._done, self._error

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,7 +19,8 @@ from torch import nn
 from .data import ImageData
 from .model import ResNet
 from .runstore import load_model, read_run
-from .train import TrainConfig, evaluate, load_data
+from .train import evaluate, load_data
+from .validation import check_int
 
 VEIT2016 = ("Veit, Wilber, Belongie. Residual Networks Behave Like Ensembles of Relatively Shallow Networks. "
             "NeurIPS 2016 (arXiv:1605.06431), Fig. 3")
@@ -31,18 +32,18 @@ class LesionResult:
     skip: bool  # residual (True) or plain (False)
     baseline_acc: float  # the intact net
     baseline_loss: float
-    blocks: List[Dict[str, Any]]  # per block: block ("layer2.1"), deletable, acc, loss (None when not deletable)
+    blocks: list[dict[str, Any]]  # per block: block ("layer2.1"), deletable, acc, loss (None when not deletable)
     test_images: int
     seconds: float
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dict(name=self.name, skip=self.skip, baseline_acc=self.baseline_acc, baseline_loss=self.baseline_loss,
                     blocks=self.blocks, test_images=self.test_images, seconds=self.seconds)
 
 
-def block_shapes(model: ResNet, sample: torch.Tensor) -> Dict[str, bool]:
+def block_shapes(model: ResNet, sample: torch.Tensor) -> dict[str, bool]:
     """block name -> whether its output has its input's shape, from one forward pass on `sample`."""
-    same: Dict[str, bool] = {}
+    same: dict[str, bool] = {}
     hooks = []
     for stage_name, stage in zip(model.stage_names, model.stages()):
         for i, block in enumerate(stage):
@@ -58,7 +59,7 @@ def block_shapes(model: ResNet, sample: torch.Tensor) -> Dict[str, bool]:
     return same
 
 
-def lesion(model: ResNet, data: ImageData, name: str = "model", limit: Optional[int] = None,
+def lesion(model: ResNet, data: ImageData, name: str = "model", limit: int | None = None,
            batch_size: int = 500) -> LesionResult:
     """Test accuracy of `model` on `data` intact, then with each deletable block replaced by the identity.
 
@@ -74,7 +75,7 @@ def lesion(model: ResNet, data: ImageData, name: str = "model", limit: Optional[
     for stage_name, stage in zip(model.stage_names, model.stages()):
         for i in range(len(stage)):
             block_name = f"{stage_name}.{i}"
-            row: Dict[str, Any] = dict(block=block_name, deletable=deletable[block_name], acc=None, loss=None)
+            row: dict[str, Any] = dict(block=block_name, deletable=deletable[block_name], acc=None, loss=None)
             if row["deletable"]:
                 original = stage[i]
                 stage[i] = nn.Identity()
@@ -88,21 +89,19 @@ def lesion(model: ResNet, data: ImageData, name: str = "model", limit: Optional[
                         time.perf_counter() - start)
 
 
-def lesion_run(run_dir: "str | Path", limit: Optional[int] = None, device: str = "cpu") -> LesionResult:
+def lesion_run(run_dir: str | Path, limit: int | None = None, device: str = "cpu") -> LesionResult:
     """`lesion` on a stored run's final weights and the exact test images it was evaluated on."""
     _check_limit(limit)
     info = read_run(run_dir)
-    if "train" not in info.config:
-        raise ValueError(f"run_dir must be a training run; {info.path} has no train config")
     model = load_model(run_dir, device)
-    data = load_data(TrainConfig.from_dict(info.config["train"]))
-    limit = limit if limit is not None else info.config["train"].get("test_subset")
+    data = load_data(info.config.train)
+    limit = limit if limit is not None else info.config.train.test_subset
     return lesion(model, data, name=info.run_id, limit=limit)
 
 
-def _check_limit(limit: Optional[int]) -> None:
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ValueError(f"limit must be a whole number of test images >= 1; got {limit!r}")
+def _check_limit(limit: int | None) -> None:
+    if limit is not None:
+        check_int("limit", limit, 1, 10**9)
 
 
 def describe(result: LesionResult) -> str:

@@ -6,7 +6,7 @@ Structure and names follow torchvision's `models/resnet.py`: stem (conv1, bn1, r
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +28,7 @@ class ResNet(nn.Module):
         self._make_stem(spec, stem_out)
 
         self.inplanes = stem_out
-        self.stage_names: List[str] = []
+        self.stage_names: list[str] = []
         for i, (planes, blocks) in enumerate(zip(spec.stage_planes, spec.layers)):
             name = f"layer{i + 1}"
             setattr(self, name, self._make_layer(block, planes, blocks, stride=1 if i == 0 else 2))
@@ -64,7 +64,8 @@ class ResNet(nn.Module):
         for i in range(blocks):
             s = stride if i == 0 else 1
             out = planes * block.expansion
-            downsample = make_shortcut(spec.shortcut, self.inplanes, out, s, norm=not spec.preact) if spec.skip else None
+            downsample = (make_shortcut(spec.shortcut, self.inplanes, out, s, norm=not spec.preact)
+                          if spec.skip else None)
             layers.append(block(self.inplanes, planes, s, downsample, groups=spec.groups,
                                 base_width=spec.width_per_group, skip=spec.skip, se=spec.se))
             self.inplanes = out
@@ -82,7 +83,7 @@ class ResNet(nn.Module):
                 if hasattr(m, "last_norm"):
                     nn.init.constant_(m.last_norm().weight, 0)
 
-    def stages(self) -> List[nn.Sequential]:
+    def stages(self) -> list[nn.Sequential]:
         return [getattr(self, name) for name in self.stage_names]
 
     def forward_stem(self, x: Tensor) -> Tensor:
@@ -105,8 +106,8 @@ class ResNet(nn.Module):
         return self.forward_head(x)
 
 
-def build_model(model: "str | ModelSpec" = "resnet18", weights: Optional[str] = None,
-                device: "str | torch.device" = "cpu", **overrides: Any) -> ResNet:
+def build_model(model: str | ModelSpec = "resnet18", weights: str | None = None,
+                device: str | torch.device = "cpu", **overrides: Any) -> ResNet:
     """Build a preset (by name) or a spec, with any ModelSpec field overridden.
 
     `weights` names a torchvision weights enum member (e.g. "IMAGENET1K_V2") and needs the
@@ -120,7 +121,7 @@ def build_model(model: "str | ModelSpec" = "resnet18", weights: Optional[str] = 
     return net
 
 
-def _torchvision_weights(model: "str | ModelSpec", spec: ModelSpec, weights: str) -> dict:
+def _torchvision_weights(model: str | ModelSpec, spec: ModelSpec, weights: str) -> dict:
     import torchvision
 
     tv_name = get_preset(model).torchvision if isinstance(model, str) else None

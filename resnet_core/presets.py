@@ -7,7 +7,7 @@ Plain twins (`plain20`, `plain50`, ...) are generated from the residual rows wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any
 
 from .spec import OVERRIDABLE, ModelSpec, coerce_layers
 
@@ -20,8 +20,8 @@ class Preset:
     name: str
     family: str  # imagenet | cifar | wrn
     spec: ModelSpec
-    torchvision: Optional[str] = None  # name in torchvision.models with identical structure
-    reference: Dict[str, Any] = field(default_factory=dict)  # published figures, with "source"
+    torchvision: str | None = None  # name in torchvision.models with identical structure
+    reference: dict[str, Any] = field(default_factory=dict)  # published figures, with "source"
 
 
 HE2015 = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016 (arXiv:1512.03385), Table 6"
@@ -67,8 +67,8 @@ _TABLE = {
 }
 
 
-def _build_presets() -> Dict[str, Preset]:
-    presets: Dict[str, Preset] = {}
+def _build_presets() -> dict[str, Preset]:
+    presets: dict[str, Preset] = {}
     for name, (family, fields, tv_name, reference) in _TABLE.items():
         presets[name] = Preset(name, family, ModelSpec(**fields).validate(), tv_name, reference)
     for name, preset in list(presets.items()):
@@ -78,7 +78,7 @@ def _build_presets() -> Dict[str, Preset]:
     return presets
 
 
-PRESETS: Dict[str, Preset] = _build_presets()
+PRESETS: dict[str, Preset] = _build_presets()
 
 
 def get_preset(name: str) -> Preset:
@@ -88,7 +88,7 @@ def get_preset(name: str) -> Preset:
         raise ValueError(f"model must be one of {', '.join(PRESETS)}; got {name!r}") from None
 
 
-def resolve_spec(model: "str | ModelSpec", **overrides: Any) -> ModelSpec:
+def resolve_spec(model: str | ModelSpec, **overrides: Any) -> ModelSpec:
     """A validated spec from a preset name (or a spec) and field overrides."""
     spec = model if isinstance(model, ModelSpec) else get_preset(model).spec
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
@@ -100,7 +100,7 @@ def resolve_spec(model: "str | ModelSpec", **overrides: Any) -> ModelSpec:
     return spec.replace(**changes)
 
 
-def matching_preset(spec: ModelSpec) -> Optional[Preset]:
+def matching_preset(spec: ModelSpec) -> Preset | None:
     """The preset whose spec equals `spec` exactly, if any."""
     for preset in PRESETS.values():
         if preset.spec == spec:

@@ -5,18 +5,22 @@ step the forward hooks record the mean and std of each unit's output and, after 
 `collect()` takes the L2 norm of the gradients of each unit's parameters. On other steps each hook
 is a single attribute check, so probes can stay on (see benchmarks/bench_train.py for the cost).
 
-`stage_view(record)` folds a probe record's per-unit values into per-stage ones.
+`stage_view(record)` folds a probe record's per-unit values into per-stage ones; `probe_frame` and
+`stage_activations` turn a run's probe records into tables for the Signal-flow page.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Tuple
+from collections.abc import Sequence
+from typing import Any
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from .model import ResNet
+from .records import ProbeRecord, Record, of_kind
 
 
 class Probes:
@@ -24,10 +28,10 @@ class Probes:
         """Hooks on `model`'s units; `every` = 0 disables probing (no hooks at all)."""
         self.every = every
         self.active = False
-        self.units: List[str] = []
-        self.stages: List[str] = []
-        self._params: List[List[nn.Parameter]] = []
-        self._stats: Dict[int, Tuple[float, float]] = {}
+        self.units: list[str] = []
+        self.stages: list[str] = []
+        self._params: list[list[nn.Parameter]] = []
+        self._stats: dict[int, tuple[float, float]] = {}
         self._handles = []
         if every <= 0:
             return
@@ -44,20 +48,20 @@ class Probes:
         index = self._add("head", "head", head)
         self._handles.append(model.fc.register_forward_hook(self._hook(index)))
 
-    def _add(self, unit: str, stage: str, params: List[nn.Parameter]) -> int:
+    def _add(self, unit: str, stage: str, params: list[nn.Parameter]) -> int:
         self.units.append(unit)
         self.stages.append(stage)
         self._params.append(params)
         return len(self.units) - 1
 
     def _pre_hook(self, index: int):
-        def hook(module: nn.Module, args: Tuple[Any, ...]) -> None:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
             if self.active:
                 self._store(index, args[0])
         return hook
 
     def _hook(self, index: int):
-        def hook(module: nn.Module, args: Tuple[Any, ...], out: Tensor) -> None:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Tensor) -> None:
             if self.active:
                 self._store(index, out)
         return hook
@@ -74,7 +78,7 @@ class Probes:
             self._stats.clear()
         return self.active
 
-    def collect(self) -> Dict[str, Any]:
+    def collect(self) -> dict[str, Any]:
         """After backward on an armed step: units, stages, grad_norm, act_mean, act_std (lists, one per unit)."""
         self.active = False
         grad_norms = []
@@ -92,10 +96,23 @@ class Probes:
         self._handles.clear()
 
 
-def stage_view(record: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
+def stage_view(record: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per stage: grad_norm (L2 over its units) and act_mean/act_std of its last unit's output."""
-    out: Dict[str, Dict[str, float]] = {}
+    out: dict[str, dict[str, float]] = {}
     for stage, g, m, s in zip(record["stages"], record["grad_norm"], record["act_mean"], record["act_std"]):
         prev = out.get(stage, {}).get("grad_norm", 0.0)
         out[stage] = dict(grad_norm=math.hypot(prev, g), act_mean=m, act_std=s)
     return out
+
+
+def probe_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """A run's probe records in long format: step, unit, stage, grad_norm, act_mean, act_std."""
+    rows = [dict(step=r.step, unit=unit, stage=stage, grad_norm=g, act_mean=m, act_std=sd)
+            for r in of_kind(records, ProbeRecord)
+            for unit, stage, g, m, sd in zip(r.units, r.stages, r.grad_norm, r.act_mean, r.act_std)]
+    return pd.DataFrame(rows, columns=["step", "unit", "stage", "grad_norm", "act_mean", "act_std"])
+
+
+def stage_activations(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each stage's last unit: the stage's output statistics at every probe step."""
+    return frame.groupby(["step", "stage"], sort=False).tail(1).reset_index(drop=True)

@@ -1,37 +1,50 @@
 """The run store: one folder per training run under `runs/` ($RESNET_EXPLORER_RUNS overrides it).
 
-    runs/<run id>/config.json    TrainConfig, resolved model spec, data facts, creation time
-    runs/<run id>/metrics.jsonl  one record per line (keys: see train.py), appended and flushed
-    runs/<run id>/status.json    status, pid, message/error, final record; replaced atomically
+    runs/<run id>/config.json    a `RunConfig` (records.py): train config, resolved model spec, data facts
+    runs/<run id>/metrics.jsonl  one record per line (records.py), appended and flushed
+    runs/<run id>/status.json    status, message, final record, owner process; replaced atomically
     runs/<run id>/weights.pt     the final state_dict (load with weights_only=True)
 
-Statuses: queued, running, finished, stopped, diverged, failed — and interrupted, which is what a
-"queued" or "running" folder reads as once the process that owned it is gone (killed, crashed,
-restarted). Its metrics stay readable: a half-written last line is skipped.
+A "queued" or "running" folder whose owning process is gone reads as interrupted. Its metrics stay
+readable: a half-written or invalid line is skipped. Everything read here is validated (see records.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import secrets
 import time
+from collections.abc import (
+    Iterable,
+    Mapping,
+)
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pandas as pd
 import torch
 
 from .data import ImageData
 from .model import ResNet
-from .spec import ModelSpec
-from .train import TrainConfig, load_data
+from .records import (
+    FinalRecord,
+    R,
+    Record,
+    RunConfig,
+    RunState,
+    Status,
+    TestRecord,
+    TrainRecord,
+    new_run_id,
+    parse_status,
+    record_from_dict,
+)
+from .train import Evaluation, evaluate, load_data
 
 RUNS_ENV = "RESNET_EXPLORER_RUNS"
 CONFIG, METRICS, STATUS, WEIGHTS = "config.json", "metrics.jsonl", "status.json", "weights.pt"
-LIVE = ("queued", "running")
-ENDED = ("finished", "stopped", "diverged", "failed", "interrupted")
 
 
 def runs_root() -> Path:
@@ -39,41 +52,57 @@ def runs_root() -> Path:
     return Path(os.environ.get(RUNS_ENV, "runs")).expanduser()
 
 
-def new_run_id(model: str) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{secrets.token_hex(2)}"
-
-
 @dataclass(frozen=True)
 class RunInfo:
     run_id: str
     path: Path
-    status: str  # one of LIVE + ENDED
-    config: Dict[str, Any]  # what config.json holds (train config under "train", "spec", "data")
-    created: float  # epoch seconds
-    message: str  # error or stop message ("" when none)
-    final: Optional[Dict[str, Any]]  # the run's "final" record once it has one
+    config: RunConfig
+    state: RunState  # from status.json; a live status of a dead process reads as interrupted
+    final: FinalRecord | None  # the run's final record once it has one
+
+    @property
+    def status(self) -> Status:
+        return self.state.status
+
+    @property
+    def message(self) -> str:
+        return self.state.message
+
+    @property
+    def created(self) -> float:
+        return self.config.created
+
+    @property
+    def skip(self) -> bool:
+        return self.config.skip
+
+    @property
+    def has_weights(self) -> bool:
+        return (self.path / WEIGHTS).is_file()
 
 
 class RunWriter:
     """Writes one run folder: config first, then records as they come, then weights and status."""
 
-    def __init__(self, path: "str | Path", config: Dict[str, Any]) -> None:
+    def __init__(self, path: str | Path, config: RunConfig) -> None:
         self.path = check_run_dir(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # e.g. no permission
             raise ValueError(f"run_dir must be a folder that can be created; {self.path}: {exc.strerror}") from None
         self.run_id = self.path.name
-        _write_json(self.path / CONFIG, dict(config, run_id=self.run_id, created=time.time()))
+        self.config = dataclasses.replace(config, run_id=self.run_id, created=time.time())
+        _write_json(self.path / CONFIG, self.config.to_dict())
         self._metrics = open(self.path / METRICS, "a", encoding="utf-8")
-        self.set_status("queued")
+        self.set_status(Status.QUEUED)
 
-    def append(self, record: Dict[str, Any]) -> None:
-        self._metrics.write(json.dumps(record, allow_nan=True) + "\n")
+    def append(self, record: Record) -> None:
+        self._metrics.write(json.dumps(record.to_dict(), allow_nan=True) + "\n")
         self._metrics.flush()
 
-    def set_status(self, status: str, message: str = "", final: Optional[Dict[str, Any]] = None) -> None:
-        _write_json(self.path / STATUS, dict(status=status, message=message, final=final, pid=os.getpid(),
+    def set_status(self, status: Status, message: str = "", final: FinalRecord | None = None) -> None:
+        _write_json(self.path / STATUS, dict(status=status.value, message=message,
+                                             final=final.to_dict() if final else None, pid=os.getpid(),
                                              proc_start=_process_start(os.getpid()), updated=time.time()))
 
     def save_weights(self, model: torch.nn.Module) -> None:
@@ -86,7 +115,7 @@ class RunWriter:
         self._metrics.close()
 
 
-def check_run_dir(path: "str | Path") -> Path:
+def check_run_dir(path: str | Path) -> Path:
     """`path` as a Path; ValueError naming run_dir if it or a parent is a file, or it already holds a run."""
     path = Path(path)
     nearest = next((p for p in (path, *path.parents) if p.exists()), None)
@@ -97,26 +126,41 @@ def check_run_dir(path: "str | Path") -> Path:
     return path
 
 
-def create_run(config: Dict[str, Any], run_dir: "str | Path | None" = None, model: str = "run") -> RunWriter:
-    """A new run folder: `run_dir` if given, else runs_root()/<new id>."""
-    return RunWriter(Path(run_dir) if run_dir else runs_root() / new_run_id(model), config)
+def create_run(config: RunConfig, run_dir: str | Path | None = None) -> RunWriter:
+    """A new run folder: `run_dir` if given, else runs_root()/<new id named after the model>."""
+    return RunWriter(Path(run_dir) if run_dir else runs_root() / new_run_id(config.train.model), config)
 
 
-def read_run(path: "str | Path") -> RunInfo:
-    """A run folder's config and status; live statuses of dead processes read as interrupted."""
+def read_run(path: str | Path) -> RunInfo:
+    """A run folder's config and status, validated; a ValueError says what is wrong with the folder."""
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise ValueError(f"run_dir must be a run folder holding {CONFIG}; {path} has none")
-    config = _read_json(path / CONFIG) or {}
-    status = _read_json(path / STATUS) or dict(status="running")
-    state = status.get("status", "running")
-    message = status.get("message", "")
-    if state in LIVE and not _owner_alive(status.get("pid"), status.get("proc_start")):
-        state, message = "interrupted", "the process running it ended before the run finished"
-    return RunInfo(path.name, path, state, config, float(config.get("created", 0.0)), message, status.get("final"))
+    try:
+        config = RunConfig.from_dict(_read_json(path / CONFIG))
+    except ValueError as exc:
+        raise ValueError(f"run {path.name}: {CONFIG}: {exc}") from None
+    try:
+        state, final = _read_status(path)
+    except ValueError as exc:
+        raise ValueError(f"run {path.name}: {STATUS}: {exc}") from None
+    return RunInfo(path.name, path, config, state, final)
 
 
-def list_runs(root: "str | Path | None" = None) -> List[RunInfo]:
+def _read_status(path: Path) -> tuple[RunState, FinalRecord | None]:
+    raw = _read_json(path / STATUS) if (path / STATUS).is_file() else {"status": "running"}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"must hold a JSON object; got {type(raw).__name__}")
+    status, message = parse_status(raw.get("status", "running")), raw.get("message", "")
+    if not isinstance(message, str):
+        raise ValueError(f"message must be text; got {message!r:.40}")
+    final = FinalRecord.from_dict(raw["final"]) if raw.get("final") is not None else None
+    if status.live and not _owner_alive(raw.get("pid"), raw.get("proc_start")):
+        status, message = Status.INTERRUPTED, "the process running it ended before the run finished"
+    return RunState(status, message), final
+
+
+def list_runs(root: str | Path | None = None) -> list[RunInfo]:
     """Every run folder under `root` (default runs_root()), newest first; unreadable folders are skipped."""
     root = Path(root) if root else runs_root()
     runs = []
@@ -130,8 +174,14 @@ def list_runs(root: "str | Path | None" = None) -> List[RunInfo]:
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
-def read_metrics(path: "str | Path", kind: Optional[str] = None) -> List[Dict[str, Any]]:
-    """The run's records in order (only those of `kind` if given); a torn last line is skipped."""
+def newest_plain_and_residual(runs: Iterable[RunInfo]) -> list[RunInfo]:
+    """The newest plain run and the newest residual run among `runs` (each if there is one)."""
+    runs = sorted(runs, key=lambda r: r.created, reverse=True)
+    return [run for skip in (False, True) for run in [next((r for r in runs if r.skip == skip), None)] if run]
+
+
+def read_metrics(path: str | Path, kind: type[R] | None = None) -> list[Any]:
+    """The run's records in order (only those of type `kind` if given); a torn or invalid line is skipped."""
     records = []
     try:
         text = (Path(path) / METRICS).read_text(encoding="utf-8")
@@ -139,20 +189,20 @@ def read_metrics(path: "str | Path", kind: Optional[str] = None) -> List[Dict[st
         return []
     for line in text.splitlines():
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = record_from_dict(json.loads(line))
+        except ValueError:  # json.JSONDecodeError is one
             continue
-        if kind is None or record.get("kind") == kind:
+        if kind is None or isinstance(record, kind):
             records.append(record)
     return records
 
 
-def metrics_csv(records: List[Dict[str, Any]]) -> str:
-    """Train and test records as one CSV table (one row per record, columns = the union of their keys)."""
-    return pd.DataFrame([r for r in records if r.get("kind") in ("train", "test")]).to_csv(index=False)
+def metrics_csv(records: Iterable[Record]) -> str:
+    """Train and test records as one CSV table (one row per record, columns = the union of their fields)."""
+    return pd.DataFrame([r.to_dict() for r in records if isinstance(r, (TrainRecord, TestRecord))]).to_csv(index=False)
 
 
-def load_weights(path: "str | Path") -> Dict[str, torch.Tensor]:
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The run's final state_dict, loaded with weights_only=True."""
     file = Path(path) / WEIGHTS
     if not file.is_file():
@@ -160,18 +210,29 @@ def load_weights(path: "str | Path") -> Dict[str, torch.Tensor]:
     return torch.load(file, map_location="cpu", weights_only=True)
 
 
-def load_model(path: "str | Path", device: "str | torch.device" = "cpu") -> ResNet:
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> ResNet:
     """The run's model with its final weights, in eval mode."""
-    spec_fields = dict(read_run(path).config["spec"])
-    spec_fields["layers"] = tuple(spec_fields["layers"])
-    model = ResNet(ModelSpec(**spec_fields))
+    model = ResNet(read_run(path).config.spec)
     model.load_state_dict(load_weights(path), strict=True)
     return model.to(device).eval()
 
 
-def load_run_data(path: "str | Path") -> ImageData:
+def load_run_data(path: str | Path) -> ImageData:
     """The exact train/test images the run used (same data set, size, channels and train subset)."""
-    return load_data(TrainConfig.from_dict(read_run(path).config["train"]))
+    return load_data(read_run(path).config.train)
+
+
+def evaluate_run(path: str | Path) -> tuple[Evaluation, ImageData]:
+    """The run's final weights evaluated on the test images it was evaluated on, and those data."""
+    info = read_run(path)
+    data = load_data(info.config.train)
+    return evaluate(load_model(path), data, limit=info.config.train.test_subset), data
+
+
+def weights_file(path: str | Path) -> Path | None:
+    """The run's weights file (a torch state_dict), or None before the run has ended."""
+    file = Path(path) / WEIGHTS
+    return file if file.is_file() else None
 
 
 def _owner_alive(pid: Any, proc_start: Any) -> bool:
@@ -186,7 +247,7 @@ def _owner_alive(pid: Any, proc_start: Any) -> bool:
     return proc_start is None or _process_start(pid) in (None, proc_start)
 
 
-def _process_start(pid: int) -> Optional[int]:
+def _process_start(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (Linux), so a recycled pid is not taken for it."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -195,14 +256,17 @@ def _process_start(pid: int) -> Optional[int]:
     return int(stat.rsplit(")", 1)[1].split()[19])
 
 
-def _write_json(path: Path, data: Dict[str, Any]) -> None:
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     os.replace(tmp, path)
 
 
-def _read_json(path: Path) -> Optional[Dict[str, Any]]:
+def _read_json(path: Path) -> Any:
+    """The file's JSON value; a ValueError for text that is not JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
 
 from .model import ResNet
-from .presets import resolve_spec
+from .presets import get_preset, resolve_spec
 from .spec import ModelSpec
 
-Shape = Tuple[int, ...]
+Shape = tuple[int, ...]
 BYTES_PER_FLOAT = 4
 OPTIMIZER_COPIES = 3  # weights + gradients + SGD momentum buffer
 
@@ -41,7 +42,7 @@ class Summary:
     layers: pd.DataFrame
 
 
-def validate_input(input_size: Sequence[int], batch_size: int) -> Tuple[Shape, int]:
+def validate_input(input_size: Sequence[int], batch_size: int) -> tuple[Shape, int]:
     try:
         dims = tuple(input_size)
     except TypeError:
@@ -55,7 +56,7 @@ def validate_input(input_size: Sequence[int], batch_size: int) -> Tuple[Shape, i
     return dims, batch_size
 
 
-def summarize(model: Union[str, ModelSpec, nn.Module] = "resnet18", input_size: Sequence[int] = (3, 224, 224),
+def summarize(model: str | ModelSpec | nn.Module = "resnet18", input_size: Sequence[int] = (3, 224, 224),
               batch_size: int = 1, **overrides: Any) -> Summary:
     """Summarize a preset name, a ModelSpec or a built ResNet for inputs of shape (batch_size, *input_size)."""
     dims, batch_size = validate_input(input_size, batch_size)
@@ -65,7 +66,8 @@ def summarize(model: Union[str, ModelSpec, nn.Module] = "resnet18", input_size: 
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return summary if trainable == summary.trainable_params else _with_trainable(summary, trainable)
     if isinstance(model, nn.Module):
-        raise ValueError(f"model must be a preset name, a ModelSpec or a resnet_core ResNet; got {type(model).__name__}")
+        raise ValueError("model must be a preset name, a ModelSpec or a resnet_core ResNet; "
+                         f"got {type(model).__name__}")
     spec = resolve_spec(model, **overrides)
     if dims[0] != spec.in_channels:
         raise ValueError(f"input has {dims[0]} channels but the model's in_channels is {spec.in_channels}")
@@ -129,8 +131,8 @@ def _trace(model: ResNet, shape: Shape):
     Each module's `forward` is wrapped on the instance rather than hooked: the model is private to
     this call, and registering ~7,000 hook handles costs more than the whole pass.
     """
-    rows: List[Dict[str, Any]] = []
-    stage_io: Dict[str, Tuple[Shape, Shape]] = {}
+    rows: list[dict[str, Any]] = []
+    stage_io: dict[str, tuple[Shape, Shape]] = {}
     stages = {id(getattr(model, n)): n for n in model.stage_names}
 
     def recorder(name: str, module: nn.Module, forward: Callable[..., torch.Tensor]):
@@ -180,19 +182,19 @@ def _mult_adds(module: nn.Module, own_params: int, out_shape: Shape) -> int:
     return own_params * out_shape[0]
 
 
-def _pair(v: Any) -> Tuple[int, int]:
+def _pair(v: Any) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def _conv_geometry(module: nn.Module, row: Dict[str, Any]) -> None:
+def _conv_geometry(module: nn.Module, row: dict[str, Any]) -> None:
     k, s, p = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
     row.update(kernel=k[0], stride=s[0], padding=p[0])
     n_in, n_out = row["input_shape"][2], row["output_shape"][2]
     row["output_size"] = f"⌊({n_in}+2·{p[0]}−{k[0]})/{s[0]}⌋+1 = {n_out}"
 
 
-def _fill_container_mult_adds(rows: List[Dict[str, Any]]) -> None:
-    totals: Dict[str, int] = {}
+def _fill_container_mult_adds(rows: list[dict[str, Any]]) -> None:
+    totals: dict[str, int] = {}
     for row in rows:
         if row["leaf"]:
             parts = row["name"].split(".")
@@ -204,17 +206,17 @@ def _fill_container_mult_adds(rows: List[Dict[str, Any]]) -> None:
             row["mult_adds"] = totals.get(row["name"], 0)
 
 
-def _block_sum_bytes(model: ResNet, stage_io: Dict[str, Tuple[Shape, Shape]]) -> int:
+def _block_sum_bytes(model: ResNet, stage_io: dict[str, tuple[Shape, Shape]]) -> int:
     """Each block's residual sum is a new tensor that no module hook sees."""
     if not model.spec.skip:
         return 0
     return sum(len(getattr(model, n)) * math.prod(stage_io[n][1]) * BYTES_PER_FLOAT for n in model.stage_names)
 
 
-def receptive_fields(model: ResNet) -> Dict[str, int]:
+def receptive_fields(model: ResNet) -> dict[str, int]:
     """Receptive field (pixels) of each stage's output along the main path: rf += (k-1)·jump; jump *= stride."""
     rf, jump = 1, 1
-    result: Dict[str, int] = {}
+    result: dict[str, int] = {}
 
     def step(m: nn.Module) -> None:
         nonlocal rf, jump
@@ -236,7 +238,7 @@ def receptive_fields(model: ResNet) -> Dict[str, int]:
     return result
 
 
-def _stage_table(model: ResNet, layers: pd.DataFrame, stage_io: Dict[str, Tuple[Shape, Shape]],
+def _stage_table(model: ResNet, layers: pd.DataFrame, stage_io: dict[str, tuple[Shape, Shape]],
                  input_shape: Shape, output_shape: Shape, total_params: int) -> pd.DataFrame:
     leaf = layers[layers["leaf"]]
     top = leaf["name"].str.split(".").str[0]
@@ -266,7 +268,7 @@ def _stage_table(model: ResNet, layers: pd.DataFrame, stage_io: Dict[str, Tuple[
     return pd.DataFrame.from_records(records)
 
 
-def stage_table_json(summary: Summary) -> List[Dict[str, Any]]:
+def stage_table_json(summary: Summary) -> list[dict[str, Any]]:
     """The stage table as JSON-ready dicts (shapes as lists)."""
     out = []
     for rec in summary.stages.to_dict(orient="records"):
@@ -275,7 +277,7 @@ def stage_table_json(summary: Summary) -> List[Dict[str, Any]]:
     return out
 
 
-def summary_json(summary: Summary) -> Dict[str, Any]:
+def summary_json(summary: Summary) -> dict[str, Any]:
     return dict(
         spec=summary.spec.to_dict(),
         input_size=list(summary.input_size),
@@ -291,7 +293,7 @@ def summary_json(summary: Summary) -> Dict[str, Any]:
     )
 
 
-def preset_summary(name: str, input_size: Optional[Sequence[int]] = None, batch_size: int = 1) -> Summary:
+def preset_summary(name: str, input_size: Sequence[int] | None = None, batch_size: int = 1) -> Summary:
     """Summary of a preset at its family's natural resolution (224 for ImageNet, 32 for CIFAR)."""
     spec = resolve_spec(name)
     if input_size is None:
@@ -302,3 +304,12 @@ def preset_summary(name: str, input_size: Optional[Sequence[int]] = None, batch_
 def natural_input_size(spec: ModelSpec) -> Shape:
     side = 32 if spec.stem == "cifar" else 224
     return (spec.in_channels, side, side)
+
+
+def preset_row(name: str) -> dict[str, Any]:
+    """One preset at its natural input size, batch 1: the row of `list` and of the family chart."""
+    preset = get_preset(name)
+    summary = summarize(preset.spec, natural_input_size(preset.spec), 1)
+    return dict(model=name, family=preset.family, block=preset.spec.block, skip=preset.spec.skip,
+                depth=summary.depth, params=summary.total_params, mult_adds=summary.mult_adds,
+                torchvision=preset.torchvision)

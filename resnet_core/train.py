@@ -1,4 +1,4 @@
-"""The training engine: `TrainConfig`, `fit` (one run) and `evaluate` (test loss, accuracy, confusion).
+"""The training engine: `fit` (one run of a `TrainConfig`) and `evaluate` (test loss, accuracy, confusion).
 
 Data stay uint8 tensors until the batch is cut; augmentation is batched on tensors (see
 `data.py`), the model runs channels_last, and nothing goes through PIL or a DataLoader.
@@ -8,20 +8,9 @@ every augmentation draw. Batch order and augmentation come from their own genera
 with the same data settings and seed see the same batches whatever their models are.
 
 `fit` reports every record through `on_record(record)` (the job runner appends them to the run's
-metrics.jsonl). A record is a JSON-ready dict; its `kind` says which keys it has:
-
-- kind "train" (step 1, then every `log_every` steps): step, epoch (fractional), time (s since
-  start), images (seen so far), loss and acc (means over the steps since the last record), lr,
-  images_per_sec (over those steps, training only), eta_sec, total_steps.
-- kind "test" (end of each epoch, and at the end of a step budget): step, epoch, time,
-  test_loss, test_acc, train_loss and train_acc (means over the epoch so far), lr, images_per_sec.
-- kind "probe" (every `probe_every` steps; see `probes.py`): step, epoch, time, units (stem, each
-  block as "layer1.0", ..., head), stages (the stage of each unit), grad_norm, act_mean, act_std
-  (one value per unit).
-- kind "final" (last): status ("finished" or "stopped"), steps, epochs, seconds (wall clock),
-  images_per_sec (training throughput over the run), test_loss, test_acc (None when stopped
-  before any evaluation), train_loss, classes, confusion (rows = true class, from the last test
-  evaluation, or None).
+metrics.jsonl): a `TrainRecord` at step 1 and every `log_every` steps, a `TestRecord` at the end of
+each epoch (and of a step budget), a `ProbeRecord` every `probe_every` steps, and a `FinalRecord`
+last. Their fields are documented in `records.py`, the run contract.
 
 A NaN, infinite or absurd (> 1e4) loss raises `Diverged` ("diverged at step N ... lower the learning rate").
 `stop.set()` ends the run within one block's forward or backward pass; `fit` then returns with status "stopped".
@@ -29,125 +18,32 @@ A NaN, infinite or absurd (> 1e4) loss raises `Diverged` ("diverged at step N ..
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from collections.abc import (
+    Callable,
+)
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import NATIVE_SIZE, ImageData, augment, check_source, normalize, prepare
+from .config import TrainConfig, resolve_device
+from .data import NATIVE_SIZE, ImageData, augment, normalize, prepare
 from .model import ResNet
 from .presets import resolve_spec
 from .probes import Probes
+from .records import FinalRecord, ProbeRecord, Record, Status, TestRecord, TrainRecord, of_kind
 from .spec import ModelSpec
 from .summary import natural_input_size
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("onecycle", "cosine", "multistep", "constant")
-PRECISIONS = ("fp32", "bf16")
-DEFAULT_LR = {"sgd": 0.1, "adam": 2e-3, "adamw": 2e-3}  # used when lr is None
 ONECYCLE_WARMUP = 0.25  # one-cycle's rising phase when warmup is 0
 ONECYCLE_DIV = 25.0  # one-cycle starts at lr/25 (torch's OneCycleLR default)
 DIVERGED_LOSS = 1e4  # a cross-entropy this large (logits 10^4 off) never comes back: treated like NaN
-
-Record = Dict[str, Any]
-
-
-@dataclass
-class TrainConfig:
-    # model
-    model: str = "resnet20"  # a preset name (see presets.py)
-    overrides: Dict[str, Any] = field(default_factory=dict)  # ModelSpec field overrides; num_classes follows the data
-    # data
-    dataset: str = "synthetic"  # synthetic | mnist | fashion_mnist | cifar10 | imagefolder
-    data_dir: Optional[str] = None  # None: $RESNET_EXPLORER_DATA or ./data (required for imagefolder)
-    image_size: Optional[int] = None  # None: native size of built-in sets; the model's natural side for imagefolder
-    train_subset: Optional[int] = None  # train on a seeded random subset of this many images
-    test_subset: Optional[int] = None  # evaluate on the first N test images (None: all)
-    augment: bool = True  # random crop (zero padding `pad`) + horizontal flip
-    pad: int = 4
-    # budget
-    epochs: int = 2
-    max_steps: Optional[int] = None  # a step budget; when set it replaces `epochs`
-    batch_size: int = 128
-    # optimisation
-    optimizer: str = "sgd"  # sgd | adam | adamw
-    lr: Optional[float] = None  # peak learning rate; None: 0.1 for sgd, 2e-3 for adam/adamw
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = True  # sgd only
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"  # onecycle | cosine | multistep | constant
-    warmup: float = 0.0  # fraction of all steps spent warming up linearly (one-cycle: 0 means 0.25)
-    milestones: Tuple[float, ...] = (0.5, 0.75)  # multistep: fractions of all steps where lr *= gamma
-    gamma: float = 0.1
-    label_smoothing: float = 0.0
-    # reproducibility and speed
-    seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
-    channels_last: bool = True
-    threads: Optional[int] = None  # torch intra-op threads for this run (None: leave as is)
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    # logging
-    log_every: int = 5  # steps between train records (step 1 is always logged)
-    probe_every: int = 20  # steps between probe records; 0 turns probes off
-
-    def validate(self) -> "TrainConfig":
-        check_source(self.dataset, self.data_dir)
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        _int_range("epochs", self.epochs, 1, 10_000)
-        _int_range("batch_size", self.batch_size, 1, 65_536)
-        _int_range("pad", self.pad, 0, 64)
-        _int_range("seed", self.seed, 0, 2**63 - 1)
-        _int_range("log_every", self.log_every, 1, 1_000_000)
-        _int_range("probe_every", self.probe_every, 0, 1_000_000)
-        for name, upper in (("max_steps", 10**9), ("train_subset", 10**9), ("test_subset", 10**9),
-                            ("threads", 1024), ("image_size", 512)):
-            if getattr(self, name) is not None:
-                _int_range(name, getattr(self, name), 8 if name == "image_size" else 1, upper)
-        if self.lr is not None:
-            _float_range("lr", self.lr, 0.0, 100.0, low_open=True)
-        _float_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        _float_range("weight_decay", self.weight_decay, 0.0, 1.0)
-        _float_range("warmup", self.warmup, 0.0, 1.0, high_open=True)
-        _float_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
-        _float_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        if not all(isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones):
-            raise ValueError(f"milestones must be fractions of the run between 0 and 1; got {self.milestones!r}")
-        resolve_device(self.device)
-        if self.precision == "bf16" and resolve_device(self.device).type == "mps":
-            raise ValueError("precision bf16 is not supported on mps; use fp32")
-        resolve_spec(self.model, **self.overrides)
-        return self
-
-    @property
-    def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["milestones"] = list(self.milestones)
-        d["overrides"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.overrides.items()}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
-        """The inverse of `to_dict`; unknown keys are ignored so older run folders still load."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        if "milestones" in kw:
-            kw["milestones"] = tuple(kw["milestones"])
-        return cls(**kw)
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
 
 
 class Diverged(RuntimeError):
@@ -171,12 +67,12 @@ class Evaluation:
 
 @dataclass
 class FitResult:
-    status: str  # finished | stopped
+    status: Status  # finished | stopped
     model: ResNet
     data: ImageData  # the exact (adapted, subset) data the run used
-    final: Record  # the "final" record
-    records: List[Record]  # every record, in order
-    evaluation: Optional[Evaluation]  # the last test evaluation (None if stopped before one)
+    final: FinalRecord
+    records: list[Record]  # every record, in order
+    evaluation: Evaluation | None  # the last test evaluation (None if stopped before one)
 
 
 class _StopRequested(Exception):
@@ -184,25 +80,6 @@ class _StopRequested(Exception):
 
 
 _SEED_LOCK = threading.Lock()  # torch's global RNG seeds model init; one run at a time may use it
-
-
-def available_devices() -> List[str]:
-    """The device names this machine can train on: cpu, then one cuda:N per visible GPU."""
-    return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device must be cpu or auto on this machine (no CUDA available); got {device!r}")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {device!r}")
-    return dev
 
 
 def model_spec(config: TrainConfig, data: ImageData) -> ModelSpec:
@@ -220,7 +97,7 @@ def load_data(config: TrainConfig) -> ImageData:
                    train_subset=config.train_subset, seed=config.seed)
 
 
-def build_seeded_model(spec: ModelSpec, seed: int, device: "str | torch.device" = "cpu") -> ResNet:
+def build_seeded_model(spec: ModelSpec, seed: int, device: str | torch.device = "cpu") -> ResNet:
     with _SEED_LOCK:
         torch.manual_seed(seed)
         model = ResNet(spec)
@@ -268,9 +145,9 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     return cls(params, lr=config.peak_lr, weight_decay=config.weight_decay)
 
 
-def fit(config: TrainConfig, *, data: Optional[ImageData] = None, model: Optional[ResNet] = None,
-        on_record: Optional[Callable[[Record], None]] = None,
-        stop: Optional[threading.Event] = None) -> FitResult:
+def fit(config: TrainConfig, *, data: ImageData | None = None, model: ResNet | None = None,
+        on_record: Callable[[Record], None] | None = None,
+        stop: threading.Event | None = None) -> FitResult:
     """Train one model as `config` says; report every record through `on_record`.
 
     `data` defaults to `load_data(config)` and `model` to a fresh seeded model of the config's spec
@@ -295,10 +172,10 @@ def fit(config: TrainConfig, *, data: Optional[ImageData] = None, model: Optiona
 
 class _Trainer:
     def __init__(self, config: TrainConfig, data: ImageData, model: ResNet, device: torch.device,
-                 on_record: Optional[Callable[[Record], None]], stop: threading.Event) -> None:
+                 on_record: Callable[[Record], None] | None, stop: threading.Event) -> None:
         self.config, self.data, self.model, self.device, self.stop = config, data, model, device, stop
         self.on_record = on_record
-        self.records: List[Record] = []
+        self.records: list[Record] = []
         self.train_x = data.train_images.to(device)
         self.train_y = data.train_labels.to(device)
         self.batch = min(config.batch_size, len(self.train_y))
@@ -307,10 +184,10 @@ class _Trainer:
         self.optimizer = make_optimizer(config, model)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.probes = Probes(model, config.probe_every)
-        self.evaluation: Optional[Evaluation] = None
+        self.evaluation: Evaluation | None = None
         self.step = 0
         self.train_seconds = 0.0
-        self.eval_seconds: List[float] = []
+        self.eval_seconds: list[float] = []
 
     def emit(self, record: Record) -> None:
         self.records.append(record)
@@ -322,13 +199,13 @@ class _Trainer:
         blocks = [block for stage in self.model.stages() for block in stage]
         hooks = [block.register_forward_pre_hook(self._check_stop) for block in blocks]
         hooks += [block.register_forward_hook(self._check_stop_in_backward) for block in blocks]
-        status = "finished"
+        status = Status.FINISHED
         try:
             while self.step < self.total:
                 self._epoch()
                 self._test()
         except _StopRequested:
-            status = "stopped"
+            status = Status.STOPPED
         finally:
             for h in hooks:
                 h.remove()
@@ -389,16 +266,16 @@ class _Trainer:
                 self.emit(self._train_record(window, lr))
                 window = dict(loss=0.0, correct=0, images=0, seconds=0.0)
             if probe is not None:
-                self.emit(dict(kind="probe", **self._where(), **probe))
+                self.emit(ProbeRecord(**self._where(), **probe))
         self.epoch_sum = epoch_sum
 
-    def _where(self) -> Record:
+    def _where(self) -> dict[str, Any]:
         return dict(step=self.step, epoch=round(self.step / self.steps_per_epoch, 4),
                     time=round(time.perf_counter() - self.start, 4))
 
-    def _train_record(self, window: Dict[str, float], lr: float) -> Record:
+    def _train_record(self, window: dict[str, float], lr: float) -> TrainRecord:
         rate = window["images"] / max(window["seconds"], 1e-9)
-        return dict(kind="train", **self._where(), images=self.step * self.batch,
+        return TrainRecord(**self._where(), images=self.step * self.batch,
                     loss=window["loss"] / window["images"], acc=window["correct"] / window["images"], lr=lr,
                     images_per_sec=rate, eta_sec=self._eta(), total_steps=self.total)
 
@@ -416,20 +293,21 @@ class _Trainer:
         self.evaluation = ev
         self.eval_seconds.append(ev.seconds)
         e = self.epoch_sum
-        self.emit(dict(kind="test", **self._where(), test_loss=ev.loss, test_acc=ev.acc,
+        self.emit(TestRecord(**self._where(), test_loss=ev.loss, test_acc=ev.acc,
                        train_loss=e["loss"] / max(1, e["images"]), train_acc=e["correct"] / max(1, e["images"]),
                        lr=lr_at(cfg, max(0, self.step - 1), self.total),
                        images_per_sec=e["images"] / max(e["seconds"], 1e-9)))
 
-    def _final(self, status: str) -> Record:
+    def _final(self, status: Status) -> FinalRecord:
         ev = self.evaluation
-        train = [r for r in self.records if r["kind"] == "train"]
-        return dict(kind="final", status=status, **self._where(), steps=self.step,
-                    epochs=round(self.step / self.steps_per_epoch, 4), seconds=round(time.perf_counter() - self.start, 4),
-                    images_per_sec=self.step * self.batch / max(self.train_seconds, 1e-9),
-                    test_loss=ev.loss if ev else None, test_acc=ev.acc if ev else None,
-                    train_loss=train[-1]["loss"] if train else None, classes=list(self.data.classes),
-                    confusion=ev.confusion.tolist() if ev else None)
+        train = of_kind(self.records, TrainRecord)
+        return FinalRecord(status=status, **self._where(), steps=self.step,
+                           epochs=round(self.step / self.steps_per_epoch, 4),
+                           seconds=round(time.perf_counter() - self.start, 4),
+                           images_per_sec=self.step * self.batch / max(self.train_seconds, 1e-9),
+                           test_loss=ev.loss if ev else None, test_acc=ev.acc if ev else None,
+                           train_loss=train[-1].loss if train else None, classes=list(self.data.classes),
+                           confusion=ev.confusion.tolist() if ev else None)
 
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
@@ -437,8 +315,8 @@ class _Trainer:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageData, *, split: str = "test", batch_size: int = 500,
-             precision: str = "fp32", channels_last: bool = False, limit: Optional[int] = None,
-             stop: Optional[threading.Event] = None) -> Evaluation:
+             precision: str = "fp32", channels_last: bool = False, limit: int | None = None,
+             stop: threading.Event | None = None) -> Evaluation:
     """Loss, accuracy, predictions and confusion matrix of `model` (in eval mode) on a split of `data`.
 
     Runs on the device of the model's parameters; the model is left in eval mode.
@@ -468,22 +346,3 @@ def evaluate(model: nn.Module, data: ImageData, *, split: str = "test", batch_si
     n = max(1, len(labels))
     return Evaluation(total_loss / n, float((pred == labels).sum()) / n, pred, labels.clone(), confusion,
                       time.perf_counter() - tick)
-
-
-def _choice(name: str, value: Any, allowed: Tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _int_range(name: str, value: Any, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer from {low} to {high}; got {value!r}")
-
-
-def _float_range(name: str, value: Any, low: float, high: float, low_open: bool = False,
-                 high_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a number in {interval}; got {value!r}")

@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, Tuple
 
 import pytest
 
@@ -27,7 +27,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_app(log_dir: Path) -> Tuple[str, subprocess.Popen]:
+def serve_app(log_dir: Path) -> tuple[str, subprocess.Popen]:
     """`streamlit run app.py` on a fresh port, its runs under log_dir/runs; returns (base URL, process)."""
     port = _free_port()
     env = dict(os.environ, RESNET_EXPLORER_RUNS=str(log_dir / "runs"), PYTHONUNBUFFERED="1")

@@ -6,7 +6,7 @@ import base64
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,7 +32,7 @@ def run(path: str, **query: str) -> AppTest:
     return at.run()
 
 
-def metrics(at: AppTest) -> Dict[str, str]:
+def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
@@ -40,13 +40,13 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.code])
 
 
-def charts(at: AppTest) -> Dict[str, Dict[str, Any]]:
+def charts(at: AppTest) -> dict[str, dict[str, Any]]:
     """The page's plotly figures, by their first subplot title."""
     specs = [json.loads(e.proto.spec) for e in at.main if e.type == "plotly_chart"]
     return {s["layout"]["annotations"][0]["text"]: s for s in specs if s["layout"].get("annotations")}
 
 
-def values(data: Any) -> List[float]:
+def values(data: Any) -> list[float]:
     """A plotly trace's x or y, plain or base64-typed-array encoded."""
     if isinstance(data, dict):
         return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"])).tolist()

@@ -36,7 +36,8 @@ def test_start_curve_grows_then_stop(start_server, page, monkeypatch):
     print(f"first curve point {first_point:.1f} s after Start")
 
     stop.click()
-    expect(main.locator('[data-testid="stAlert"]').filter(has_text="Stopped by the user at step")).to_be_visible(timeout=30_000)
+    stopped = main.locator('[data-testid="stAlert"]').filter(has_text="Stopped by the user at step")
+    expect(stopped).to_be_visible(timeout=30_000)
     expect(start).to_be_enabled(timeout=10_000)
     expect(stop).to_be_disabled()
     save_screenshot(page, "train-stopped")

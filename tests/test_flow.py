@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from resnet_core.cli import main
-from resnet_core.flow import (FlowConfig, FlowStack, data_batch, describe_model, describe_stacks, measure_model,
-                              measure_stacks, spread)
+from resnet_core.flow import (
+    FlowConfig,
+    FlowStack,
+    data_batch,
+    describe_model,
+    describe_stacks,
+    measure_model,
+    measure_stacks,
+    spread,
+)
 from resnet_core.model import build_model
 
 NUM_CLASSES = 10

@@ -111,7 +111,7 @@ def test_depths_are_the_names():
     named = [n for n in PRESETS if n.startswith(("resnet", "plain")) and n[-1].isdigit() and "_" not in n]
     assert len(named) == 22
     for name in named:
-        assert PRESETS[name].spec.depth == int(name.lstrip("resnetplain")), name
+        assert PRESETS[name].spec.depth == int(name.removeprefix("resnet").removeprefix("plain")), name
     assert resolve_spec("resnet18", stem="deep").depth == 20
 
 

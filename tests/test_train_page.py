@@ -12,17 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
-
-from tests.conftest import rerun_until
 
 from pages.ui.train_figures import EMPTY_CURVES, confusion_figure, overlay_figure, prediction_grid, training_curves
 from resnet_core import jobs, runstore, train
 from resnet_core.jobs import default_runner
 from resnet_core.train import TrainConfig
+from tests.conftest import rerun_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "4_Train.py")

@@ -13,7 +13,9 @@ import json
 
 from .. import degradation, lesion
 from ..data import DATASETS
-from ..flow import ACTIVATIONS, INITS, LOSSES, MODES, FlowConfig, describe_stacks, format_ratio, run_flow
+from ..flow import run_flow
+from ..flow_stack import ACTIVATIONS, INITS, LOSSES, MODES, FlowConfig
+from ..flow_text import describe_stacks, format_ratio
 
 _FLOW = FlowConfig()
 _DEGRADATION = degradation.DegradationConfig()

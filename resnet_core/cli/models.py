@@ -6,10 +6,10 @@ import argparse
 import json
 
 from ..format import format_count, stage_table_text
-from ..presets import PRESETS
-from ..summary import natural_input_size, summarize, summary_json
-from ..presets import resolve_spec
-from .spec_args import add_spec_arguments, parse_shape, spec_overrides
+from ..presets import PRESETS, resolve_spec
+from ..spec import parse_shape
+from ..summary import natural_input_size, preset_row, summarize, summary_json
+from .spec_args import add_spec_arguments, spec_overrides
 
 
 def register(sub) -> None:
@@ -27,11 +27,7 @@ def register(sub) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    rows = []
-    for name, preset in PRESETS.items():
-        s = summarize(preset.spec, natural_input_size(preset.spec), 1)
-        rows.append(dict(model=name, family=preset.family, block=preset.spec.block, depth=s.depth,
-                         params=s.total_params, mult_adds=s.mult_adds, torchvision=preset.torchvision))
+    rows = [preset_row(name) for name in PRESETS]
     if args.json:
         print(json.dumps(rows))
         return 0

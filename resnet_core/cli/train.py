@@ -13,13 +13,15 @@ import contextlib
 import json
 import signal
 import threading
-from typing import Any, Dict, Iterator
+from collections.abc import Iterator
 
+from ..config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from ..data import DATASETS
 from ..jobs import describe_error, execute
+from ..records import Record, Status, TestRecord
 from ..runstore import check_run_dir
-from ..train import OPTIMIZERS, PRECISIONS, SCHEDULES, Diverged, TrainConfig
-from .spec_args import _int, add_spec_arguments, spec_overrides
+from ..train import Diverged
+from .spec_args import add_spec_arguments, number, spec_overrides, whole_number
 
 _SKIP_IN_FINAL = ("kind", "confusion", "classes", "step", "epoch", "time")
 
@@ -31,25 +33,26 @@ def register(sub) -> None:
     add_spec_arguments(p)
     p.add_argument("--dataset", default=defaults.dataset, help=f"one of {', '.join(DATASETS)} (default synthetic)")
     p.add_argument("--data-dir", help="where data sets are (or are downloaded to); required for imagefolder")
-    p.add_argument("--image-size", type=_int("image-size"), help="resize images to this side")
-    p.add_argument("--train-subset", type=_int("train-subset"), help="train on a seeded subset of N images")
-    p.add_argument("--epochs", type=_int("epochs"), default=defaults.epochs, help=f"default {defaults.epochs}")
-    p.add_argument("--steps", type=_int("steps"), help="a step budget instead of epochs")
-    p.add_argument("--batch-size", type=_int("batch-size"), default=defaults.batch_size)
-    p.add_argument("--lr", type=_float("lr"), help="peak learning rate (default 0.1 for sgd, 2e-3 for adam/adamw)")
+    p.add_argument("--image-size", type=whole_number("image-size"), help="resize images to this side")
+    p.add_argument("--train-subset", type=whole_number("train-subset"), help="train on a seeded subset of N images")
+    p.add_argument("--epochs", type=whole_number("epochs"), default=defaults.epochs, help=f"default {defaults.epochs}")
+    p.add_argument("--steps", type=whole_number("steps"), help="a step budget instead of epochs")
+    p.add_argument("--batch-size", type=whole_number("batch-size"), default=defaults.batch_size)
+    p.add_argument("--lr", type=number("lr"), help="peak learning rate (default 0.1 for sgd, 2e-3 for adam/adamw)")
     p.add_argument("--optimizer", default=defaults.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
     p.add_argument("--no-nesterov", action="store_true", help="plain momentum for sgd")
-    p.add_argument("--weight-decay", type=_float("weight-decay"), default=defaults.weight_decay)
+    p.add_argument("--weight-decay", type=number("weight-decay"), default=defaults.weight_decay)
     p.add_argument("--schedule", default=defaults.schedule, help=f"one of {', '.join(SCHEDULES)}")
-    p.add_argument("--warmup", type=_float("warmup"), default=defaults.warmup, help="fraction of steps warming up")
-    p.add_argument("--label-smoothing", type=_float("label-smoothing"), default=defaults.label_smoothing)
+    p.add_argument("--warmup", type=number("warmup"), default=defaults.warmup, help="fraction of steps warming up")
+    p.add_argument("--label-smoothing", type=number("label-smoothing"), default=defaults.label_smoothing)
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     p.add_argument("--precision", default=defaults.precision, help=f"one of {', '.join(PRECISIONS)}")
     p.add_argument("--no-channels-last", action="store_true", help="run the model in NCHW memory format")
-    p.add_argument("--seed", type=_int("seed"), default=defaults.seed)
-    p.add_argument("--threads", type=_int("threads"), help="torch threads (default: all cores)")
+    p.add_argument("--seed", type=whole_number("seed"), default=defaults.seed)
+    p.add_argument("--threads", type=whole_number("threads"), help="torch threads (default: all cores)")
     p.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--probe-every", type=_int("probe-every"), default=defaults.probe_every, help="0 turns probes off")
+    p.add_argument("--probe-every", type=whole_number("probe-every"), default=defaults.probe_every,
+                   help="0 turns probes off")
     p.add_argument("--run-dir", help="folder for this run (default: runs/<new id>, or $RESNET_EXPLORER_RUNS/<new id>)")
     p.add_argument("--json", action="store_true", help="JSON lines: one per epoch, then a final object")
     p.set_defaults(func=run_train)
@@ -69,19 +72,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    started: Dict[str, str] = {}
+    started: dict[str, str] = {}
     stop = threading.Event()
 
-    def on_record(record: Dict[str, Any]) -> None:
-        if record["kind"] != "test":
+    def on_record(record: Record) -> None:
+        if not isinstance(record, TestRecord):
             return
-        line = {k: v for k, v in record.items() if k != "kind"}
         if args.json:
-            print(json.dumps(line), flush=True)
+            print(json.dumps({k: v for k, v in record.to_dict().items() if k != "kind"}), flush=True)
         else:
-            print(f"epoch {record['epoch']:g}  step {record['step']}  train loss {record['train_loss']:.4f}  "
-                  f"test loss {record['test_loss']:.4f}  test acc {record['test_acc']:.2%}  "
-                  f"{record['images_per_sec']:.0f} img/s", flush=True)
+            print(f"epoch {record.epoch:g}  step {record.step}  train loss {record.train_loss:.4f}  "
+                  f"test loss {record.test_loss:.4f}  test acc {record.test_acc:.2%}  "
+                  f"{record.images_per_sec:.0f} img/s", flush=True)
 
     if args.run_dir:
         check_run_dir(args.run_dir)  # before the data are loaded, which can take minutes
@@ -94,12 +96,13 @@ def run_train(args: argparse.Namespace) -> int:
     except Exception as exc:
         if "path" not in started:  # no run folder yet: main reports the bad argument or missing data
             raise
-        status, message = ("diverged", str(exc)) if isinstance(exc, Diverged) else ("failed", describe_error(exc))
+        status, message = ((Status.DIVERGED, str(exc)) if isinstance(exc, Diverged)
+                           else (Status.FAILED, describe_error(exc)))
         if args.json:
-            print(json.dumps(dict(status=status, message=message, test_acc=None, test_loss=None,
+            print(json.dumps(dict(status=status.value, message=message, test_acc=None, test_loss=None,
                                   images_per_sec=None, seconds=None, run_dir=started["path"])), flush=True)
         raise RuntimeError(f"{message}; run stored in {started['path']}") from None
-    final = {k: v for k, v in result.final.items() if k not in _SKIP_IN_FINAL}
+    final = {k: v for k, v in result.final.to_dict().items() if k not in _SKIP_IN_FINAL}
     final["run_dir"] = started["path"]
     if args.json:
         print(json.dumps(final), flush=True)
@@ -121,12 +124,3 @@ def _ctrl_c_sets(event: threading.Event) -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
 
-
-def _float(field: str):
-    def convert(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{field} must be a number, got {text!r}") from None
-
-    return convert

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import List, Tuple
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -11,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from resnet_core.anatomy import BlockAnatomy, Step
 
-from .colors import PLAIN, RESIDUAL, SEQUENCE
+from .colors import RESIDUAL, SEQUENCE, path_colour
 
 SE_COLOUR = SEQUENCE[1]
 SPATIAL_COLOUR = SEQUENCE[3]
@@ -21,10 +20,6 @@ BOX_HALF_HEIGHT = 0.32
 BOX_HALF_WIDTH = 0.98
 SHORTCUT_X = 1.2
 MIB = 2**20
-
-
-def path_colour(residual: bool) -> str:
-    return RESIDUAL if residual else PLAIN
 
 
 def stage_figure(stages: pd.DataFrame, residual: bool = True) -> go.Figure:
@@ -78,14 +73,14 @@ def path_box_count(anatomy: BlockAnatomy) -> int:
     return sum(1 for branch, _ in _path_boxes(anatomy.steps) if branch != "shortcut")
 
 
-Box = Tuple[str, List[Step]]  # (branch, the steps it stands for)
+Box = tuple[str, list[Step]]  # (branch, the steps it stands for)
 
 
-def _path_boxes(steps: Tuple[Step, ...]) -> List[Box]:
+def _path_boxes(steps: tuple[Step, ...]) -> list[Box]:
     """Merge steps into diagram boxes: one conv per main-path box, with the BN/ReLU after it (before it in
     pre-activation blocks); the SE gate, the shortcut and the sum are one box each."""
     preact = len(steps) > 1 and not steps[1].op.startswith("conv")
-    boxes: List[Box] = []
+    boxes: list[Box] = []
     for step in steps:
         previous = boxes[-1] if boxes else None
         is_conv = step.op.startswith("conv")
@@ -113,9 +108,9 @@ def _box_text(box: Box) -> str:
     return f"<b>{title}</b><br>{detail}"
 
 
-def _wrap(ops: List[str]) -> str:
+def _wrap(ops: list[str]) -> str:
     """Each conv on its own line; the ops between convs (BN, ReLU, add) joined on one line."""
-    lines: List[str] = []
+    lines: list[str] = []
     for i, op in enumerate(ops):
         if op.startswith("conv") or i == 0 or ops[i - 1].startswith("conv"):
             lines.append(op)
@@ -137,7 +132,7 @@ def _arrow(fig: go.Figure, tail_y: float, head_y: float) -> None:
                        arrowcolor=NEUTRAL, text="")
 
 
-def _shortcut_label(steps: List[Step]) -> str:
+def _shortcut_label(steps: list[Step]) -> str:
     if not steps:
         return "identity"
     ops = " · ".join(s.op.replace("batch norm", "BN") for s in steps)
@@ -162,7 +157,8 @@ def compare_figure(rows: pd.DataFrame) -> go.Figure:
     `rows` has columns label, skip, params, mult_adds, activation_bytes, depth.
     """
     metrics = [("params", "parameters", 1, "{:,.0f}"), ("mult_adds", "mult-adds", 1, "{:,.0f}"),
-               ("activation_bytes", "activation memory (MiB)", MIB, "{:,.1f}"), ("depth", "depth (layers)", 1, "{:,.0f}")]
+               ("activation_bytes", "activation memory (MiB)", MIB, "{:,.1f}"),
+               ("depth", "depth (layers)", 1, "{:,.0f}")]
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[m[1] for m in metrics], horizontal_spacing=0.06)
     colours = [path_colour(bool(s)) for s in rows["skip"]]
     for col, (column, title, scale, fmt) in enumerate(metrics, start=1):

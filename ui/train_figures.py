@@ -1,35 +1,38 @@
-"""Pure plotly figure builders for the Train page: records (see resnet_core/train.py) in, figures out."""
+"""Pure plotly figure builders for the Train page: a run's records (resnet_core/records.py) in, figures out."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from resnet_core.records import Record, TestRecord, TrainRecord
+
 from .colors import SEQUENCE
 
 TRAIN_COLOUR, TEST_COLOUR = SEQUENCE[0], SEQUENCE[1]
 RIGHT, WRONG = "#2ca02c", "#d62728"
 EMPTY_CURVES = "The curves appear here at the first training step."
-OVERLAY_METRICS = {  # label -> (record kind, key)
-    "test accuracy": ("test", "test_acc"),
-    "test loss": ("test", "test_loss"),
-    "train loss": ("train", "loss"),
-    "train accuracy": ("train", "acc"),
+OVERLAY_METRICS: dict[str, tuple[type[Record], str]] = {  # label -> (record type, field)
+    "test accuracy": (TestRecord, "test_acc"),
+    "test loss": (TestRecord, "test_loss"),
+    "train loss": (TrainRecord, "loss"),
+    "train accuracy": (TrainRecord, "acc"),
 }
 
 
-def records_frame(records: Sequence[Dict[str, Any]], kind: str) -> pd.DataFrame:
-    return pd.DataFrame([r for r in records if r.get("kind") == kind])
+def records_frame(records: Sequence[Record], kind: type[Record]) -> pd.DataFrame:
+    return pd.DataFrame([r.to_dict() for r in records if isinstance(r, kind)])
 
 
-def training_curves(records: Sequence[Dict[str, Any]]) -> go.Figure:
+def training_curves(records: Sequence[Record]) -> go.Figure:
     """Loss (log scale), accuracy, learning rate and throughput against the step; test evaluations as diamonds."""
-    train, test = records_frame(records, "train"), records_frame(records, "test")
+    train, test = records_frame(records, TrainRecord), records_frame(records, TestRecord)
     fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.06,
                         subplot_titles=("Loss (log scale)", "Accuracy", "Learning rate", "Training images / s"))
     if not train.empty:
@@ -60,7 +63,7 @@ def training_curves(records: Sequence[Dict[str, Any]]) -> go.Figure:
     return fig
 
 
-def overlay_figure(runs: Sequence[Dict[str, Any]], metric: str = "test accuracy") -> go.Figure:
+def overlay_figure(runs: Sequence[dict[str, Any]], metric: str = "test accuracy") -> go.Figure:
     """One line per run for `metric` (a key of OVERLAY_METRICS) against the step.
 
     Each run is {"label": str, "records": [...], "skip": bool}; plain nets (skip False) are dashed.
@@ -72,7 +75,7 @@ def overlay_figure(runs: Sequence[Dict[str, Any]], metric: str = "test accuracy"
         if frame.empty:
             continue
         fig.add_trace(go.Scatter(x=frame["step"], y=frame[key], name=run["label"], mode="lines+markers",
-                                 marker=dict(size=6 if kind == "test" else 3),
+                                 marker=dict(size=6 if kind is TestRecord else 3),
                                  line=dict(color=SEQUENCE[i % len(SEQUENCE)],
                                            dash="solid" if run.get("skip", True) else "dash")))
     if key.endswith("acc"):

@@ -4,26 +4,31 @@ The current model is shared between pages as
     st.session_state["model_choice"] = {"model": <preset name>, "overrides": {<ModelSpec field>: value, ...}}
 and written to the URL as ?model=<preset>&<field>=<value>... (ModelSpec field names), so a link reproduces it.
 
-    from pages.ui.widgets import model_picker, or_error
+    from ui.widgets import model_picker, or_error
     choice = model_picker()                      # preset dropdown, defaulting to the shared choice
     model = or_error(build_model, choice.model, **choice.overrides)   # None (and an st.error) on a ValueError
 """
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
-import threading
+import uuid
+from collections.abc import (
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, TypeVar
 
 import streamlit as st
 
+from resnet_core.jobs import BackgroundRows, process_wide
 from resnet_core.presets import PRESETS, get_preset, resolve_spec
-from resnet_core.spec import OVERRIDABLE, ModelSpec, coerce_layers
-from resnet_core.summary import natural_input_size, summarize
+from resnet_core.spec import OVERRIDABLE, ModelSpec, field_from_text, field_to_text
+from resnet_core.summary import preset_row
 
 CHOICE_KEY = "model_choice"
+OWNER_KEY = "session_owner"
 DEFAULT_MODEL = "resnet18"
 FAMILY_LABELS = {"imagenet": "ImageNet", "cifar": "CIFAR", "wrn": "Wide ResNet, CIFAR"}
 T = TypeVar("T")
@@ -35,7 +40,7 @@ class ModelChoice:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # ModelSpec fields that differ from the preset
 
     @classmethod
-    def from_spec(cls, model: str, spec: ModelSpec) -> "ModelChoice":
+    def from_spec(cls, model: str, spec: ModelSpec) -> ModelChoice:
         base = get_preset(model).spec
         return cls(model, {f: getattr(spec, f) for f in OVERRIDABLE if getattr(spec, f) != getattr(base, f)})
 
@@ -47,16 +52,16 @@ class ModelChoice:
     def label(self) -> str:
         if not self.overrides:
             return self.model
-        return f"{self.model} ({', '.join(f'{k}={_to_text(v)}' for k, v in self.overrides.items())})"
+        return f"{self.model} ({', '.join(f'{k}={field_to_text(v)}' for k, v in self.overrides.items())})"
 
-    def to_state(self) -> Dict[str, Any]:
+    def to_state(self) -> dict[str, Any]:
         return {"model": self.model, "overrides": dict(self.overrides)}
 
-    def to_query_params(self) -> Dict[str, str]:
-        return {"model": self.model, **{k: _to_text(v) for k, v in self.overrides.items()}}
+    def to_query_params(self) -> dict[str, str]:
+        return {"model": self.model, **{k: field_to_text(v) for k, v in self.overrides.items()}}
 
 
-def choice_from_query_params(params: Mapping[str, str]) -> Optional[ModelChoice]:
+def choice_from_query_params(params: Mapping[str, str]) -> ModelChoice | None:
     """The choice a URL describes (None without ?model=); a ValueError naming the field for a bad value.
 
     Values are only type-checked here: whether the combination is valid is `ModelChoice.spec()`'s job.
@@ -65,7 +70,7 @@ def choice_from_query_params(params: Mapping[str, str]) -> Optional[ModelChoice]
         return None
     model = params["model"]
     get_preset(model)
-    return ModelChoice(model, {k: _from_text(k, params[k]) for k in OVERRIDABLE if k in params})
+    return ModelChoice(model, {k: field_from_text(k, params[k]) for k in OVERRIDABLE if k in params})
 
 
 def shared_choice(default: str = DEFAULT_MODEL) -> ModelChoice:
@@ -83,7 +88,7 @@ def shared_choice(default: str = DEFAULT_MODEL) -> ModelChoice:
     return ModelChoice(default)
 
 
-def remember_choice(choice: ModelChoice, extra_params: Optional[Mapping[str, Optional[str]]] = None) -> None:
+def remember_choice(choice: ModelChoice, extra_params: Mapping[str, str | None] | None = None) -> None:
     """Store the choice for the other pages and put it in the URL, with this page's `extra_params`.
 
     Only the keys this sets are touched: model, the ModelSpec fields and `extra_params` (None removes one).
@@ -104,7 +109,7 @@ def preset_label(name: str) -> str:
 
 
 def model_picker(label: str = "Model", key: str = "model_picker", default: str = DEFAULT_MODEL,
-                 options: Optional[Sequence[str]] = None) -> ModelChoice:
+                 options: Sequence[str] | None = None) -> ModelChoice:
     """A preset dropdown that starts on the shared choice and keeps it (and the URL's ?model=) up to date.
 
     The Architecture page's overrides (block, layers, ...) are kept while the same preset stays picked.
@@ -121,7 +126,7 @@ def model_picker(label: str = "Model", key: str = "model_picker", default: str =
     return choice
 
 
-def or_error(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Optional[T]:
+def or_error(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     """fn(*args, **kwargs), or None after showing the engine's ValueError message with st.error."""
     try:
         return fn(*args, **kwargs)
@@ -130,88 +135,16 @@ def or_error(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Optional[T]:
         return None
 
 
-class BackgroundRows:
-    """Rows computed one item at a time in a daemon thread; pages poll `snapshot()` (the thread never calls st.*).
-
-    At interpreter exit the thread is told to stop and joined, so no torch call is cut off mid-way.
-    """
-
-    def __init__(self, compute: Callable[[Any], Dict[str, Any]], items: Sequence[Any]) -> None:
-        self.total = len(items)
-        self._lock = threading.Lock()
-        self._rows: List[Dict[str, Any]] = []
-        self._error: Optional[str] = None
-        self._done = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(compute, list(items)), daemon=True)
-        self._thread.start()
-        atexit.register(self._finish)
-
-    def _run(self, compute: Callable[[Any], Dict[str, Any]], items: List[Any]) -> None:
-        try:
-            for item in items:
-                if self._stop.is_set():
-                    break
-                row = compute(item)
-                with self._lock:
-                    self._rows.append(row)
-        except Exception as exc:  # shown on the page instead of dying silently in the thread
-            with self._lock:
-                self._error = f"{type(exc).__name__}: {exc}"
-        finally:
-            with self._lock:
-                self._done = True
-
-    def _finish(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def snapshot(self) -> Tuple[List[Dict[str, Any]], bool, Optional[str]]:
-        """(rows so far, finished?, error message or None)."""
-        with self._lock:
-            return list(self._rows), self._done, self._error
-
-
-def family_row(name: str) -> Dict[str, Any]:
-    """One preset at its natural input size, batch 1 (runs in the background thread: no st.* here)."""
-    preset = PRESETS[name]
-    summary = summarize(preset.spec, natural_input_size(preset.spec), 1)
-    return dict(model=name, family=preset.family, block=preset.spec.block, skip=preset.spec.skip,
-                depth=summary.depth, params=summary.total_params, mult_adds=summary.mult_adds)
-
-
-@st.cache_resource(show_spinner=False)
 def preset_family_job() -> BackgroundRows:
     """Every preset summarized once per server, cheapest first, in a background thread.
 
     Started by the first page view, it also warms the engine's summary cache, so a preset's first
     view on the Architecture page (at any batch size) needs no new trace.
     """
-    return BackgroundRows(family_row, sorted(PRESETS, key=lambda n: sum(PRESETS[n].spec.layers)))
+    return process_wide("preset_family", lambda: BackgroundRows(
+        preset_row, sorted(PRESETS, key=lambda n: sum(PRESETS[n].spec.layers))))
 
 
-def _to_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    return str(value)
-
-
-_BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
-
-
-def _from_text(name: str, text: str) -> Any:
-    default = next(f.default for f in dataclasses.fields(ModelSpec) if f.name == name)
-    if name == "layers":
-        return coerce_layers(text)
-    if isinstance(default, bool):
-        if text.lower() not in _BOOL_WORDS:
-            raise ValueError(f"{name} must be true or false; got {text!r}")
-        return _BOOL_WORDS[text.lower()]
-    if isinstance(default, str):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number; got {text!r}") from None
+def session_owner() -> str:
+    """This browser session's id: jobs are submitted under it, so each session sees its own jobs only."""
+    return st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)

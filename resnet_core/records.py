@@ -1,0 +1,306 @@
+"""The typed run contract: what a run folder holds, and the one status model of stored runs and live jobs.
+
+    RunConfig     config.json: the TrainConfig, the resolved ModelSpec, the data facts, run id, created
+    TrainRecord, TestRecord, ProbeRecord, FinalRecord
+                  one line of metrics.jsonl each; the `kind` key says which
+    Status        queued | running | finished | stopped | diverged | failed | interrupted
+    RunState      a status with its message (and a live job's queue position), from a stored run or a job
+
+Run folders are read from disk, so every `from_dict` here validates its input like user input: a bad
+value is one ValueError naming the field; keys this code does not know are ignored, so folders written
+by older or newer code still load. Pages and the CLI read runs only through these types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar, get_type_hints
+
+from .config import TrainConfig
+from .spec import ModelSpec
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # a queued or running run whose process is gone (killed, crashed, restarted)
+
+    @property
+    def live(self) -> bool:
+        return self in LIVE
+
+
+LIVE = frozenset({Status.QUEUED, Status.RUNNING})
+ENDED = frozenset(set(Status) - LIVE)
+
+
+def parse_status(value: Any) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        raise ValueError(f"status must be one of {', '.join(Status)}; got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands: what `jobs.run_state` reports for a live job and a stored run alike."""
+
+    status: Status
+    message: str = ""  # progress note, stop reason, or the error with its cause
+    queue_position: int | None = None  # 1 = next to start; only for a job queued in this process
+
+    @property
+    def live(self) -> bool:
+        return self.status.live
+
+    @property
+    def label(self) -> str:
+        """"queued (position 2)", "running", "interrupted", ..."""
+        return self.status.value + (f" (position {self.queue_position})" if self.queue_position else "")
+
+
+# ---------------------------------------------------------------- run ids
+
+RUN_ID = re.compile(r"\d{8}-\d{6}-[A-Za-z0-9_.-]+")  # <date>-<time>-<name>, the folder's name
+
+
+def new_run_id(name: str) -> str:
+    """<YYYYMMDD-HHMMSS>-<name>-<4 hex digits>: sorts by start time, unique across processes."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
+
+
+def short_label(run_id: str) -> str:
+    """A run id without its date-time stamp, for legends and titles."""
+    return run_id.split("-", 2)[2] if RUN_ID.fullmatch(run_id) else run_id
+
+
+# ---------------------------------------------------------------- validation of stored values
+
+
+def _check(name: str, value: Any, hint: Any) -> Any:
+    """`value` if it fits the type hint (int, float, str, bool, list[...] and X | None); else a ValueError."""
+    text = str(hint)
+    if text.endswith(" | None"):
+        return None if value is None else _check(name, value, text.removesuffix(" | None"))
+    if text.startswith("list["):
+        if not isinstance(value, list):
+            raise ValueError(f"{name} must be a list; got {value!r:.80}")
+        inner = text[len("list["):-1]
+        return [_check(f"{name}[{i}]", v, inner) for i, v in enumerate(value)]
+    if text in ("int", "<class 'int'>"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be a whole number; got {value!r:.80}")
+    if text in ("float", "<class 'float'>"):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"{name} must be a number; got {value!r:.80}")
+    if text in ("str", "<class 'str'>"):
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"{name} must be text; got {value!r:.80}")
+    raise TypeError(f"no check for {hint}")  # a field type this module does not handle: a bug here
+
+
+def _from_fields(cls: type, data: Any, what: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a JSON object; got {type(data).__name__}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            raise ValueError(f"{what} has no {f.name!r}")
+        values[f.name] = _check(f"{what}.{f.name}", data[f.name], _hints(cls)[f.name])
+    return cls(**values)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+# ---------------------------------------------------------------- records (metrics.jsonl)
+
+
+@dataclass(frozen=True)
+class _Record:
+    kind: ClassVar[str]
+    step: int  # optimizer steps taken
+    epoch: float  # fractional epochs (step / steps per epoch)
+    time: float  # seconds since training started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        return _from_fields(cls, data, f"{cls.kind} record")
+
+
+@dataclass(frozen=True)
+class TrainRecord(_Record):
+    """Step 1, then every `log_every` steps: means over the steps since the last record."""
+
+    kind: ClassVar[str] = "train"
+    images: int  # seen so far
+    loss: float
+    acc: float
+    lr: float
+    images_per_sec: float  # over those steps, training only
+    eta_sec: float
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class TestRecord(_Record):
+    """The end of each epoch, and the end of a step budget."""
+
+    kind: ClassVar[str] = "test"
+    test_loss: float
+    test_acc: float
+    train_loss: float  # means over the epoch so far
+    train_acc: float
+    lr: float
+    images_per_sec: float
+
+
+@dataclass(frozen=True)
+class ProbeRecord(_Record):
+    """Every `probe_every` steps (see probes.py): one value per unit (stem, each block, head)."""
+
+    kind: ClassVar[str] = "probe"
+    units: list[str]  # "stem", "layer1.0", ..., "head"
+    stages: list[str]  # the stage of each unit
+    grad_norm: list[float]
+    act_mean: list[float]
+    act_std: list[float]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeRecord:
+        record = _from_fields(cls, data, "probe record")
+        lengths = {len(getattr(record, name)) for name in ("units", "stages", "grad_norm", "act_mean", "act_std")}
+        if len(lengths) != 1:
+            raise ValueError("probe record must hold one value per unit in each list")
+        return record
+
+
+@dataclass(frozen=True)
+class FinalRecord(_Record):
+    """The last record of a run that ended normally (finished, or stopped by the user)."""
+
+    kind: ClassVar[str] = "final"
+    status: str  # finished | stopped
+    steps: int
+    epochs: float
+    seconds: float  # wall clock
+    images_per_sec: float  # training throughput over the run
+    test_loss: float | None  # None when stopped before any evaluation
+    test_acc: float | None
+    train_loss: float | None
+    classes: list[str]
+    confusion: list[list[int]] | None  # rows = true class, from the last test evaluation
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FinalRecord:
+        record = _from_fields(cls, data, "final record")
+        parse_status(record.status)
+        if record.confusion is not None and (len(record.confusion) != len(record.classes)
+                                             or any(len(row) != len(record.classes) for row in record.confusion)):
+            raise ValueError("final record.confusion must be a square table with one row per class")
+        return record
+
+
+Record = TrainRecord | TestRecord | ProbeRecord | FinalRecord
+RECORD_TYPES: dict[str, type[Record]] = {cls.kind: cls for cls in (TrainRecord, TestRecord, ProbeRecord, FinalRecord)}
+
+
+def record_from_dict(data: Any) -> Record:
+    """One metrics.jsonl line, typed by its `kind`; a ValueError for an unknown kind or a bad field."""
+    kind = data.get("kind") if isinstance(data, Mapping) else None
+    if kind not in RECORD_TYPES:
+        raise ValueError(f"record kind must be one of {', '.join(RECORD_TYPES)}; got {kind!r:.40}")
+    return RECORD_TYPES[kind].from_dict(data)
+
+
+R = TypeVar("R", TrainRecord, TestRecord, ProbeRecord, FinalRecord)
+
+
+def of_kind(records: Sequence[Record], cls: type[R]) -> list[R]:
+    return [r for r in records if isinstance(r, cls)]
+
+
+def final_of(records: Sequence[Record]) -> FinalRecord | None:
+    return records[-1] if records and isinstance(records[-1], FinalRecord) else None
+
+
+# ---------------------------------------------------------------- config.json
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a run trained on, as `ImageData.describe()` gives it."""
+
+    name: str
+    source: str
+    classes: list[str]
+    channels: int
+    image_size: int
+    train_size: int
+    test_size: int
+    mean: list[float]
+    std: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataFacts:
+        return _from_fields(cls, data, "data")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    train: TrainConfig  # what was asked for
+    spec: ModelSpec  # the model built: the preset with its overrides and num_classes set to the data's
+    data: DataFacts
+    run_id: str = ""  # the folder's name
+    created: float = 0.0  # epoch seconds
+
+    @property
+    def skip(self) -> bool:
+        """Residual (True) or the plain twin (False)."""
+        return self.spec.skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(train=self.train.to_dict(), spec=self.spec.to_dict(), data=self.data.to_dict(),
+                    run_id=self.run_id, created=self.created)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunConfig:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"config.json must hold a JSON object; got {type(data).__name__}")
+        for key in ("train", "spec", "data"):
+            if key not in data:
+                raise ValueError(f"config.json has no {key!r}")
+        created = data.get("created", 0.0)
+        if not isinstance(created, (int, float)) or isinstance(created, bool) or not math.isfinite(created):
+            raise ValueError(f"config.json created must be a time in seconds; got {created!r:.40}")
+        run_id = data.get("run_id", "")
+        if not isinstance(run_id, str):
+            raise ValueError(f"config.json run_id must be text; got {run_id!r:.40}")
+        return cls(TrainConfig.from_dict(data["train"]), ModelSpec.from_dict(data["spec"]),
+                   DataFacts.from_dict(data["data"]), run_id, float(created))

@@ -1,0 +1,73 @@
+"""Plotly builders for the Degradation and Lesion pages: measured curves and accuracies in, figure out.
+
+Plain is always drawn in PLAIN and residual in RESIDUAL (see colors.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from resnet_core.records import short_label
+
+from .colors import path_colour
+from .figure_layout import layout, log_dtick
+
+
+def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
+    """Train loss, test loss and test error over steps for every run.
+
+    Each run maps to {"skip": bool, "depth": int, "train": DataFrame(step, loss),
+    "test": DataFrame(step, loss, acc)}. The deeper net of each kind is drawn solid, the shallower dashed.
+    """
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test error (%)"))
+    depths = sorted({r["depth"] for r in runs.values()})
+    for name, run in runs.items():
+        line = dict(color=path_colour(run["skip"]), dash="solid" if run["depth"] == depths[-1] else "dash")
+        train, test = run["train"], run["test"]
+        fig.add_trace(go.Scatter(x=train.step, y=train.loss, name=name, mode="lines", line=line, legendgroup=name),
+                      row=1, col=1)
+        for col, values in ((2, test.loss), (3, 100 * (1 - test.acc))):
+            fig.add_trace(go.Scatter(x=test.step, y=values, name=name, showlegend=False, mode="lines+markers",
+                                     line=line, legendgroup=name), row=1, col=col)
+    fig.update_xaxes(title_text="step")
+    losses = [v for run in runs.values() for v in run["train"].loss]
+    fig.update_yaxes(type="log", dtick=log_dtick(losses), row=1, col=1)
+    return layout(fig, height=420)
+
+
+def lesion_figure(results: Mapping[str, Mapping]) -> go.Figure:
+    """One panel per net: test accuracy after deleting each block, the intact accuracy as a dashed line.
+
+    Each result maps to {"skip": bool, "baseline_acc": float, "blocks": [{"block", "acc", "deletable"}]};
+    blocks that are not deletable (their deletion changes the shape) are marked with an x at zero.
+    """
+    names = list(results)
+    cols = min(2, len(names))
+    rows_n = math.ceil(len(names) / cols)
+    fig = make_subplots(rows=rows_n, cols=cols, subplot_titles=[short_label(n) for n in names],
+                        vertical_spacing=0.3 / rows_n, horizontal_spacing=0.06)
+    for i, name in enumerate(names):
+        row, col = i // cols + 1, i % cols + 1
+        res = results[name]
+        color = path_colour(res["skip"])
+        blocks = pd.DataFrame(res["blocks"])
+        acc = [100 * a if ok else None for a, ok in zip(blocks.acc, blocks.deletable)]
+        fig.add_trace(go.Scatter(x=blocks.block, y=acc, mode="lines+markers", line=dict(color=color),
+                                 name=short_label(name), connectgaps=False), row=row, col=col)
+        fixed = blocks[~blocks.deletable]
+        fig.add_trace(go.Scatter(x=fixed.block, y=[0] * len(fixed), mode="markers", showlegend=False,
+                                 marker=dict(symbol="x", size=9, color=color),
+                                 hovertemplate="%{x}: not deletable (changes the shape)<extra></extra>"),
+                      row=row, col=col)
+        fig.add_hline(y=100 * res["baseline_acc"], line=dict(color=color, dash="dash"), row=row, col=col,
+                      annotation_text=f"intact {100 * res['baseline_acc']:.1f}%", annotation_position="bottom right")
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(blocks.block), row=row, col=col)
+    fig.update_yaxes(title_text="test accuracy (%)", range=[-5, 105], col=1)
+    fig.update_yaxes(range=[-5, 105])
+    fig.update_xaxes(title_text="deleted block (× = not deletable)", row=rows_n)
+    return layout(fig, height=330 * rows_n, showlegend=False)
