@@ -10,7 +10,7 @@ import streamlit as st
 from resnet_core.format import format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown
 from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec
 from resnet_core.spec import BLOCKS, SHORTCUTS, STEMS, ModelSpec, parse_shape
-from resnet_core.summary import Summary, natural_input_size, summarize
+from resnet_core.summary import MAX_BATCH, Summary, natural_input_size, summarize
 from ui.architecture_figures import short_count, stage_figure
 from ui.page import setup_page
 from ui.widgets import ModelChoice, or_error, preset_family_job, preset_label, remember_choice, shared_choice
@@ -51,10 +51,10 @@ def init_state() -> None:
     st.session_state["arch_batch"] = 1
     if "batch" in st.query_params:
         batch = st.query_params["batch"]
-        if batch.isdigit() and 1 <= int(batch) <= 65536:
+        if batch.isdigit() and 1 <= int(batch) <= MAX_BATCH:
             st.session_state["arch_batch"] = int(batch)
         else:
-            st.error(f"The link's batch was ignored: batch must be an integer from 1 to 65536; got {batch!r}")
+            st.error(f"The link's batch was ignored: batch must be an integer from 1 to {MAX_BATCH}; got {batch!r}")
 
 
 def on_preset_change() -> None:
@@ -79,7 +79,7 @@ def configuration_widgets() -> None:
                           help="bottleneck inner width = int(planes · wpg / 64) · groups")
         c[3].number_input("Classes", min_value=1, key="arch_classes")
         c[4].text_input("Input C,H,W", key="arch_input", help="channels, height, width of one image")
-        c[5].number_input("Batch size", min_value=1, max_value=65536, key="arch_batch")
+        c[5].number_input("Batch size", min_value=1, max_value=MAX_BATCH, key="arch_batch")
 
 
 def current_view() -> tuple[str, Summary] | None:

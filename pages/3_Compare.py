@@ -8,7 +8,7 @@ import streamlit as st
 from resnet_core.format import format_bytes, format_shape
 from resnet_core.presets import PRESETS, matching_preset, resolve_spec
 from resnet_core.spec import parse_shape
-from resnet_core.summary import natural_input_size, summarize
+from resnet_core.summary import MAX_BATCH, natural_input_size, summarize
 from ui.architecture_figures import compare_figure, family_figure
 from ui.live import live_fragment
 from ui.page import setup_page
@@ -57,7 +57,7 @@ def comparison_section() -> None:
                                          max_selections=MAX_CONFIGS)
     input_text = c[1].text_input("Input C,H,W", key="cmp_input", placeholder="natural per model",
                                  help="blank: 224×224 for ImageNet stems, 32×32 for CIFAR stems")
-    batch = int(c[2].number_input("Batch size", min_value=1, max_value=65536, value=1, key="cmp_batch"))
+    batch = int(c[2].number_input("Batch size", min_value=1, max_value=MAX_BATCH, value=1, key="cmp_batch"))
     if len(labels) < 2:
         st.info("Pick at least two configurations to compare.")
         return

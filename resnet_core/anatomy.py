@@ -17,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 
 from .blocks import BLOCK_TYPES, ZeroPadShortcut, make_shortcut
 from .spec import SHORTCUTS
+from .validation import check_choice, check_int
 
 Shape = tuple[int, ...]
 MAX_CHANNELS = 4096
@@ -199,16 +200,13 @@ def _describe_module(module: nn.Module) -> str:
 
 
 def _check_args(key: str, in_channels: int, out_channels: int, stride: int, size: int, shortcut: str) -> None:
-    if key not in VARIANTS:
-        raise ValueError(f"block must be one of {', '.join(VARIANTS)}; got {key!r}")
-    for field, value, upper in (("in_channels", in_channels, MAX_CHANNELS),
-                                ("out_channels", out_channels, MAX_CHANNELS), ("size", size, MAX_SIZE)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= upper:
-            raise ValueError(f"{field} must be an integer from 1 to {upper}; got {value!r}")
+    check_choice("block", key, VARIANTS)
+    check_int("in_channels", in_channels, 1, MAX_CHANNELS)
+    check_int("out_channels", out_channels, 1, MAX_CHANNELS)
+    check_int("size", size, 1, MAX_SIZE)
     if stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2; got {stride!r}")
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {shortcut!r}")
+    check_choice("shortcut", shortcut, SHORTCUTS)
     if shortcut == "A" and out_channels < in_channels:
         raise ValueError(f"shortcut A zero-pads channels, so out_channels must be >= in_channels ({in_channels}); "
                          f"got {out_channels}")

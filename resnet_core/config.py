@@ -16,6 +16,7 @@ import torch
 
 from .data import check_source
 from .presets import resolve_spec
+from .summary import MAX_BATCH
 from .validation import check_bool, check_choice, check_float, check_int
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -76,7 +77,7 @@ class TrainConfig:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
         check_int("epochs", self.epochs, 1, 10_000)
-        check_int("batch_size", self.batch_size, 1, 65_536)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         check_int("pad", self.pad, 0, 64)
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_int("log_every", self.log_every, 1, 1_000_000)

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .validation import check_choice
+
 DATASETS = ("synthetic", "mnist", "fashion_mnist", "cifar10", "imagefolder")
 DATA_DIR_ENV = "RESNET_EXPLORER_DATA"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -100,8 +102,7 @@ def load_dataset(name: str = "synthetic", data_dir: str | Path | None = None) ->
 
 def check_source(name: str, data_dir: str | Path | None) -> None:
     """ValueError naming the field for an unknown set, or imagefolder without its folder."""
-    if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+    check_choice("dataset", name, DATASETS)
     if name == "imagefolder" and not data_dir:
         raise ValueError("data_dir is required for dataset imagefolder: a folder of class folders "
                          "(or with train/ and test/ or val/ subfolders)")

@@ -66,8 +66,8 @@ class RunState:
 
     @property
     def label(self) -> str:
-        """"queued (position 2)", "running", "interrupted", ..."""
-        return self.status.value + (f" (position {self.queue_position})" if self.queue_position else "")
+        """"queued (queue position 2)", "running", "interrupted", ..."""
+        return self.status.value + (f" (queue position {self.queue_position})" if self.queue_position else "")
 
 
 # ---------------------------------------------------------------- run ids

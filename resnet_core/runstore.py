@@ -15,10 +15,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import (
-    Iterable,
-    Mapping,
-)
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -20,9 +20,11 @@ from torch import nn
 from .model import ResNet
 from .presets import get_preset, resolve_spec
 from .spec import ModelSpec
+from .validation import check_int, is_int
 
 Shape = tuple[int, ...]
 BYTES_PER_FLOAT = 4
+MAX_BATCH = 65_536
 OPTIMIZER_COPIES = 3  # weights + gradients + SGD momentum buffer
 
 
@@ -47,12 +49,11 @@ def validate_input(input_size: Sequence[int], batch_size: int) -> tuple[Shape, i
         dims = tuple(input_size)
     except TypeError:
         dims = ()
-    if len(dims) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
+    if len(dims) != 3 or not all(is_int(d) and d >= 1 for d in dims):
         raise ValueError(f"input must be three positive integers C,H,W (e.g. 3,224,224); got {input_size!r}")
     if dims[0] > 64 or max(dims[1:]) > 4096:
         raise ValueError(f"input must have 1 to 64 channels and H, W from 1 to 4096; got {dims}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= 65536:
-        raise ValueError(f"batch must be an integer from 1 to 65536; got {batch_size!r}")
+    check_int("batch", batch_size, 1, MAX_BATCH)
     return dims, batch_size
 
 

@@ -22,9 +22,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import (
-    Callable,
-)
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 

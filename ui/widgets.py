@@ -12,11 +12,7 @@ and written to the URL as ?model=<preset>&<field>=<value>... (ModelSpec field na
 from __future__ import annotations
 
 import uuid
-from collections.abc import (
-    Callable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 

@@ -8,7 +8,7 @@ import json
 from ..format import format_count, stage_table_text
 from ..presets import PRESETS, resolve_spec
 from ..spec import parse_shape
-from ..summary import natural_input_size, preset_row, summarize, summary_json
+from ..summary import MAX_BATCH, natural_input_size, preset_row, summarize, summary_json
 from .spec_args import add_spec_arguments, spec_overrides
 
 
@@ -44,7 +44,7 @@ def run_summary(args: argparse.Namespace) -> int:
     try:
         batch = int(args.batch)
     except ValueError:
-        raise ValueError(f"batch must be an integer from 1 to 65536; got {args.batch!r}") from None
+        raise ValueError(f"batch must be an integer from 1 to {MAX_BATCH}; got {args.batch!r}") from None
     summary = summarize(spec, input_size, batch)
     if args.json:
         print(json.dumps(summary_json(summary)))

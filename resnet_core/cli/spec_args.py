@@ -54,20 +54,19 @@ def _field(name: str) -> Callable[[str], Any]:
 
 
 def whole_number(flag: str) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        try:
-            return int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a whole number, got {text!r}") from None
-
-    return convert
+    return _converter(flag, int, "a whole number")
 
 
 def number(flag: str) -> Callable[[str], float]:
-    def convert(text: str) -> float:
+    return _converter(flag, float, "a number")
+
+
+def _converter(flag: str, parse: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    """argparse `type=`: `parse(text)`, or one error line naming the flag."""
+    def convert(text: str) -> Any:
         try:
-            return float(text)
+            return parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag} must be {what}, got {text!r}") from None
 
     return convert
