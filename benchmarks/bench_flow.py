@@ -16,7 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet_core.flow import FlowConfig, FlowStack, data_batch, measure_stacks
+from resnet_core.flow import data_batch, measure_stacks
+from resnet_core.flow_stack import FlowConfig, FlowStack
 
 GOAL_SECONDS = 1.0
 

@@ -30,9 +30,10 @@ import torchvision.transforms as T
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from resnet_core.config import TrainConfig
 from resnet_core.data import ImageData, augment, load_dataset, normalize
 from resnet_core.summary import summarize
-from resnet_core.train import TrainConfig, build_seeded_model, fit, model_spec, steps_per_epoch
+from resnet_core.train import build_seeded_model, fit, model_spec, steps_per_epoch
 
 
 class PILImages(Dataset):
@@ -121,11 +122,11 @@ def time_to_accuracy(config: TrainConfig, data: ImageData, target: float) -> tup
     per_epoch = steps_per_epoch(config, len(data.train_labels))
     for epochs in (0.25, 0.5, 1.0, 2.0, 4.0):
         result = fit(config.replace(max_steps=max(1, round(epochs * per_epoch)), probe_every=0), data=data)
-        print(f"  ours on a {epochs:g}-epoch budget: test accuracy {result.final['test_acc']:.2%} in "
-              f"{result.final['seconds']:.1f} s")
-        if result.final["test_acc"] >= target:
+        print(f"  ours on a {epochs:g}-epoch budget: test accuracy {result.final.test_acc:.2%} in "
+              f"{result.final.seconds:.1f} s")
+        if result.final.test_acc >= target:
             break
-    return epochs, result.final["seconds"], result.final["test_acc"]
+    return epochs, result.final.seconds, result.final.test_acc
 
 
 def probes_cost(config: TrainConfig, steps: int, repeats: int) -> tuple[float, float]:
@@ -134,7 +135,7 @@ def probes_cost(config: TrainConfig, steps: int, repeats: int) -> tuple[float, f
     for _ in range(repeats):
         for every in best:
             result = fit(config.replace(max_steps=steps, probe_every=every, test_subset=256))
-            best[every] = max(best[every], result.final["images_per_sec"])
+            best[every] = max(best[every], result.final.images_per_sec)
     return best[0], best[20]
 
 
@@ -160,9 +161,9 @@ def main() -> None:
     print(f"seeds' recipe (PIL + torchvision transforms + DataLoader, {args.workers} workers, NCHW fp32): "
           f"{seeds_ips:7.0f} images/s, test accuracy {seeds_acc:.2%}, {seeds_seconds:.1f} s")
     ours = fit(config.replace(probe_every=0), data=data)
-    ours_ips, ours_acc = ours.final["images_per_sec"], ours.final["test_acc"]
+    ours_ips, ours_acc = ours.final.images_per_sec, ours.final.test_acc
     print(f"ours (uint8 tensors, batched augmentation, channels_last, one-cycle): "
-          f"{ours_ips:7.0f} images/s, test accuracy {ours_acc:.2%}, {ours.final['seconds']:.1f} s")
+          f"{ours_ips:7.0f} images/s, test accuracy {ours_acc:.2%}, {ours.final.seconds:.1f} s")
     print(f"speed-up: {ours_ips / seeds_ips:.2f}x (goal >= 3x); accuracy {100 * (ours_acc - seeds_acc):+.2f} points "
           f"(goal >= 0)")
 

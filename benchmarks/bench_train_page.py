@@ -11,27 +11,24 @@ a user meets on a fresh server. Every latency is split with the run's own timest
 
 The baseline, measured in the same run, is a plain view of the Train page (reload until idle).
 
-    .venv/bin/python benchmarks/bench_train_page.py [--rounds 3]
+Run from the repo root: .venv/bin/python -m benchmarks.bench_train_page [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from playwright.sync_api import expect, sync_playwright
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
-from tests.conftest import launch_chromium, serve_app, stop_server, wait_for_app  # noqa: E402
-from tests.test_browser_train import LIVE_POINTS  # noqa: E402
+from resnet_core.records import TrainRecord
+from resnet_core.runstore import read_metrics, read_run
+from tests.conftest import launch_chromium, serve_app, stop_server, wait_for_app
+from tests.test_browser_train import LIVE_POINTS
 
 GOAL_SECONDS = 2.0
 
@@ -55,8 +52,8 @@ def one_round(page, runs: Path) -> dict:
     expect(main.get_by_role("button", name="Start training")).to_be_enabled(timeout=60_000)
     wait_for_app(page)
     (run,) = set(runs.glob("*")) - before
-    submit = json.loads((run / "config.json").read_text())["created"] - clicked_wall
-    first_step = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["time"]
+    submit = read_run(run).created - clicked_wall
+    first_step = read_metrics(run, TrainRecord)[0].time
     return dict(total=seen, submit=submit, first_step=first_step, rest=seen - submit - first_step)
 
 

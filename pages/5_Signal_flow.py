@@ -10,7 +10,7 @@ from resnet_core.flow_stack import ACTIVATIONS, INITS, MAX_BLOCKS, FlowConfig
 from resnet_core.flow_text import describe_model, describe_stacks, describe_training_flow
 from resnet_core.probes import probe_frame, stage_activations
 from resnet_core.records import ProbeRecord, short_label
-from resnet_core.runstore import list_runs, newest_plain_and_residual, read_metrics, read_run
+from resnet_core.runstore import list_runs, newest_plain_and_residual, read_metrics
 from ui.flow_figures import activation_curves, gradient_heatmap, model_flow_figure, spread_figure, stack_flow_figure
 from ui.live import live_fragment
 from ui.page import setup_page
@@ -143,7 +143,7 @@ def training_tab() -> None:
         return
 
     def draw() -> bool:
-        current = {rid: read_run(runs[rid].path) for rid in chosen}
+        current = {r.run_id: r for r in list_runs() if r.run_id in chosen}  # fresh status; a spoilt folder drops out
         frames = {short_label(rid): probe_frame(read_metrics(r.path, ProbeRecord)) for rid, r in current.items()}
         frames = {name: f for name, f in frames.items() if not f.empty}
         if not frames:

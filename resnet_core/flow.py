@@ -223,8 +223,6 @@ def measure_model(model: ResNet, images: Tensor, labels: Tensor, loss: str = "cr
     return ModelFlow(blocks, pd.DataFrame(stage_rows), float(value.detach()), time.perf_counter() - start)
 
 
-
-
 @dataclass
 class TwinFlow:
     name: str  # the preset, or "<preset>, plain twin" / "<preset>, residual twin"

@@ -96,10 +96,10 @@ class Probes:
         self._handles.clear()
 
 
-def stage_view(record: dict[str, Any]) -> dict[str, dict[str, float]]:
+def stage_view(record: ProbeRecord) -> dict[str, dict[str, float]]:
     """Per stage: grad_norm (L2 over its units) and act_mean/act_std of its last unit's output."""
     out: dict[str, dict[str, float]] = {}
-    for stage, g, m, s in zip(record["stages"], record["grad_norm"], record["act_mean"], record["act_std"]):
+    for stage, g, m, s in zip(record.stages, record.grad_norm, record.act_mean, record.act_std):
         prev = out.get(stage, {}).get("grad_norm", 0.0)
         out[stage] = dict(grad_norm=math.hypot(prev, g), act_mean=m, act_std=s)
     return out

@@ -104,7 +104,10 @@ def _check(name: str, value: Any, hint: Any) -> Any:
         raise ValueError(f"{name} must be a whole number; got {value!r:.80}")
     if text in ("float", "<class 'float'>"):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer beyond the float range
+                pass
         raise ValueError(f"{name} must be a number; got {value!r:.80}")
     if text in ("str", "<class 'str'>"):
         if isinstance(value, str):
@@ -170,6 +173,7 @@ class TestRecord(_Record):
     """The end of each epoch, and the end of a step budget."""
 
     kind: ClassVar[str] = "test"
+    __test__: ClassVar[bool] = False  # not a pytest test class, whatever its name
     test_loss: float
     test_acc: float
     train_loss: float  # means over the epoch so far
@@ -231,7 +235,7 @@ RECORD_TYPES: dict[str, type[Record]] = {cls.kind: cls for cls in (TrainRecord, 
 def record_from_dict(data: Any) -> Record:
     """One metrics.jsonl line, typed by its `kind`; a ValueError for an unknown kind or a bad field."""
     kind = data.get("kind") if isinstance(data, Mapping) else None
-    if kind not in RECORD_TYPES:
+    if not isinstance(kind, str) or kind not in RECORD_TYPES:  # a list or dict kind is not even hashable
         raise ValueError(f"record kind must be one of {', '.join(RECORD_TYPES)}; got {kind!r:.40}")
     return RECORD_TYPES[kind].from_dict(data)
 
@@ -297,7 +301,11 @@ class RunConfig:
             if key not in data:
                 raise ValueError(f"config.json has no {key!r}")
         created = data.get("created", 0.0)
-        if not isinstance(created, (int, float)) or isinstance(created, bool) or not math.isfinite(created):
+        try:
+            seconds = isinstance(created, (int, float)) and not isinstance(created, bool) and math.isfinite(created)
+        except OverflowError:  # an integer beyond the float range
+            seconds = False
+        if not seconds:
             raise ValueError(f"config.json created must be a time in seconds; got {created!r:.40}")
         run_id = data.get("run_id", "")
         if not isinstance(run_id, str):

@@ -181,7 +181,7 @@ def read_metrics(path: str | Path, kind: type[R] | None = None) -> list[Any]:
     """The run's records in order (only those of type `kind` if given); a torn or invalid line is skipped."""
     records = []
     try:
-        text = (Path(path) / METRICS).read_text(encoding="utf-8")
+        text = (Path(path) / METRICS).read_text(encoding="utf-8", errors="replace")  # a bad byte spoils one line
     except FileNotFoundError:
         return []
     for line in text.splitlines():
@@ -233,11 +233,11 @@ def weights_file(path: str | Path) -> Path | None:
 
 
 def _owner_alive(pid: Any, proc_start: Any) -> bool:
-    if not isinstance(pid, int):
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:  # kill(0 or -1) would signal a whole group
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: beyond any pid
         return False
     except PermissionError:
         pass

@@ -116,7 +116,7 @@ class ModelSpec:
                 "groups=1 and width_per_group=64; use block='bottleneck' for ResNeXt or wide variants"
             )
         for planes in self.stage_planes:
-            inner = int(planes * (self.width_per_group / 64.0)) * self.groups
+            inner = planes * self.width_per_group // 64 * self.groups  # int(planes * wpg / 64.0), without floats
             if inner < self.groups:
                 raise ValueError(
                     f"width_per_group={self.width_per_group} with width={self.width} gives a "

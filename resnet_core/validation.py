@@ -26,7 +26,8 @@ def check_int(field: str, value: Any, low: int, high: int) -> None:
 
 def check_float(field: str, value: Any, low: float, high: float, low_open: bool = False,
                 high_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (isinstance(value, int) or math.isfinite(value))  # isfinite(int) overflows beyond the float range
     ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"

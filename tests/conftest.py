@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -108,14 +109,30 @@ def save_screenshot(pg, name: str) -> Path:
     return path
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.05,
+               message: str = "the condition did not hold in time") -> object:
+    """Poll `predicate()` every `interval` seconds until it returns something true, and return that; fail the
+    test with `message` once `timeout` seconds have passed. An exception from `predicate` fails it at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{message} (waited {timeout:g} s)"
+        time.sleep(interval)
+
+
 def rerun_until(at, done, timeout: float = 60.0, interval: float = 0.3):
     """Re-run an AppTest until `done(at)` (run_every never ticks in AppTest); fails on a timeout or an exception."""
-    deadline = time.monotonic() + timeout
-    while not done(at):
-        assert time.monotonic() < deadline, "the page did not reach the expected state in time"
-        time.sleep(interval)
-        at.run()
-        assert not at.exception, at.exception
+    polls = itertools.count()
+
+    def reached() -> bool:
+        if next(polls):  # the first poll looks at the page as it is
+            at.run()
+            assert not at.exception, at.exception
+        return done(at)
+
+    wait_until(reached, timeout, interval, message="the page did not reach the expected state in time")
     return at
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
-import time
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import torchvision
 from streamlit.source_util import page_icon_and_name
 from streamlit.testing.v1 import AppTest
 
-from pages.ui.widgets import ModelChoice, choice_from_query_params
 from resnet_core import PRESETS, resolve_spec, summarize
 from resnet_core.anatomy import trace_block
 from resnet_core.format import format_bytes, format_count
+from tests.conftest import rerun_until
+from ui.widgets import ModelChoice, choice_from_query_params
 
 ROOT = Path(__file__).resolve().parent.parent
 OWN_PAGES = ["app.py", "pages/1_Architecture.py", "pages/2_Block_anatomy.py", "pages/3_Compare.py"]
@@ -65,11 +67,25 @@ def test_page_runs_without_exception(path):
     assert not at.error
 
 
-def test_home_links_every_page_file():
+def docstring_summary(path: Path) -> str:
+    """The first line of a page's module docstring, after its "Title:"."""
+    first = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))).splitlines()[0]
+    return first.split(":", 1)[1].strip()
+
+
+def test_home_links_every_page_file_in_order():
     at = run("app.py")
-    names = [page_icon_and_name(p)[1].replace("_", " ") for p in sorted((ROOT / "pages").glob("*.py"))]
-    assert sorted(link.proto.label for link in at.get("page_link")) == sorted(names)
-    assert len(names) >= 3
+    files = sorted((ROOT / "pages").glob("*.py"))
+    expected = []  # (URL path segment, label, description) of each page file, in file order
+    for path in files:
+        name = page_icon_and_name(path)[1]
+        expected.append((name, name.replace("_", " "), docstring_summary(path).lower()))
+    columns = [list(zip([link.proto for link in c.get("page_link")], [cap.value for cap in c.caption]))
+               for c in at.columns]
+    assert [len(c) for c in columns] == [len(files[i::len(columns)]) for i in range(len(columns))]
+    # Home lays the links out row by row across its columns: the i-th file is in column i % n, row i // n
+    shown = [columns[i % len(columns)][i // len(columns)] for i in range(len(files))]
+    assert [(link.page, link.label, caption.lower()) for link, caption in shown] == expected
 
 
 def test_home_model_link_opens_resnet50():
@@ -190,10 +206,7 @@ def test_compare_table_and_the_whole_family():
         assert table.loc[name, "params"] == summarize(name).total_params
         assert table.loc[name, "mult_adds"] == summarize(name).mult_adds
 
-    deadline = time.monotonic() + 120
-    while any(e.type == "progress" for e in at.main) and time.monotonic() < deadline:
-        time.sleep(1)
-        at.run()
+    rerun_until(at, lambda a: not any(e.type == "progress" for e in a.main), timeout=120, interval=1.0)
     assert not at.error and not at.exception
     family = charts(at)["Parameters against depth"]
     points = {}
@@ -219,3 +232,57 @@ def test_a_link_with_bad_settings_falls_back_to_the_preset():
     assert [e.value for e in at.error] == [f"The link's model settings were ignored: {engine.value}"]
     assert metrics(at)["Parameters"] == "11,689,512"
     assert "width" not in at.query_params
+
+
+# ---------------------------------------------------------------- what the pages may not do (read as source text)
+
+PAGE_FILES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+UI_FILES = sorted((ROOT / "ui").glob("*.py"))
+IN_CODE = ["st.set_page_config", "build_model(", "torch.manual_seed", ".config.get("]  # outside strings and comments
+ANYWHERE = ["noqa", '"config.json"', '"weights.pt"']  # also in strings and comments
+
+
+def code_without_strings(path: Path) -> str:
+    """The file's source with string literals and comments dropped (a code sample shown to the user is text)."""
+    with path.open("rb") as f:
+        tokens = [t for t in tokenize.tokenize(f.readline) if t.type not in (tokenize.STRING, tokenize.COMMENT)]
+    return tokenize.untokenize(tokens).decode("utf-8")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module the file imports, with `from a import b` counted as both a and a.b."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_the_static_checks_see_every_file():
+    assert len(PAGE_FILES) == 1 + len(list((ROOT / "pages").glob("*.py"))) and len(PAGE_FILES) > 1
+    assert {p.name for p in UI_FILES} >= {"page.py", "widgets.py", "live.py"}
+    assert "build_model(" not in code_without_strings(ROOT / "pages" / "1_Architecture.py")
+    assert "build_model(" in (ROOT / "pages" / "1_Architecture.py").read_text()  # the code sample it shows
+
+
+@pytest.mark.parametrize("path", PAGE_FILES + UI_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_page_or_ui_module_imports_the_cli(path):
+    cli = {m for m in imported_modules(path) if m == "resnet_core.cli" or m.startswith("resnet_core.cli.")}
+    assert not cli, f"{path.name} imports {sorted(cli)}"
+
+
+@pytest.mark.parametrize("path", PAGE_FILES, ids=lambda p: p.name)
+def test_pages_leave_setup_models_and_run_files_to_the_library(path):
+    """Pages call ui.page.setup_page, and read and build runs and models only through resnet_core."""
+    code, text = code_without_strings(path), path.read_text(encoding="utf-8")
+    assert [s for s in IN_CODE if s in code] == []
+    assert [s for s in ANYWHERE if s in text] == []
+    body = ast.parse(text).body
+    calls = [i for i, node in enumerate(body) if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+             and getattr(node.value.func, "id", None) == "setup_page"]
+    assert len(calls) == 1, "setup_page() must be called once, at the top level"
+    before = [n for node in body[:calls[0]] for n in ast.walk(node) if isinstance(n, ast.Name) and n.id == "st"]
+    assert not before, "nothing may use streamlit before setup_page()"

@@ -5,18 +5,30 @@ Screenshots of each view are saved to test-artifacts/ (see conftest.save_screens
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
 from streamlit.source_util import page_icon_and_name
 
 from tests.conftest import save_screenshot, wait_for_app
+from ui.page import APP_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
 PAGE_NAMES = [page_icon_and_name(p)[1] for p in PAGE_FILES]  # URL path segments, e.g. Block_anatomy
 NAV_LABELS = ["app", *(name.replace("_", " ") for name in PAGE_NAMES)]
 TIMEOUT_MS = 120_000
+
+
+def tab_title(path: Path) -> str:
+    """The browser tab's title the file's `setup_page(title)` call sets (Home: no title)."""
+    calls = [node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup_page"]
+    assert len(calls) == 1, f"{path.name} must call setup_page once"
+    title = ast.literal_eval(calls[0].args[0]) if calls[0].args else None
+    return f"{title} · {APP_NAME}" if title else APP_NAME
+
 
 pytestmark = pytest.mark.browser
 
@@ -37,14 +49,17 @@ def screenshot(pg, name: str) -> Path:
     return save_screenshot(pg, name)
 
 
-@pytest.mark.parametrize("name", ["", *PAGE_NAMES], ids=["Home", *PAGE_NAMES])
-def test_page_url_as_first_request_to_a_fresh_server(start_server, page, name):
+@pytest.mark.parametrize(("name", "path"), [("", ROOT / "app.py"), *zip(PAGE_NAMES, PAGE_FILES)],
+                         ids=["Home", *PAGE_NAMES])
+def test_page_url_as_first_request_to_a_fresh_server(start_server, page, name, path):
     page.goto(f"{start_server()}/{name}")
     wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     nav = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
     assert nav.all_inner_texts() == NAV_LABELS
     assert page.locator("h1").count() >= 1
+    assert page.title() == tab_title(path)  # ui.page.setup_page ran: title, and the logo above the navigation
+    assert page.locator('[data-testid="stSidebarLogo"]').count() == 1
     screenshot(page, f"page-{name or 'Home'}")
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from resnet_core import runstore
 from resnet_core.cli import main
+from resnet_core.records import Status
 
 TINY_TRAIN = ["resnet20", "--width", "4", "--layers", "1,1,1", "--train-subset", "256", "--batch-size", "128",
               "--no-augment", "--probe-every", "0", "--threads", "1"]
@@ -61,17 +62,18 @@ def test_summary_table_text(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["summary", "resnet99"], "model must be one of"),
-    (["summary", "resnet20", "--layers", "3,0,3"], "layers: stage 2 has 0 blocks"),
-    (["summary", "resnet20", "--layers", "3,x"], "layers must be comma-separated whole numbers"),
+    (["summary", "resnet20", "--layers", "3,0,3"], "argument --layers: layers: stage 2 has 0 blocks"),
+    (["summary", "resnet20", "--layers", "3,x"], "argument --layers: layers must be comma-separated whole numbers"),
+    (["summary", "resnet20", "--no-skip", "--width", "wide"], "argument --width: width must be a whole number"),
     (["summary", "resnet50", "--input", "3,224"], "input must be three positive integers C,H,W"),
     (["summary", "resnet50", "--input", "3,-5,224"], "input must be three positive integers C,H,W"),
     (["summary", "resnet50", "--batch", "0"], "batch must be an integer from 1 to 65536; got 0"),
-    (["summary", "resnet50", "--groups", "0"], "groups must be an integer from 1 to 4096, got 0"),
-    (["summary", "resnet50", "--width", "0"], "width must be an integer from 1 to 4096, got 0"),
+    (["summary", "resnet50", "--groups", "0"], "groups must be an integer from 1 to 4096; got 0"),
+    (["summary", "resnet50", "--width", "0"], "width must be an integer from 1 to 4096; got 0"),
     (["summary", "resnet50", "--num-classes", "0"], "num_classes must be an integer from 1 to 100000"),
     (["summary", "resnet50", "--block", "dense"], "block must be one of basic, bottleneck"),
     (["summary", "resnet50", "--shortcut", "D"], "shortcut must be one of A, B, C"),
-    (["summary", "resnet50", "--groups", "two"], "groups must be a whole number"),
+    (["summary", "resnet50", "--groups", "two"], "argument --groups: groups must be a whole number; got 'two'"),
     (["summary"], "the following arguments are required: model"),
     (["nonsense"], "invalid choice"),
 ])
@@ -96,7 +98,7 @@ def test_module_entry_point_as_a_real_process():
     (["--optimizer", "foo"], "optimizer must be one of sgd, adam, adamw; got 'foo'"),
     (["--precision", "fp16"], "precision must be one of fp32, bf16; got 'fp16'"),
     (["--lr", "-1"], "lr must be a number in (0.0, 100.0]; got -1.0"),
-    (["--steps", "ten"], "steps must be a whole number, got 'ten'"),
+    (["--steps", "ten"], "steps must be a whole number; got 'ten'"),
     (["--dataset", "imagefolder"], "data_dir is required for dataset imagefolder"),
 ])
 def test_train_bad_input_is_one_error_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
@@ -129,8 +131,8 @@ def test_train_json_on_a_diverging_run_ends_with_a_final_object(capsys, tmp_path
     assert (final["test_acc"], final["test_loss"], final["images_per_sec"], final["seconds"]) == (None,) * 4
     assert err == f"error: {final['message']}; run stored in {run_dir}\n"
     info = runstore.read_run(run_dir)
-    assert info.status == "diverged" and info.message == final["message"]
-    assert info.config["train"]["channels_last"] is True  # the default, for the test below
+    assert info.status == Status.DIVERGED and info.message == final["message"] and info.final is None
+    assert info.config.train.channels_last is True  # the default, for the test below
 
 
 def test_train_without_json_a_diverging_run_is_one_error_line(capsys, tmp_path):
@@ -138,7 +140,7 @@ def test_train_without_json_a_diverging_run_is_one_error_line(capsys, tmp_path):
     code, out, err = run(capsys, "train", *TINY_TRAIN, *DIVERGING, "--run-dir", str(run_dir))
     assert code == 1 and all(line.startswith("epoch ") for line in out.splitlines())
     assert err.startswith("error: diverged at step ") and err.count("\n") == 1
-    assert runstore.read_run(run_dir).status == "diverged"
+    assert runstore.read_run(run_dir).status == Status.DIVERGED
 
 
 def test_train_no_channels_last_reaches_the_run_config(capsys, tmp_path):
@@ -146,4 +148,4 @@ def test_train_no_channels_last_reaches_the_run_config(capsys, tmp_path):
     code, out, _ = run(capsys, "train", *TINY_TRAIN, "--steps", "2", "--no-channels-last", "--run-dir",
                        str(run_dir), "--json")
     assert code == 0 and json.loads(out.splitlines()[-1])["status"] == "finished"
-    assert runstore.read_run(run_dir).config["train"]["channels_last"] is False
+    assert runstore.read_run(run_dir).config.train.channels_last is False

@@ -15,7 +15,8 @@ import torchvision
 from PIL import Image
 
 from resnet_core import data as D
-from resnet_core.train import TrainConfig, load_data
+from resnet_core.config import TrainConfig
+from resnet_core.train import load_data
 
 
 def test_synthetic_set_is_deterministic_balanced_and_uint8():

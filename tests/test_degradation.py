@@ -6,14 +6,26 @@ import json
 
 import pytest
 
-from resnet_core import degradation
+from resnet_core import build_model, degradation, runstore
 from resnet_core.cli import main
 from resnet_core.jobs import JobRunner
 from resnet_core.presets import HE2015
+from resnet_core.records import ProbeRecord, Status
 from resnet_core.runstore import read_metrics
 
 TINY = degradation.DegradationConfig(shallow=1, deep=2, steps=4, batch_size=16, width=4, image_size=8,
                                      test_subset=64, log_every=1, probe_every=2)
+
+# He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016 (arXiv:1512.03385), Table 6:
+# CIFAR-10 test error (%) and parameters of the ResNets, as printed in the paper.
+HE2015_TABLE6 = {20: (8.75, "0.27M"), 32: (7.51, "0.46M"), 44: (7.17, "0.66M"), 56: (6.97, "0.85M"),
+                 110: (6.43, "1.7M"), 1202: (7.93, "19.4M")}
+
+
+def correct_share(run_dir) -> float:
+    """The stored weights' correct predictions on the run's test images, over their number."""
+    evaluation, _ = runstore.evaluate_run(run_dir)
+    return int((evaluation.predictions == evaluation.labels).sum()) / len(evaluation.labels)
 
 
 def test_names_configs_and_shared_batches():
@@ -36,7 +48,9 @@ def test_background_runs_produce_four_curves(tmp_path):
     assert list(jobs) == ["plain8", "plain14", "resnet8", "resnet14"]
     for job in jobs.values():
         assert job.wait(timeout=120)
-    assert {job.snapshot().status for job in jobs.values()} == {"finished"}
+    assert {job.snapshot().status for job in jobs.values()} == {Status.FINISHED}
+    assert degradation.group_states(group_id, jobs, jobs, root=tmp_path) == {
+        name: job.snapshot().state for name, job in jobs.items()}
     groups = degradation.list_groups(tmp_path)
     assert list(groups) == [group_id]
     group = groups[group_id]
@@ -48,8 +62,10 @@ def test_background_runs_produce_four_curves(tmp_path):
         summary = degradation.summarize_records(recs)
         assert summary["steps"] == [1, 2, 3, 4]
         assert len(summary["train_loss"]) == 4 and all(v > 0 for v in summary["train_loss"])
-        assert 0 <= summary["test_acc"] <= 1
-        assert read_metrics(group[name].path, "probe")  # the Signal-flow heatmap's input
+        assert summary["status"] == Status.FINISHED and summary["test_acc"] == group[name].final.test_acc
+        assert summary["test_acc"] == correct_share(group[name].path)  # evaluated on the 64 test images
+        probes = read_metrics(group[name].path, ProbeRecord)  # the Signal-flow heatmap's input
+        assert [p.step for p in probes] == [2, 4]
         first_batch_losses.append(summary["train_loss"][0])
     # different nets, same batch: step-1 losses differ (the nets are not copies of each other)
     assert len(set(first_batch_losses)) == 4
@@ -65,11 +81,21 @@ def test_cli_degradation_last_line(tmp_path, capsys):
     last = json.loads(lines[-1])
     assert list(last["runs"]) == ["plain20", "plain56", "resnet20", "resnet56"]
     for run in last["runs"].values():
-        assert len(run["train_loss"]) == 2 and 0 <= run["test_acc"] <= 1
+        assert len(run["train_loss"]) == 2
+        assert run["test_acc"] == runstore.read_run(run["run_dir"]).final.test_acc == correct_share(run["run_dir"])
     assert len(list(tmp_path.iterdir())) == 4
 
 
-def test_reference_numbers_come_with_their_source():
-    rows = {r["name"]: r for r in degradation.reference_rows()}
-    assert rows["resnet20"]["test_error"] == 8.75 and rows["resnet56"]["test_error"] == 6.97
-    assert rows["resnet110"]["test_error"] == 6.43 and rows["resnet20"]["source"] == HE2015
+def test_reference_rows_are_he_et_al_table_6_and_match_the_built_models():
+    rows = degradation.reference_rows()
+    assert [r["depth"] for r in rows] == list(HE2015_TABLE6)  # every ResNet of the table, shallow to deep
+    for row in rows:
+        error, params = HE2015_TABLE6[row["depth"]]
+        assert (row["name"], row["test_error"], row["params"], row["source"]) == (
+            f"resnet{row['depth']}", error, params, HE2015)
+        model = build_model(row["name"], device="meta")
+        assert model.spec.depth == row["depth"]
+        # the model as built has the paper's parameter count, to the digits the paper prints
+        built = sum(p.numel() for p in model.parameters())
+        digits = len(params.removesuffix("M").partition(".")[2])
+        assert f"{built / 1e6:.{digits}f}M" == params, (row["name"], built)

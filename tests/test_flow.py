@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 import pytest
 import torch
 
 from resnet_core.cli import main
-from resnet_core.flow import (
-    FlowConfig,
-    FlowStack,
-    data_batch,
-    describe_model,
-    describe_stacks,
-    measure_model,
-    measure_stacks,
-    spread,
-)
+from resnet_core.flow import data_batch, measure_model, measure_stacks, measure_twins, spread
+from resnet_core.flow_stack import FlowConfig, FlowStack
+from resnet_core.flow_text import describe_model, describe_stacks
 from resnet_core.model import build_model
+from resnet_core.presets import resolve_spec
+from resnet_core.train import build_seeded_model
 
 NUM_CLASSES = 10
 
@@ -115,6 +111,22 @@ def test_measure_model_per_block_and_stage(batch):
     for stage, rows in flow.blocks.groupby("stage"):
         assert flow.stages.set_index("stage").grad_norm[stage] >= (rows.grad_norm**2).sum() ** 0.5
     assert "layer1.0" in " ".join(describe_model(flow, "resnet20"))
+
+
+def test_measure_twins_toggles_only_the_identity():
+    overrides = dict(width=4, layers=(1, 1, 1))
+    twins = measure_twins("resnet20", overrides, side=16, batch_size=8)
+    assert [(t.name, t.skip) for t in twins] == [("resnet20", True), ("resnet20, plain twin", False)]
+    # each is the seeded model (so both start from the same weights) measured on the same seeded batch
+    images, labels, classes = data_batch("synthetic", 8, seed=0, channels=3, image_size=16)
+    spec = resolve_spec("resnet20", **overrides)
+    for twin in twins:
+        alone = measure_model(build_seeded_model(spec.replace(skip=twin.skip, num_classes=classes), 0), images, labels)
+        pd.testing.assert_frame_equal(twin.flow.blocks, alone.blocks)
+    residual, plain = (t.flow for t in twins)
+    assert list(plain.blocks.block) == ["layer1.0", "layer2.0", "layer3.0"]
+    assert residual.blocks.act_std.tolist() != pytest.approx(plain.blocks.act_std.tolist(), rel=1e-3)
+    assert "layer1.0" in " ".join(describe_model(plain, twins[1].name))
 
 
 def test_cli_flow_json(capsys):

@@ -1,29 +1,24 @@
-"""Background jobs: live snapshots, Stop within a second, surfaced errors, divergence, the memory guard, the queue."""
+"""Background jobs: live snapshots, Stop at the next block, surfaced errors, divergence, the memory guard, the queue."""
 
 from __future__ import annotations
 
-import time
+import threading
 
 import pytest
 import torch
 from PIL import Image
 
 from resnet_core import runstore
-from resnet_core.jobs import MEMORY_BUDGET_ENV, JobRunner, MemoryRefused, describe_error, memory_check
-from resnet_core.train import TrainConfig
+from resnet_core.config import TrainConfig
+from resnet_core.jobs import MEMORY_BUDGET_ENV, Job, JobRunner, MemoryRefused, describe_error, memory_check
+from resnet_core.records import Status, TestRecord, TrainRecord
+from tests.conftest import wait_until
 
 torch.set_num_threads(1)
 
 TINY = dict(overrides=dict(width=8, layers=(1, 1, 1)), train_subset=256, batch_size=64, test_subset=200,
             augment=False, log_every=2, probe_every=0, threads=1)
 LONG = TrainConfig(max_steps=100_000, **TINY)
-
-
-def _wait_for(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -40,28 +35,41 @@ def test_job_publishes_snapshots_and_stores_the_run(runner):
     job = runner.submit(TrainConfig(max_steps=8, **TINY), owner="alice")
     assert job.wait(60)
     snap = job.snapshot()
-    assert snap.status == "finished" and snap.done and snap.step == 8 and snap.progress == 1.0
-    assert [r["step"] for r in snap.of_kind("train")] == [1, 2, 4, 6, 8]
-    assert snap.final["test_acc"] == job.result.final["test_acc"]
+    assert snap.status == Status.FINISHED and snap.done and snap.step == 8 and snap.progress == 1.0
+    assert snap.state.status == Status.FINISHED and snap.state.message.startswith("finished 8 steps")
+    assert [r.step for r in snap.of_kind(TrainRecord)] == [1, 2, 4, 6, 8]
+    assert snap.final == job.result.final and snap.final.test_acc == job.result.evaluation.acc
     info = runstore.read_run(snap.run_dir)
-    assert info.status == "finished" and info.final["steps"] == 8
+    assert info.status == Status.FINISHED and info.final == snap.final and info.final.steps == 8
     assert runstore.read_metrics(snap.run_dir) == list(snap.records)
     assert runner.jobs(owner="bob") == [] and runner.jobs(owner="alice") == [job]
     assert runner.get(job.id, owner="bob") is None
 
 
-def test_stop_ends_a_run_within_a_second(runner):
+def test_stop_from_another_thread_ends_the_run_at_the_next_block(runner, monkeypatch):
+    """The worker is held right after step 2 until this thread has pressed Stop, so the test knows exactly where
+    the run stood: it must end before step 3's first block, with no further step, evaluation or record."""
+    at_step_2, stop_pressed = threading.Event(), threading.Event()
+    record_of_job = Job._on_record
+
+    def on_record(job, record):
+        record_of_job(job, record)
+        if isinstance(record, TrainRecord) and record.step == 2:
+            at_step_2.set()
+            stop_pressed.wait(60)
+
+    monkeypatch.setattr(Job, "_on_record", on_record)
     job = runner.submit(LONG, owner="a")
-    _wait_for(lambda: job.snapshot().step >= 3)
-    asked = time.monotonic()
+    assert at_step_2.wait(60), job.snapshot().message
     job.stop()
-    assert job.wait(1.0), "still running 1 s after Stop"
-    elapsed = time.monotonic() - asked
+    stop_pressed.set()
+    assert job.wait(60), "the run did not end after Stop"
     snap = job.snapshot()
-    assert snap.status == "stopped" and elapsed < 1.0
-    assert snap.final["status"] == "stopped" and snap.final["steps"] >= 3
+    assert snap.status == Status.STOPPED and snap.message == "stopped by the user at step 2"
+    assert snap.final.status == Status.STOPPED and snap.final.steps == 2 and snap.final.test_acc is None
+    assert [r.kind for r in snap.records] == ["train", "train", "final"]  # steps 1 and 2, then the end
     info = runstore.read_run(snap.run_dir)
-    assert info.status == "stopped" and (info.path / runstore.WEIGHTS).is_file()
+    assert info.status == Status.STOPPED and info.final == snap.final and info.has_weights
 
 
 def test_worker_exception_is_surfaced_with_its_cause(runner, tmp_path):
@@ -73,7 +81,7 @@ def test_worker_exception_is_surfaced_with_its_cause(runner, tmp_path):
     job = runner.submit(TrainConfig(dataset="imagefolder", data_dir=str(folder), max_steps=2, **TINY))
     assert job.wait(60)
     snap = job.snapshot()
-    assert snap.status == "failed"
+    assert snap.status == Status.FAILED
     assert snap.message.startswith("ValueError: data_dir holds an image that cannot be read")
     assert "broken.png" in snap.message and "caused by UnidentifiedImageError" in snap.message
     assert "Traceback" in snap.error
@@ -83,8 +91,9 @@ def test_divergence_stops_the_job_with_a_hint(runner):
     job = runner.submit(TrainConfig(max_steps=50, lr=100.0, schedule="constant", **TINY))
     assert job.wait(60)
     snap = job.snapshot()
-    assert snap.status == "diverged" and "diverged at step" in snap.message and "learning rate" in snap.message
-    assert runstore.read_run(snap.run_dir).status == "diverged"
+    assert snap.status == Status.DIVERGED and "diverged at step" in snap.message and "learning rate" in snap.message
+    assert snap.final is None and not snap.of_kind(TestRecord)
+    assert runstore.read_run(snap.run_dir).status == Status.DIVERGED
 
 
 def test_memory_guard_refuses_with_the_figures(runner):
@@ -115,7 +124,7 @@ def test_memory_budget_from_the_environment(runner, monkeypatch):
         runner.submit(TrainConfig(max_steps=1, **TINY))
     generous = JobRunner(memory_budget=2**34)  # the worker checks again, against the runner's budget
     job = generous.submit(TrainConfig(max_steps=2, **TINY))
-    assert job.wait(60) and job.snapshot().status == "finished", job.snapshot().message
+    assert job.wait(60) and job.snapshot().status == Status.FINISHED, job.snapshot().message
     monkeypatch.setenv(MEMORY_BUDGET_ENV, "lots")
     with pytest.raises(ValueError, match=f"^{MEMORY_BUDGET_ENV} must be a size above zero such as 8G, 512M or a "
                                          "byte count; got 'lots'$"):
@@ -126,17 +135,19 @@ def test_queue_runs_one_at_a_time_and_cancels(runner):
     first = runner.submit(LONG, owner="a")
     second = runner.submit(LONG, owner="b")
     third = runner.submit(LONG, owner="b")
-    _wait_for(lambda: first.snapshot().status == "running")
-    assert second.snapshot().status == "queued" and second.snapshot().queue_position == 1
+    wait_until(lambda: first.snapshot().status == Status.RUNNING, message="the first job did not start")
+    assert second.snapshot().status == Status.QUEUED and second.snapshot().queue_position == 1
+    assert second.snapshot().state.label == "queued (queue position 1)"
     assert third.snapshot().queue_position == 2 and runner.load() == (1, 2)
     third.stop()
-    assert third.wait(1) and third.snapshot().status == "stopped" and third.snapshot().run_dir is None
+    assert third.done  # a queued job is cancelled by stop() itself, before it returns
+    assert third.snapshot().status == Status.STOPPED and third.snapshot().run_dir is None
     assert runner.load() == (1, 1)
     first.stop()
-    _wait_for(lambda: second.snapshot().step >= 1)
-    assert second.snapshot().status == "running" and first.snapshot().status == "stopped"
+    wait_until(lambda: second.snapshot().step >= 1, message="the second job did not start after the first stopped")
+    assert second.snapshot().status == Status.RUNNING and first.snapshot().status == Status.STOPPED
     second.stop()
-    assert second.wait(1)
+    assert second.wait(60) and second.snapshot().status == Status.STOPPED
 
 
 def test_describe_error_follows_the_cause_chain():

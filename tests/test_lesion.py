@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from resnet_core.cli import main
+from resnet_core.config import TrainConfig
 from resnet_core.data import SYNTHETIC_CLASSES, ImageData, channel_stats, synthetic_images
 from resnet_core.jobs import execute
 from resnet_core.lesion import block_shapes, describe, lesion, lesion_run
 from resnet_core.model import build_model
-from resnet_core.train import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -156,9 +156,9 @@ def test_pretrained_weights_bad_requests():
     (dict(layers=(3, -1)), r"layers: stage 2 has -1 blocks"),
     (dict(layers="3,x"), r"layers must be comma-separated whole numbers >= 1"),
     (dict(layers=()), r"layers must list the blocks of at least 1 stage"),
-    (dict(groups=0), r"groups must be an integer from 1 to 4096, got 0"),
-    (dict(width=0), r"width must be an integer from 1 to 4096, got 0"),
-    (dict(num_classes=0), r"num_classes must be an integer from 1 to 100000, got 0"),
+    (dict(groups=0), r"groups must be an integer from 1 to 4096; got 0"),
+    (dict(width=0), r"width must be an integer from 1 to 4096; got 0"),
+    (dict(num_classes=0), r"num_classes must be an integer from 1 to 100000; got 0"),
     (dict(block="dense"), r"block must be one of basic, bottleneck, preact_basic, preact_bottleneck; got 'dense'"),
     (dict(shortcut="D"), r"shortcut must be one of A, B, C; got 'D'"),
     (dict(stem="huge"), r"stem must be one of imagenet, cifar, deep; got 'huge'"),
@@ -177,3 +177,5 @@ def test_spec_round_trips_through_dict():
     spec = resolve_spec("resnext50_32x4d", layers="1,2")
     assert spec.layers == (1, 2)
     assert ModelSpec(**{**spec.to_dict(), "layers": tuple(spec.to_dict()["layers"])}) == spec
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert all(ModelSpec.from_dict(p.spec.to_dict()) == p.spec for p in PRESETS.values())

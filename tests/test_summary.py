@@ -9,7 +9,7 @@ from torch import nn
 
 from resnet_core import build_model, summarize
 from resnet_core.format import stage_table_markdown, stage_table_text
-from resnet_core.summary import receptive_fields
+from resnet_core.summary import preset_row, receptive_fields
 
 
 @pytest.mark.parametrize("name, input_size, kwargs", [
@@ -31,6 +31,16 @@ def test_params_and_mult_adds_equal_torchinfo(name, input_size, kwargs):
 def test_resnet50_reference_mult_adds():
     s = summarize("resnet50", (3, 224, 224), 1)
     assert (s.total_params, s.mult_adds, s.output_shape, s.depth) == (25_557_032, 4_089_238_376, (1, 1000), 50)
+
+
+def test_preset_rows_are_the_summary_at_the_natural_input():
+    assert preset_row("resnet20") == dict(model="resnet20", family="cifar", block="basic", skip=True, depth=20,
+                                          params=269_722, mult_adds=summarize("resnet20", (3, 32, 32), 1).mult_adds,
+                                          torchvision=None)
+    row = preset_row("resnet50")
+    assert (row["params"], row["mult_adds"], row["depth"], row["torchvision"]) == (25_557_032, 4_089_238_376, 50,
+                                                                                  "resnet50")
+    assert preset_row("plain56")["skip"] is False and preset_row("plain56")["params"] == 853_018
 
 
 def test_stage_table_adds_up():

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,13 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from pages.ui.train_figures import EMPTY_CURVES, confusion_figure, overlay_figure, prediction_grid, training_curves
-from resnet_core import jobs, runstore, train
+from resnet_core import config, jobs, runstore
+from resnet_core.config import TrainConfig
 from resnet_core.jobs import default_runner
-from resnet_core.train import TrainConfig
-from tests.conftest import rerun_until
+from resnet_core.records import Status, TestRecord, TrainRecord
+from tests.conftest import rerun_until, wait_until
+from ui.train_figures import EMPTY_CURVES, confusion_figure, overlay_figure, prediction_grid, training_curves
+from ui.widgets import OWNER_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "4_Train.py")
@@ -101,6 +102,7 @@ def test_start_then_stop(tmp_path, monkeypatch):
     at.button(key="train_start").click().run()
     assert not at.exception
     assert at.button(key="train_start").disabled and not at.button(key="train_stop").disabled
+    assert default_runner().get(at.session_state["train_job"]).owner == at.session_state[OWNER_KEY]
     rerun_until(at, lambda a: len(_train_steps(a)) >= 2, timeout=90)
     assert _train_steps(at)[0] == 1
 
@@ -108,8 +110,8 @@ def test_start_then_stop(tmp_path, monkeypatch):
     rerun_until(at, lambda a: any("Stopped" in w.value for w in a.warning))
     assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
     runs = runstore.list_runs(tmp_path / "runs")
-    assert [r.status for r in runs] == ["stopped"]
-    assert runs[0].config["train"]["model"] == "resnet20" and runs[0].config["train"]["train_subset"] == 2000
+    assert [r.status for r in runs] == [Status.STOPPED]
+    assert runs[0].config.train.model == "resnet20" and runs[0].config.train.train_subset == 2000
     assert at.multiselect(key="train_overlay_runs").value == [runs[0].run_id]
     assert any(b.label == "Metrics (CSV)" for b in at.get("download_button"))
 
@@ -126,8 +128,8 @@ def test_finished_run_shows_results_for_the_architecture_pages_choice(tmp_path, 
     rerun_until(at, lambda a: any(s.value.startswith("Finished 8 steps") for s in a.success))
     assert [m.label for m in at.metric][:3] == ["Test accuracy", "Test loss", "Steps"]
     run = runstore.list_runs(tmp_path / "runs")[0]
-    assert run.config["spec"]["width"] == 8 and run.config["spec"]["layers"] == [1, 1, 1]
-    assert at.metric[0].value == f"{run.final['test_acc']:.1%}"
+    assert run.config.spec.width == 8 and run.config.spec.layers == (1, 1, 1)
+    assert at.metric[0].value == f"{run.final.test_acc:.1%}"
     titles = [spec["layout"].get("title", {}).get("text", "") for spec in _charts(at)]
     assert "Confusion matrix (2000 test images)" in titles
     grid = next(spec for spec in _charts(at) if any(t["type"] == "image" for t in spec["data"]))
@@ -148,8 +150,10 @@ def test_bad_settings_show_one_line_error(tmp_path, monkeypatch):
 
 
 def test_figure_builders():
-    records = [dict(kind="train", step=s, loss=2.0 / s, acc=0.1 * s, lr=0.1, images_per_sec=500.0) for s in (1, 2, 3)]
-    records.append(dict(kind="test", step=3, test_loss=1.0, test_acc=0.5))
+    records = [TrainRecord(step=s, epoch=s / 3, time=0.1 * s, images=16 * s, loss=2.0 / s, acc=0.1 * s, lr=0.1,
+                           images_per_sec=500.0, eta_sec=0.1 * (3 - s), total_steps=3) for s in (1, 2, 3)]
+    records.append(TestRecord(step=3, epoch=1.0, time=0.4, test_loss=1.0, test_acc=0.5, train_loss=1.2, train_acc=0.2,
+                              lr=0.1, images_per_sec=500.0))
     fig = training_curves(records)
     assert [t.name for t in fig.data] == ["train", "train", "lr", "images/s", "test", "test"]
     assert EMPTY_CURVES not in [a.text for a in fig.layout.annotations]
@@ -201,10 +205,8 @@ def test_second_run_waits_in_the_shared_queue(tmp_path, monkeypatch):
     busy = TrainConfig(model="resnet20", overrides=SMALL_MODEL["overrides"], train_subset=256, max_steps=2000,
                        threads=1)
     others = [runner.submit(busy, owner="someone-else") for _ in range(runner.max_concurrent)]
-    deadline = time.monotonic() + 60
-    while any(j.snapshot().status != "running" for j in others):
-        assert time.monotonic() < deadline, "the other owner's runs did not start"
-        time.sleep(0.1)
+    wait_until(lambda: all(j.snapshot().status == Status.RUNNING for j in others),
+               message="the other owner's runs did not start")
     at.button(key="train_start").click().run()
     assert not at.exception
     assert any(i.value.startswith("Queued at position 1:") for i in at.info)
@@ -227,7 +229,7 @@ def test_downloads_carry_the_metrics_and_the_trained_weights(tmp_path, monkeypat
 
 
 def test_channels_last_and_device_reach_the_stored_config(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "available_devices", lambda: ["cpu", "auto"])  # a second device to pick (cpu here)
+    monkeypatch.setattr(config, "available_devices", lambda: ["cpu", "auto"])  # a second device to pick (cpu here)
     at = _tiny_page(tmp_path, monkeypatch)
     assert at.checkbox(key="train_channels_last").value is TrainConfig().channels_last is True
     assert at.selectbox(key="train_device").value == "cpu"
@@ -237,15 +239,15 @@ def test_channels_last_and_device_reach_the_stored_config(tmp_path, monkeypatch)
     at.selectbox(key="train_device").set_value("auto")
     at.button(key="train_start").click().run()
     rerun_until(at, _finished)
-    config = runstore.list_runs(tmp_path / "runs")[0].config["train"]
-    assert config["channels_last"] is False and config["device"] == "auto"
+    stored = runstore.list_runs(tmp_path / "runs")[0].config.train
+    assert stored.channels_last is False and stored.device == "auto"
 
 
 def test_bad_max_runs_setting_shows_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
     monkeypatch.setenv(jobs.MAX_RUNS_ENV, "abc")
     # as in a fresh server process: no runner yet (monkeypatch puts the process-wide one back afterwards)
-    monkeypatch.setattr(jobs._REGISTRY, "runner", None, raising=False)
+    monkeypatch.delitem(jobs._REGISTRY.objects, "runner", raising=False)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["RESNET_EXPLORER_MAX_RUNS must be a whole number >= 1; got 'abc'"]

@@ -97,8 +97,8 @@ def gradient_heatmap(panels: Mapping[str, pd.DataFrame], value: str = "grad_norm
                                  hovertemplate="step %{x}<br>%{y}<br>log10 " + value + " %{z:.2f}<extra>" + name
                                  + "</extra>"), row=1, col=i)
         fig.update_xaxes(title_text="step", row=1, col=i)
-    fig.updatelayout(coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
-                                     colorbar=dict(title=f"log10 {value}")))
+    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
+                                      colorbar=dict(title=f"log10 {value}")))
     return layout(fig, height=360)
 
 

@@ -67,6 +67,6 @@ def _converter(flag: str, parse: Callable[[str], Any], what: str) -> Callable[[s
         try:
             return parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be {what}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag} must be {what}; got {text!r}") from None
 
     return convert
