@@ -15,14 +15,24 @@ Two more measurements put the 3× goal in context:
 - time to the seeds' accuracy: our recipe on a smaller step budget (a quarter, half, one epoch...), the
   first budget whose test accuracy reaches the seeds' 2-epoch accuracy, against the seeds' wall clock.
 
+Two more for a real, busy machine:
+- one busy core: our images/s quiet and with another process spinning on one core, for each OpenMP wait
+  policy (PASSIVE, which resnet_core sets at import, and ACTIVE, the spinning default), each in a fresh
+  process since the runtime reads the policy once. Goal: busy >= 50% of quiet;
+- precision: images/s in fp32 and bf16 autocast on this CPU, and what precision "auto" picks here.
+
 Run from the repo root: .venv/bin/python -m benchmarks.bench_train [--epochs 2] [--workers 2] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +42,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from resnet_core.config import TrainConfig
 from resnet_core.data import ImageData, augment, load_dataset, normalize
+from resnet_core.hardware import describe_cpu
+from resnet_core.settings import resolve_settings
 from resnet_core.summary import summarize
 from resnet_core.train import build_seeded_model, fit, model_spec, steps_per_epoch
 
@@ -139,6 +151,33 @@ def probes_cost(config: TrainConfig, steps: int, repeats: int) -> tuple[float, f
     return best[0], best[20]
 
 
+def throughput(steps: int, precision: str = "fp32") -> float:
+    """Median logged images/s of a `steps`-step default run (probes off), after its first two windows."""
+    result = fit(TrainConfig(max_steps=steps, precision=precision, probe_every=0, test_subset=256))
+    rates = [r.images_per_sec for r in result.records if type(r).__name__ == "TrainRecord"][2:]
+    return sorted(rates)[len(rates) // 2]
+
+
+def busy_core(steps: int) -> dict[str, tuple[float, float]]:
+    """policy -> (quiet, one core busy) images/s, each in a fresh process with that OpenMP wait policy."""
+    cmd = [sys.executable, "-m", "benchmarks.bench_train", "--throughput", str(steps)]
+    out = {}
+    for policy in ("PASSIVE", "ACTIVE"):
+        env = dict(os.environ, OMP_WAIT_POLICY=policy)
+        rates = []
+        for busy in (False, True):
+            spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+            try:
+                done = subprocess.run(cmd, env=env, cwd=Path(__file__).resolve().parent.parent, check=True,
+                                      capture_output=True, text=True)
+            finally:
+                if spinner is not None:
+                    spinner.kill()
+            rates.append(json.loads(done.stdout)["images_per_sec"])
+        out[policy] = (rates[0], rates[1])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2)
@@ -146,10 +185,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--probe-steps", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--throughput", type=int, metavar="STEPS", help="only print one run's images/s as JSON")
     args = parser.parse_args()
+    if args.throughput:
+        print(json.dumps(dict(images_per_sec=throughput(args.throughput))))
+        return
     torch.set_num_threads(args.threads)
     config = TrainConfig(epochs=args.epochs, threads=args.threads)
     data = load_dataset("synthetic")
+    print(f"CPU: {describe_cpu()}")
     print(f"ResNet-20 on synthetic ({len(data.train_labels)} train / {len(data.test_labels)} test, 32×32), "
           f"{args.epochs} epochs, batch {config.batch_size}, {args.threads} torch threads, "
           f"load average before: {os.getloadavg()[0]:.2f}")
@@ -176,6 +220,13 @@ def main() -> None:
     epochs, seconds, acc = time_to_accuracy(config, data, seeds_acc)
     print(f"time to the seeds' {seeds_acc:.2%}: ours {seconds:.1f} s ({epochs:g} epochs, {acc:.2%}) against "
           f"{seeds_seconds:.1f} s = {seeds_seconds / seconds:.2f}x sooner")
+
+    for policy, (quiet, busy) in busy_core(args.probe_steps).items():
+        print(f"one core busy, OMP_WAIT_POLICY={policy}: {busy:.0f} vs {quiet:.0f} images/s quiet = {busy / quiet:.0%} "
+              f"(goal >= 50%)")
+    rates = {p: throughput(args.probe_steps, p) for p in ("fp32", "bf16")}
+    print(f"precision: fp32 {rates['fp32']:.0f}, bf16 autocast {rates['bf16']:.0f} images/s "
+          f"({rates['bf16'] / rates['fp32']:.2f}x); auto picks {resolve_settings(TrainConfig()).precision} here")
 
     off, on = probes_cost(config, args.probe_steps, args.repeats)
     print(f"probes every 20 steps: {on:.0f} vs {off:.0f} images/s off, cost {100 * (1 - on / off):.1f}% (goal <= 10%; "

@@ -9,12 +9,13 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core.config import DEFAULT_LR, OPTIMIZERS, SCHEDULES, TrainConfig, available_devices
+from resnet_core.config import AUGMENTS, DEFAULT_LR, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig, available_devices
 from resnet_core.data import DATASETS, default_data_dir, load_dataset
-from resnet_core.format import format_bytes
+from resnet_core.format import format_bytes, format_seconds
 from resnet_core.jobs import Job, JobSnapshot, default_runner, memory_check
 from resnet_core.records import Record, Status, final_of
 from resnet_core.runstore import RunInfo, evaluate_run, list_runs, metrics_csv, read_metrics, weights_file
+from resnet_core.settings import RunSettings, precision_warning, resolve_settings
 from resnet_core.train import Evaluation, warm_up
 from ui.live import live_fragment
 from ui.page import setup_page
@@ -105,10 +106,13 @@ def controls() -> ModelChoice:
         c[1].slider("Label smoothing", 0.0, 0.3, step=0.05, key="train_smoothing")
         c = st.columns(2)
         c[0].checkbox("Nesterov momentum (SGD)", key="train_nesterov")
-        c[1].checkbox("Augment (crop + flip)", key="train_augment")
+        c[1].selectbox("Augmentation", AUGMENTS, key="train_augment",
+                       help="auto: random crops, and horizontal flips only for data sets whose classes survive a "
+                            "mirror (CIFAR-10, the synthetic shapes); a flipped digit is not a digit")
         c = st.columns(2)
-        c[0].radio("Precision", ["fp32", "bf16"], key="train_precision", horizontal=True,
-                   help="bf16: autocast to bfloat16 (fast on GPUs and CPUs with AMX; often slower elsewhere)")
+        c[0].radio("Precision", PRECISIONS, key="train_precision", horizontal=True,
+                   help="auto: bf16 autocast where the hardware does bf16 math natively (CPUs with AVX512-BF16 or "
+                        "AMX, recent GPUs), fp32 elsewhere, where bf16 would be emulated and slower")
         c[1].number_input("Seed", 0, 2**31 - 1, key="train_seed")
         c = st.columns(2)
         c[0].number_input("Probe every (steps, 0: off)", 0, 10_000, key="train_probe_every",
@@ -134,6 +138,24 @@ def memory_caption(choice: ModelChoice) -> None:
                f"{format_bytes(check.budget_bytes)} ({check.budget_source}).")
 
 
+def settings_caption(choice: ModelChoice) -> None:
+    """What "auto" will choose for the current settings, and why; a warning for emulated bf16."""
+    try:
+        config = config_from_state(choice)
+        settings = resolve_settings(config)
+    except ValueError:
+        return  # the settings' error is shown when Start is pressed
+    st.caption(settings_text(settings))
+    warning = precision_warning(config)
+    if warning:
+        st.warning(warning[0].upper() + warning[1:], icon="⚠️")
+
+
+def settings_text(settings: RunSettings) -> str:
+    return (f"Augmentation **{settings.augment}** ({settings.augment_reason}); precision **{settings.precision}** "
+            f"({settings.precision_reason}).")
+
+
 def status_line(snap: JobSnapshot) -> None:
     running, queued = default_runner().load()
     if snap.status == Status.QUEUED:
@@ -156,11 +178,6 @@ def status_line(snap: JobSnapshot) -> None:
             st.code(snap.error)
 
 
-def format_seconds(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
 def live_panel(job: Job, live: bool) -> None:
     """`live`: the job was running when this page run began; then the panel polls until it sees the end."""
 
@@ -179,7 +196,7 @@ def live_curves(records: Sequence[Record]) -> None:
         st.plotly_chart(training_curves(records), width="stretch", key="train_live_curves")
 
 
-def results(title: str, run_dir: str | None, records: Sequence[Record],
+def results(title: str, run_dir: str | None, records: Sequence[Record], settings: RunSettings,
             evaluation: Evaluation | None, test_images=None) -> None:
     final = final_of(records)
     st.subheader(title)
@@ -192,6 +209,7 @@ def results(title: str, run_dir: str | None, records: Sequence[Record],
     c[2].metric("Steps", f"{final.steps:,}")
     c[3].metric("Train images/s", f"{final.images_per_sec:.0f}")
     c[4].metric("Wall clock", format_seconds(final.seconds))
+    st.caption(settings_text(settings))
     downloads(title, run_dir, records)
     if final.confusion is None:
         return
@@ -263,7 +281,7 @@ def past_runs(current_run: str | None) -> None:
                 evaluation, images = stored_evaluation(str(info.path), weights.stat().st_mtime)
             except (ValueError, RuntimeError) as exc:
                 st.warning(f"Cannot re-evaluate this run: {exc}")
-        results(f"Stored run {info.run_id}", str(info.path), records, evaluation, images)
+        results(f"Stored run {info.run_id}", str(info.path), records, info.config.settings, evaluation, images)
 
 
 def main() -> None:
@@ -289,6 +307,7 @@ def main() -> None:
                     key="train_start", width="stretch")
         c[1].button("Stop", on_click=stop, disabled=not live, key="train_stop", width="stretch")
         memory_caption(choice)
+        settings_caption(choice)
         if ERROR_KEY in st.session_state:
             st.error(st.session_state[ERROR_KEY], icon="⚠️")
     with right:
@@ -303,11 +322,13 @@ def main() -> None:
             st.progress(0.0, text="Not started")  # the live run's bar and chart, empty until its first step
             live_curves([])
         else:
-            st.caption(f"{job.config.model} on {job.config.dataset} · seed {job.config.seed}")
+            st.caption(f"{job.config.model} on {job.config.dataset} · seed {job.config.seed} · "
+                       + settings_text(resolve_settings(job.config)))
             live_panel(job, live)
     if job is not None and not live and job.result is not None:
         snap = job.snapshot()
-        results("Results", snap.run_dir, snap.records, job.result.evaluation, job.result.data.test_images)
+        results("Results", snap.run_dir, snap.records, job.result.settings, job.result.evaluation,
+                job.result.data.test_images)
     st.divider()
     past_runs(job.snapshot().run_id if job is not None else None)
 

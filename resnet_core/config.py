@@ -8,6 +8,7 @@ folders written by older code still load.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,8 @@ from .validation import check_bool, check_choice, check_float, check_int
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "multistep", "constant")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the hardware has native bf16 math, else fp32
+AUGMENTS = ("auto", "none", "crop", "crop+flip")  # auto: crop, and flip only data known to be mirror-invariant
 DEFAULT_LR = {"sgd": 0.1, "adam": 2e-3, "adamw": 2e-3}  # used when lr is None
 
 
@@ -36,7 +38,7 @@ class TrainConfig:
     image_size: int | None = None  # None: native size of built-in sets; the model's natural side for imagefolder
     train_subset: int | None = None  # train on a seeded random subset of this many images
     test_subset: int | None = None  # evaluate on the first N test images (None: all)
-    augment: bool = True  # random crop (zero padding `pad`) + horizontal flip
+    augment: str = "auto"  # auto | none | crop (zero padding `pad`) | crop+flip (and a random horizontal flip)
     pad: int = 4
     # budget
     epochs: int = 2
@@ -55,7 +57,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # reproducibility and speed
     seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast)
     channels_last: bool = True
     threads: int | None = None  # torch intra-op threads for this run (None: leave as is)
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
@@ -64,8 +66,8 @@ class TrainConfig:
     probe_every: int = 20  # steps between probe records; 0 turns probes off
 
     def validate(self, check_device: bool = True) -> TrainConfig:
-        """ValueError naming the first bad field. `check_device=False` accepts a device this machine lacks
-        (a stored run trained on a GPU is still readable on a laptop)."""
+        """ValueError naming the first bad field. `check_device=False` accepts a device or a thread count this
+        machine lacks (a run stored on a GPU box is still readable on a laptop)."""
         if not isinstance(self.model, str):
             raise ValueError(f"model must be a preset name; got {self.model!r}")
         if not isinstance(self.overrides, Mapping):
@@ -76,6 +78,7 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("augment", self.augment, AUGMENTS)
         check_int("epochs", self.epochs, 1, 10_000)
         check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         check_int("pad", self.pad, 0, 64)
@@ -83,7 +86,7 @@ class TrainConfig:
         check_int("log_every", self.log_every, 1, 1_000_000)
         check_int("probe_every", self.probe_every, 0, 1_000_000)
         for name, upper in (("max_steps", 10**9), ("train_subset", 10**9), ("test_subset", 10**9),
-                            ("threads", 1024), ("image_size", 512)):
+                            ("threads", 1024), ("image_size", 512)):  # threads: this machine's cores, below
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 8 if name == "image_size" else 1, upper)
         if self.lr is not None:
@@ -93,13 +96,15 @@ class TrainConfig:
         check_float("warmup", self.warmup, 0.0, 1.0, high_open=True)
         check_float("gamma", self.gamma, 0.0, 1.0, low_open=True)
         check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        for name in ("augment", "nesterov", "channels_last"):
+        for name in ("nesterov", "channels_last"):
             check_bool(name, getattr(self, name))
         if not all(isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones):
             raise ValueError(f"milestones must be fractions of the run between 0 and 1; got {self.milestones!r}")
         if not isinstance(self.device, str):
             raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {self.device!r}")
         if check_device:
+            if self.threads is not None:
+                check_int("threads", self.threads, 1, os.cpu_count() or 1)  # more threads than cores only thrash
             device = resolve_device(self.device)
             if self.precision == "bf16" and device.type == "mps":
                 raise ValueError("precision bf16 is not supported on mps; use fp32")
@@ -128,6 +133,8 @@ class TrainConfig:
             if not isinstance(kw["milestones"], (list, tuple)):
                 raise ValueError(f"milestones must be a list of fractions; got {kw['milestones']!r}")
             kw["milestones"] = tuple(kw["milestones"])
+        if isinstance(kw.get("augment"), bool):  # written before augment had modes: True was crop+flip
+            kw["augment"] = "crop+flip" if kw["augment"] else "none"
         if isinstance(kw.get("overrides"), Mapping):
             kw["overrides"] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw["overrides"].items()}
         return cls(**kw).validate(check_device=False)

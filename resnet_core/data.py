@@ -46,6 +46,12 @@ SYNTHETIC_CLASSES = ("disk", "ring", "square", "frame", "triangle", "plus", "cro
                      "checker")
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 10_000, 2_000
 SYNTHETIC_SIZE = 32
+# Sets whose classes survive a horizontal mirror, so a random flip adds real variety instead of new shapes.
+# Digits (mnist), clothing with a facing side (fashion_mnist) and unknown folders are not on this list.
+MIRROR_INVARIANT = {
+    "cifar10": "CIFAR-10's objects are photographed from either side",
+    "synthetic": "every synthetic shape is symmetric about its vertical axis",
+}
 NATIVE_SETS = {  # name: (train + test images, channels, side) of the built-in sets as loaded
     "synthetic": (SYNTHETIC_TRAIN + SYNTHETIC_TEST, 3, SYNTHETIC_SIZE),
     "mnist": (70_000, 1, 28),

@@ -31,6 +31,7 @@ from .validation import check_choice, check_int
 
 GROUP_TAG = "degradation"
 NET_NAME = re.compile(r"(plain|resnet)(\d+)")
+PRECISION = "fp32"  # fixed, not "auto": the four nets' losses are compared, so every machine computes them alike
 FINAL_FRACTION = 0.1  # the final train loss is the mean over this last share of the logged steps
 CLEARLY_HIGHER = 0.1  # a gap in final train loss must exceed this share of the shallower net's loss...
 NOISE_SE = 3.0  # ...and this many standard errors of the two final means to count as "clearly" higher
@@ -85,8 +86,8 @@ class DegradationConfig:
                 overrides["layers"] = (net["blocks"],) * 3
             configs[name] = TrainConfig(
                 model=preset, overrides=overrides, dataset=self.dataset, data_dir=self.data_dir,
-                image_size=self.image_size,
-                augment=self.augment, max_steps=self.steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                image_size=self.image_size, augment="crop+flip" if self.augment else "none", precision=PRECISION,
+                max_steps=self.steps, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
                 log_every=self.log_every, probe_every=self.probe_every, test_subset=self.test_subset)
         return configs
 
@@ -183,7 +184,7 @@ def config_of_group(group: Mapping[str, RunInfo]) -> DegradationConfig:
     return DegradationConfig(
         shallow=blocks[0], deep=blocks[-1], dataset=train.dataset, data_dir=train.data_dir, steps=train.max_steps,
         batch_size=train.batch_size, lr=train.peak_lr, width=train.overrides.get("width", DegradationConfig.width),
-        image_size=train.image_size, augment=train.augment, seed=train.seed, log_every=train.log_every,
+        image_size=train.image_size, augment=train.augment != "none", seed=train.seed, log_every=train.log_every,
         probe_every=train.probe_every, test_subset=train.test_subset)
 
 

@@ -52,3 +52,9 @@ def stage_table_markdown(summary: Summary) -> str:
     for rec in df.itertuples(index=False):
         lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in rec) + " |")
     return "\n".join(lines) + "\n"
+
+
+def format_seconds(seconds: float) -> str:
+    """12 s, or 3 min 05 s."""
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"

@@ -54,6 +54,7 @@ from .records import (
     of_kind,
 )
 from .runstore import CONFIG, RunWriter, create_run, read_run
+from .settings import resolve_settings
 from .summary import BYTES_PER_FLOAT, natural_input_size, summarize
 from .train import Diverged, FitResult, fit, load_data, model_spec
 
@@ -344,7 +345,8 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
     guard_memory(config, memory_budget, data)
     data = data if data is not None else load_data(config)
     spec = model_spec(config, data)
-    writer = create_run(RunConfig(config, spec, DataFacts.from_dict(data.describe())), run_dir)
+    settings = resolve_settings(config)
+    writer = create_run(RunConfig(config, spec, DataFacts.from_dict(data.describe()), settings), run_dir)
     try:
         writer.set_status(Status.RUNNING)
         if on_start is not None:
@@ -355,7 +357,7 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
             if on_record is not None:
                 on_record(r)
 
-        result = fit(config, data=data, on_record=record, stop=stop)
+        result = fit(config, data=data, on_record=record, stop=stop, settings=settings)
         writer.save_weights(result.model)
         stopped = result.status == Status.STOPPED
         writer.set_status(result.status, "stopped by the user" if stopped else "", result.final)

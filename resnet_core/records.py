@@ -1,6 +1,7 @@
 """The typed run contract: what a run folder holds, and the one status model of stored runs and live jobs.
 
-    RunConfig     config.json: the TrainConfig, the resolved ModelSpec, the data facts, run id, created
+    RunConfig     config.json: the TrainConfig, the resolved ModelSpec, the data facts, what the config's
+                  "auto" settings became (RunSettings), run id, created
     TrainRecord, TestRecord, ProbeRecord, FinalRecord
                   one line of metrics.jsonl each; the `kind` key says which
     Status        queued | running | finished | stopped | diverged | failed | interrupted
@@ -24,6 +25,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, TypeVar, get_type_hints
 
 from .config import TrainConfig
+from .settings import RunSettings
 from .spec import ModelSpec
 
 
@@ -281,6 +283,7 @@ class RunConfig:
     train: TrainConfig  # what was asked for
     spec: ModelSpec  # the model built: the preset with its overrides and num_classes set to the data's
     data: DataFacts
+    settings: RunSettings  # augmentation and precision as used (TrainConfig may say "auto")
     run_id: str = ""  # the folder's name
     created: float = 0.0  # epoch seconds
 
@@ -291,7 +294,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(train=self.train.to_dict(), spec=self.spec.to_dict(), data=self.data.to_dict(),
-                    run_id=self.run_id, created=self.created)
+                    settings=self.settings.to_dict(), run_id=self.run_id, created=self.created)
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
@@ -310,5 +313,12 @@ class RunConfig:
         run_id = data.get("run_id", "")
         if not isinstance(run_id, str):
             raise ValueError(f"config.json run_id must be text; got {run_id!r:.40}")
-        return cls(TrainConfig.from_dict(data["train"]), ModelSpec.from_dict(data["spec"]),
-                   DataFacts.from_dict(data["data"]), run_id, float(created))
+        train = TrainConfig.from_dict(data["train"])
+        if "settings" in data:
+            settings = RunSettings.from_dict(data["settings"])
+        elif "auto" in (train.augment, train.precision):
+            raise ValueError("config.json has no 'settings' to say what its auto values became")
+        else:  # written before settings were stored: the run used what it asked for
+            settings = RunSettings.as_set(train)
+        return cls(train, ModelSpec.from_dict(data["spec"]), DataFacts.from_dict(data["data"]), settings, run_id,
+                   float(created))

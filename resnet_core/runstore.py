@@ -223,7 +223,8 @@ def evaluate_run(path: str | Path) -> tuple[Evaluation, ImageData]:
     """The run's final weights evaluated on the test images it was evaluated on, and those data."""
     info = read_run(path)
     data = load_data(info.config.train)
-    return evaluate(load_model(path), data, limit=info.config.train.test_subset), data
+    return evaluate(load_model(path), data, limit=info.config.train.test_subset,
+                    precision=info.config.settings.precision), data
 
 
 def weights_file(path: str | Path) -> Path | None:

@@ -12,17 +12,21 @@ metrics.jsonl): a `TrainRecord` at step 1 and every `log_every` steps, a `TestRe
 each epoch (and of a step budget), a `ProbeRecord` every `probe_every` steps, and a `FinalRecord`
 last. Their fields are documented in `records.py`, the run contract.
 
+A run stopped by the user is still evaluated on the test set (once it has taken a step), so it has a
+test accuracy and loss; its status stays "stopped".
+
 A NaN, infinite or absurd (> 1e4) loss raises `Diverged` ("diverged at step N ... lower the learning rate").
 `stop.set()` ends the run within one block's forward or backward pass; `fit` then returns with status "stopped".
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +40,7 @@ from .model import ResNet
 from .presets import resolve_spec
 from .probes import Probes
 from .records import FinalRecord, ProbeRecord, Record, Status, TestRecord, TrainRecord, of_kind
+from .settings import RunSettings, resolve_settings
 from .spec import ModelSpec
 from .summary import natural_input_size
 
@@ -66,6 +71,7 @@ class Evaluation:
 @dataclass
 class FitResult:
     status: Status  # finished | stopped
+    settings: RunSettings  # what the config's "auto" values became
     model: ResNet
     data: ImageData  # the exact (adapted, subset) data the run used
     final: FinalRecord
@@ -145,7 +151,7 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 
 def fit(config: TrainConfig, *, data: ImageData | None = None, model: ResNet | None = None,
         on_record: Callable[[Record], None] | None = None,
-        stop: threading.Event | None = None) -> FitResult:
+        stop: threading.Event | None = None, settings: RunSettings | None = None) -> FitResult:
     """Train one model as `config` says; report every record through `on_record`.
 
     `data` defaults to `load_data(config)` and `model` to a fresh seeded model of the config's spec
@@ -163,15 +169,17 @@ def fit(config: TrainConfig, *, data: ImageData | None = None, model: ResNet | N
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        return _Trainer(config, data, model, device, on_record, stop or threading.Event()).run()
+        settings = settings or resolve_settings(config)
+        return _Trainer(config, settings, data, model, device, on_record, stop or threading.Event()).run()
     finally:
         torch.set_num_threads(threads_before)
 
 
 class _Trainer:
-    def __init__(self, config: TrainConfig, data: ImageData, model: ResNet, device: torch.device,
-                 on_record: Callable[[Record], None] | None, stop: threading.Event) -> None:
-        self.config, self.data, self.model, self.device, self.stop = config, data, model, device, stop
+    def __init__(self, config: TrainConfig, settings: RunSettings, data: ImageData, model: ResNet,
+                 device: torch.device, on_record: Callable[[Record], None] | None, stop: threading.Event) -> None:
+        self.config, self.settings, self.data, self.model, self.device = config, settings, data, model, device
+        self.stop = stop
         self.on_record = on_record
         self.records: list[Record] = []
         self.train_x = data.train_images.to(device)
@@ -183,6 +191,8 @@ class _Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.probes = Probes(model, config.probe_every)
         self.evaluation: Evaluation | None = None
+        self.tested_at: int | None = None  # the step of the last test evaluation
+        self.epoch_sum = dict(loss=0.0, correct=0, images=0, seconds=0.0)
         self.step = 0
         self.train_seconds = 0.0
         self.eval_seconds: list[float] = []
@@ -194,24 +204,34 @@ class _Trainer:
 
     def run(self) -> FitResult:
         self.start = time.perf_counter()
-        blocks = [block for stage in self.model.stages() for block in stage]
-        hooks = [block.register_forward_pre_hook(self._check_stop) for block in blocks]
-        hooks += [block.register_forward_hook(self._check_stop_in_backward) for block in blocks]
         status = Status.FINISHED
         try:
-            while self.step < self.total:
-                self._epoch()
-                self._test()
+            with self._stop_hooks():
+                while self.step < self.total:
+                    self._epoch()
+                    self._test()
         except _StopRequested:
             status = Status.STOPPED
+            if self.step > 0 and self.tested_at != self.step:
+                self._test(stoppable=False)  # a stopped run is still measured on the test set
         finally:
-            for h in hooks:
-                h.remove()
             self.probes.close()
             self.model.eval()
         final = self._final(status)
         self.emit(final)
-        return FitResult(status, self.model, self.data, final, self.records, self.evaluation)
+        return FitResult(status, self.settings, self.model, self.data, final, self.records, self.evaluation)
+
+    @contextlib.contextmanager
+    def _stop_hooks(self) -> Iterator[None]:
+        """Stop is polled before every block's forward pass and at every block's gradient."""
+        blocks = [block for stage in self.model.stages() for block in stage]
+        hooks = [block.register_forward_pre_hook(self._check_stop) for block in blocks]
+        hooks += [block.register_forward_hook(self._check_stop_in_backward) for block in blocks]
+        try:
+            yield
+        finally:
+            for h in hooks:
+                h.remove()
 
     def _check_stop(self, *_: Any) -> None:
         if self.stop.is_set():
@@ -226,15 +246,15 @@ class _Trainer:
         model.train()
         order = torch.randperm(len(self.train_y), generator=self.generator).to(self.device)
         window = dict(loss=0.0, correct=0, images=0, seconds=0.0)
-        epoch_sum = dict(loss=0.0, correct=0, images=0, seconds=0.0)
+        epoch_sum = self.epoch_sum = dict(loss=0.0, correct=0, images=0, seconds=0.0)
         for i in range(self.steps_per_epoch):
             if self.step >= self.total:
                 break
             tick = time.perf_counter()
             idx = order[i * self.batch:(i + 1) * self.batch]
             images = self.train_x[idx]
-            if cfg.augment:
-                images = augment(images, self.generator, pad=cfg.pad)
+            if self.settings.crop:
+                images = augment(images, self.generator, pad=cfg.pad, flip=self.settings.flip)
             x = normalize(images, self.data.mean, self.data.std, cfg.channels_last)
             y = self.train_y[idx]
             lr = lr_at(cfg, self.step, self.total)
@@ -265,7 +285,6 @@ class _Trainer:
                 window = dict(loss=0.0, correct=0, images=0, seconds=0.0)
             if probe is not None:
                 self.emit(ProbeRecord(**self._where(), **probe))
-        self.epoch_sum = epoch_sum
 
     def _where(self) -> dict[str, Any]:
         return dict(step=self.step, epoch=round(self.step / self.steps_per_epoch, 4),
@@ -284,11 +303,11 @@ class _Trainer:
         per_eval = self.eval_seconds[-1] if self.eval_seconds else per_step * 2
         return (self.total - self.step) * per_step + evals_left * per_eval
 
-    def _test(self) -> None:
+    def _test(self, stoppable: bool = True) -> None:
         cfg = self.config
-        ev = evaluate(self.model, self.data, batch_size=max(256, cfg.batch_size), precision=cfg.precision,
-                      channels_last=cfg.channels_last, limit=cfg.test_subset, stop=self.stop)
-        self.evaluation = ev
+        ev = evaluate(self.model, self.data, batch_size=max(256, cfg.batch_size), precision=self.settings.precision,
+                      channels_last=cfg.channels_last, limit=cfg.test_subset, stop=self.stop if stoppable else None)
+        self.evaluation, self.tested_at = ev, self.step
         self.eval_seconds.append(ev.seconds)
         e = self.epoch_sum
         self.emit(TestRecord(**self._where(), test_loss=ev.loss, test_acc=ev.acc,
@@ -308,7 +327,7 @@ class _Trainer:
                            confusion=ev.confusion.tolist() if ev else None)
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16")
 
 
 @torch.no_grad()

@@ -96,7 +96,7 @@ def test_module_entry_point_as_a_real_process():
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "0"], "epochs must be an integer from 1 to 10000; got 0"),
     (["--optimizer", "foo"], "optimizer must be one of sgd, adam, adamw; got 'foo'"),
-    (["--precision", "fp16"], "precision must be one of fp32, bf16; got 'fp16'"),
+    (["--precision", "fp16"], "precision must be one of auto, fp32, bf16; got 'fp16'"),
     (["--lr", "-1"], "lr must be a number in (0.0, 100.0]; got -1.0"),
     (["--steps", "ten"], "steps must be a whole number; got 'ten'"),
     (["--dataset", "imagefolder"], "data_dir is required for dataset imagefolder"),

@@ -17,7 +17,7 @@ from tests.conftest import wait_until
 torch.set_num_threads(1)
 
 TINY = dict(overrides=dict(width=8, layers=(1, 1, 1)), train_subset=256, batch_size=64, test_subset=200,
-            augment=False, log_every=2, probe_every=0, threads=1)
+            augment="none", log_every=2, probe_every=0, threads=1)
 LONG = TrainConfig(max_steps=100_000, **TINY)
 
 
@@ -48,7 +48,8 @@ def test_job_publishes_snapshots_and_stores_the_run(runner):
 
 def test_stop_from_another_thread_ends_the_run_at_the_next_block(runner, monkeypatch):
     """The worker is held right after step 2 until this thread has pressed Stop, so the test knows exactly where
-    the run stood: it must end before step 3's first block, with no further step, evaluation or record."""
+    the run stood: it must end before step 3's first block, with no further step, then be measured once on the
+    test set (a stopped run still has its test accuracy)."""
     at_step_2, stop_pressed = threading.Event(), threading.Event()
     record_of_job = Job._on_record
 
@@ -65,9 +66,12 @@ def test_stop_from_another_thread_ends_the_run_at_the_next_block(runner, monkeyp
     stop_pressed.set()
     assert job.wait(60), "the run did not end after Stop"
     snap = job.snapshot()
-    assert snap.status == Status.STOPPED and snap.message == "stopped by the user at step 2"
-    assert snap.final.status == Status.STOPPED and snap.final.steps == 2 and snap.final.test_acc is None
-    assert [r.kind for r in snap.records] == ["train", "train", "final"]  # steps 1 and 2, then the end
+    test = snap.of_kind(TestRecord)
+    assert [r.kind for r in snap.records] == ["train", "train", "test", "final"]  # steps 1 and 2, the test, the end
+    assert test[0].step == 2 and snap.final.test_acc == test[0].test_acc == job.result.evaluation.acc
+    assert snap.status == Status.STOPPED and snap.message == f"stopped by the user at step 2; test accuracy " \
+                                                             f"{test[0].test_acc:.1%}"
+    assert snap.final.status == Status.STOPPED and snap.final.steps == 2
     info = runstore.read_run(snap.run_dir)
     assert info.status == Status.STOPPED and info.final == snap.final and info.has_weights
 

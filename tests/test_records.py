@@ -37,6 +37,7 @@ from resnet_core.records import (
     record_from_dict,
     short_label,
 )
+from resnet_core.settings import RunSettings
 from resnet_core.spec import ModelSpec
 from resnet_core.train import evaluate
 
@@ -74,7 +75,8 @@ def test_old_run_folder_reads_through_the_typed_store(old_run):
     assert (spec.layers, spec.width, spec.num_classes, spec.stem, spec.shortcut) == ((1, 1, 1), 4, 10, "cifar", "A")
     assert info.config.data.name == "synthetic" and len(info.config.data.classes) == 10
     train = info.config.train
-    assert train == TrainConfig(overrides=dict(layers=(1, 1, 1), width=4), max_steps=6, batch_size=16,
+    assert train == TrainConfig(overrides=dict(layers=(1, 1, 1), width=4), augment="crop+flip", precision="fp32",
+                                max_steps=6, batch_size=16,
                                 train_subset=64, test_subset=50, log_every=2, probe_every=3)
     assert [r.run_id for r in runstore.list_runs(old_run.parent)] == ["run-v1"]
 
@@ -141,12 +143,17 @@ def test_records_made_here_round_trip():
 def test_run_config_and_spec_round_trip():
     config = RunConfig.from_dict(fixture_config())
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    assert config.to_dict() == fixture_config()
+    written_before_settings = fixture_config()
+    written_before_settings["train"]["augment"] = "crop+flip"  # its True, as the modes name it now
+    assert config.to_dict() == written_before_settings | {"settings": dict(
+        augment="crop+flip", augment_reason="set in the run's config", precision="fp32",
+        precision_reason="set in the run's config")}
     other = RunConfig(TrainConfig(model="resnext50_32x4d", overrides=dict(layers=(1, 2), groups=4), optimizer="adamw",
                                   lr=1e-3, schedule="multistep", milestones=(0.3, 0.6, 0.9), image_size=64,
                                   max_steps=10, threads=2),
                       PRESETS["resnext50_32x4d"].spec.replace(layers=(1, 2), groups=4, num_classes=3),
                       DataFacts("imagefolder", "/data/pets", ["cat", "dog", "eel"], 1, 64, 90, 10, [0.4], [0.2]),
+                      RunSettings("crop", "auto: test", "bf16", "set by the user"),
                       run_id=new_run_id("resnext50_32x4d"), created=time.time())
     assert RunConfig.from_dict(json.loads(json.dumps(other.to_dict()))) == other
     assert TrainConfig.from_dict(other.train.to_dict()) == other.train

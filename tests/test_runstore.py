@@ -20,16 +20,17 @@ from resnet_core.data import SYNTHETIC_CLASSES
 from resnet_core.jobs import execute
 from resnet_core.presets import resolve_spec
 from resnet_core.records import DataFacts, ProbeRecord, RunConfig, Status, TrainRecord
+from resnet_core.settings import resolve_settings
 from resnet_core.train import evaluate
 from tests.conftest import wait_until
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(overrides=dict(width=8, layers=(1, 1, 1)), train_subset=256, batch_size=64, test_subset=200,
-            augment=False, log_every=2, probe_every=2, threads=1)
+            augment="none", log_every=2, probe_every=2, threads=1)
 CONFIG = RunConfig(TrainConfig(), resolve_spec("resnet20"),
                    DataFacts("synthetic", "generated", list(SYNTHETIC_CLASSES), 3, 32, 10_000, 2_000, [0.5] * 3,
-                             [0.25] * 3))
+                             [0.25] * 3), resolve_settings(TrainConfig()))
 
 
 def train_record(step: int, loss: float) -> TrainRecord:

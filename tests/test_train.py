@@ -29,7 +29,7 @@ from resnet_core.train import Diverged, build_seeded_model, evaluate, fit, lr_at
 torch.set_num_threads(1)
 
 TINY = dict(overrides=dict(width=8, layers=(1, 1, 1)), train_subset=256, batch_size=64, test_subset=200,
-            augment=False, log_every=10)
+            augment="none", log_every=10)
 
 
 def _curve(records, kind=TrainRecord, fields=("loss", "acc", "lr")):
@@ -54,7 +54,7 @@ def test_loss_falls_and_seeded_runs_are_identical():
 
 def test_records_follow_the_documented_keys():
     records = []
-    result = fit(TrainConfig(max_steps=12, probe_every=5, **{**TINY, "augment": True}),
+    result = fit(TrainConfig(max_steps=12, probe_every=5, **{**TINY, "augment": "crop+flip"}),
                  on_record=records.append)
     assert records == result.records
     kinds = [r.kind for r in records]

@@ -15,7 +15,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from resnet_core import config, jobs, runstore
+from resnet_core import config, hardware, jobs, runstore
 from resnet_core.config import TrainConfig
 from resnet_core.jobs import default_runner
 from resnet_core.records import Status, TestRecord, TrainRecord
@@ -252,3 +252,31 @@ def test_bad_max_runs_setting_shows_one_line_error(tmp_path, monkeypatch):
     assert not at.exception
     assert [e.value for e in at.error] == ["RESNET_EXPLORER_MAX_RUNS must be a whole number >= 1; got 'abc'"]
     assert not at.button and [s.value for s in at.subheader] == ["Past runs"]
+
+
+def test_page_says_what_auto_chooses_and_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))  # no AMX
+    at = _tiny_page(tmp_path, monkeypatch)
+    captions = " ".join(c.value for c in at.caption)
+    assert "Augmentation **crop+flip** (auto: random crops, and flips because every synthetic shape" in captions
+    assert "precision **fp32** (auto: this CPU has no bf16 units (AMX)" in captions
+    at.selectbox(key="train_dataset").set_value("mnist").run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "Augmentation **crop** (auto: random crops only; mnist's classes are not known to survive a mirror" \
+        in captions
+    assert not at.warning
+    at.radio(key="train_precision").set_value("bf16").run()
+    assert [w.value for w in at.warning] == ["Precision bf16: this CPU has no bf16 units (AMX), so bf16 autocast "
+                                             "will train slower than fp32"]
+
+
+def test_a_run_stopped_on_the_page_shows_its_test_accuracy(tmp_path, monkeypatch):
+    at = _tiny_page(tmp_path, monkeypatch, steps=100_000)
+    at.button(key="train_start").click().run()
+    rerun_until(at, lambda a: len(_train_steps(a)) >= 2, timeout=90)
+    at.button(key="train_stop").click().run()
+    rerun_until(at, lambda a: any("Stopped" in w.value for w in a.warning))
+    run = runstore.list_runs(tmp_path / "runs")[0]
+    assert run.status == Status.STOPPED and run.final.test_acc is not None
+    assert at.metric[0].label == "Test accuracy" and at.metric[0].value == f"{run.final.test_acc:.1%}"
+    assert any(c.value.startswith("Augmentation **crop+flip**") for c in at.caption)

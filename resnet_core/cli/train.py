@@ -1,9 +1,10 @@
 """`train`: one training run from the command line, into the run store.
 
-With --json it prints one JSON object per epoch (the "test" records of train.py) and last a final
-object with test_acc, test_loss, images_per_sec, seconds, run_dir and status. A run that diverges or
-fails still ends with that object (status "diverged" or "failed", its message, None where unknown),
-then prints its error line and exits 1.
+Without --json it shows a progress bar on stderr (step/total, loss, images/s, time left) and one line
+per epoch on stdout. With --json stdout holds only JSON: one object per epoch (the test records, see
+records.py) and last a final object with test_acc, test_loss, images_per_sec, seconds, precision,
+augment, run_dir and status. A run that diverges or fails still ends with that object (status
+"diverged" or "failed", its message, None where unknown), then prints its error line and exits 1.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import argparse
 import contextlib
 import json
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
-from ..config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from tqdm import tqdm
+
+from ..config import AUGMENTS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from ..data import DATASETS
+from ..format import format_seconds
 from ..jobs import describe_error, execute
-from ..records import Record, Status, TestRecord
+from ..records import Record, Status, TestRecord, TrainRecord
 from ..runstore import check_run_dir
+from ..settings import precision_warning
 from ..train import Diverged
 from .spec_args import add_spec_arguments, number, spec_overrides, whole_number
 
@@ -45,8 +51,11 @@ def register(sub) -> None:
     p.add_argument("--schedule", default=defaults.schedule, help=f"one of {', '.join(SCHEDULES)}")
     p.add_argument("--warmup", type=number("warmup"), default=defaults.warmup, help="fraction of steps warming up")
     p.add_argument("--label-smoothing", type=number("label-smoothing"), default=defaults.label_smoothing)
-    p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
-    p.add_argument("--precision", default=defaults.precision, help=f"one of {', '.join(PRECISIONS)}")
+    p.add_argument("--augment", default=defaults.augment,
+                   help=f"one of {', '.join(AUGMENTS)} (default auto: crop, and flip only mirror-invariant sets)")
+    p.add_argument("--no-augment", action="store_true", help="the same as --augment none")
+    p.add_argument("--precision", default=defaults.precision,
+                   help=f"one of {', '.join(PRECISIONS)} (default auto: bf16 where the hardware has it natively)")
     p.add_argument("--no-channels-last", action="store_true", help="run the model in NCHW memory format")
     p.add_argument("--seed", type=whole_number("seed"), default=defaults.seed)
     p.add_argument("--threads", type=whole_number("threads"), help="torch threads (default: all cores)")
@@ -64,7 +73,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         image_size=args.image_size, train_subset=args.train_subset, epochs=args.epochs, max_steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, nesterov=not args.no_nesterov,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
-        label_smoothing=args.label_smoothing, augment=not args.no_augment, precision=args.precision,
+        label_smoothing=args.label_smoothing, augment="none" if args.no_augment else args.augment,
+        precision=args.precision,
         channels_last=not args.no_channels_last, seed=args.seed, threads=args.threads, device=args.device,
         probe_every=args.probe_every,
     ).validate()
@@ -74,21 +84,26 @@ def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     started: dict[str, str] = {}
     stop = threading.Event()
+    warning = precision_warning(config)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    progress = _Progress(enabled=not args.json)
 
     def on_record(record: Record) -> None:
+        progress.update(record)
         if not isinstance(record, TestRecord):
             return
         if args.json:
             print(json.dumps({k: v for k, v in record.to_dict().items() if k != "kind"}), flush=True)
         else:
-            print(f"epoch {record.epoch:g}  step {record.step}  train loss {record.train_loss:.4f}  "
-                  f"test loss {record.test_loss:.4f}  test acc {record.test_acc:.2%}  "
-                  f"{record.images_per_sec:.0f} img/s", flush=True)
+            progress.write(f"epoch {record.epoch:g}  step {record.step}  train loss {record.train_loss:.4f}  "
+                           f"test loss {record.test_loss:.4f}  test acc {record.test_acc:.2%}  "
+                           f"{record.images_per_sec:.0f} img/s")
 
     if args.run_dir:
         check_run_dir(args.run_dir)  # before the data are loaded, which can take minutes
     try:
-        with _ctrl_c_sets(stop):  # Ctrl-C ends the run as "stopped", weights and status saved
+        with _ctrl_c_sets(stop), contextlib.closing(progress):  # Ctrl-C: "stopped", weights and status saved
             result = execute(config, run_dir=args.run_dir, on_record=on_record, stop=stop,
                              on_start=lambda writer: started.update(path=str(writer.path)))
     except BrokenPipeError:
@@ -103,14 +118,45 @@ def run_train(args: argparse.Namespace) -> int:
                                   images_per_sec=None, seconds=None, run_dir=started["path"])), flush=True)
         raise RuntimeError(f"{message}; run stored in {started['path']}") from None
     final = {k: v for k, v in result.final.to_dict().items() if k not in _SKIP_IN_FINAL}
-    final["run_dir"] = started["path"]
+    settings = result.settings
+    final.update(precision=settings.precision, augment=settings.augment, run_dir=started["path"])
     if args.json:
         print(json.dumps(final), flush=True)
     else:
         acc = f"{final['test_acc']:.2%}" if final["test_acc"] is not None else "n/a"
         print(f"{final['status']}: test acc {acc} after {final['steps']} steps in {final['seconds']:.1f} s "
-              f"({final['images_per_sec']:.0f} img/s); run stored in {final['run_dir']}")
+              f"({final['images_per_sec']:.0f} img/s); precision {settings.precision} "
+              f"({settings.precision_reason}); augment {settings.augment} ({settings.augment_reason}); "
+              f"run stored in {final['run_dir']}")
     return 0
+
+
+class _Progress:
+    """A tqdm bar on stderr that follows the train records, from the first step on; epoch lines go above it,
+    on stdout. Only on a terminal: piped or logged output gets the epoch lines alone."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+
+    def update(self, record: Record) -> None:
+        if not (self.enabled and isinstance(record, TrainRecord)):
+            return
+        if self.bar is None:
+            self.bar = tqdm(total=record.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True,
+                            mininterval=0.5, desc="training", disable=None,  # None: off unless stderr is a tty
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} steps [{elapsed}{postfix}]")
+        self.bar.set_postfix_str(f"loss {record.loss:.3f}, {record.images_per_sec:.0f} img/s, "
+                                 f"{format_seconds(record.eta_sec)} left", refresh=False)
+        self.bar.update(record.step - self.bar.n)
+
+    def write(self, line: str) -> None:
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 @contextlib.contextmanager
