@@ -21,14 +21,14 @@ MAX_CONFIGS = 6
 POLL_SECONDS = 1.0
 
 
-def configuration_options() -> dict[str, ModelChoice]:
-    """Every preset, plus the Architecture page's configuration when it changes its preset's fields."""
+def configuration_options() -> tuple[dict[str, ModelChoice], ModelChoice | None]:
+    """Every preset, plus the shared configuration (the link's ?model=… settings, else the Architecture page's)
+    when it changes its preset's fields; and that shared choice, if there is one."""
     options = {name: ModelChoice(name) for name in PRESETS}
-    if CHOICE_KEY in st.session_state:
-        choice = shared_choice()
-        if choice.overrides:
-            options = {choice.label: choice, **options}
-    return options
+    shared = shared_choice() if "model" in st.query_params or CHOICE_KEY in st.session_state else None
+    if shared is not None and shared.overrides:
+        options = {shared.label: shared, **options}
+    return options, shared
 
 
 def comparison_row(label: str, choice: ModelChoice, dims: tuple[int, ...] | None, batch: int) -> dict | None:
@@ -48,10 +48,10 @@ def comparison_row(label: str, choice: ModelChoice, dims: tuple[int, ...] | None
 
 
 def comparison_section() -> None:
-    options = configuration_options()
+    options, shared = configuration_options()
     if "cmp_configs" not in st.session_state:
-        custom = [label for label, choice in options.items() if choice.overrides]
-        st.session_state["cmp_configs"] = custom + DEFAULT_MODELS[:MAX_CONFIGS - len(custom)]
+        first = [shared.label] if shared is not None else []
+        st.session_state["cmp_configs"] = (first + [m for m in DEFAULT_MODELS if m not in first])[:MAX_CONFIGS]
     c = st.columns([4, 1.2, 0.8])
     labels: list[str] = c[0].multiselect("Configurations (2 to 6)", list(options), key="cmp_configs",
                                          max_selections=MAX_CONFIGS)

@@ -1,4 +1,9 @@
-"""Train: start a run on the chosen model, watch its live curves, stop it; results, downloads and past runs."""
+"""Train: start a run on the chosen model, watch its live curves, stop it; results, downloads and past runs.
+
+A run belongs to the browser, not to one script run: its job id is kept in the URL (?job=…), so a reload or a
+second tab reattaches to it (curves, Stop and the settings it was started with), and every run training on
+the server is listed with its run id, so anyone who opens the page can reattach to an orphan and stop it.
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,24 @@ import streamlit as st
 
 from resnet_core.config import AUGMENTS, DEFAULT_LR, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig, available_devices
 from resnet_core.data import DATASETS, default_data_dir, load_dataset
+from resnet_core.fence import DATA_ROOTS_ENV, data_roots, fenced_data_dir
 from resnet_core.format import format_bytes, format_seconds
 from resnet_core.jobs import Job, JobSnapshot, default_runner, memory_check
 from resnet_core.records import Record, Status, final_of
-from resnet_core.runstore import RunInfo, evaluate_run, list_runs, metrics_csv, read_metrics, weights_file
+from resnet_core.runstore import RunInfo, evaluate_run, metrics_csv, read_metrics, scan_runs, weights_file
 from resnet_core.settings import RunSettings, precision_warning, resolve_settings
 from resnet_core.train import Evaluation, warm_up
 from ui.live import live_fragment
 from ui.page import setup_page
 from ui.train_figures import OVERLAY_METRICS, confusion_figure, overlay_figure, prediction_grid, training_curves
-from ui.widgets import ModelChoice, model_picker, or_error, session_owner
+from ui.widgets import ModelChoice, model_picker, or_error, remember_choice, session_owner, skipped_runs_note
 
 setup_page("Train")
 
 POLL_SECONDS = 0.5
 GRID_IMAGES = 24
 JOB_KEY, ERROR_KEY, TOASTED_KEY = "train_job", "train_error", "train_toasted"
+JOB_PARAM = "job"  # the URL's query parameter holding the attached job's id
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
 DEFAULTS = TrainConfig()
 WIDGETS: dict[str, Any] = dict(  # widget key -> default, from TrainConfig's defaults
@@ -46,15 +53,54 @@ def init_state() -> None:
 
 
 def my_job() -> Job | None:
+    """The job this page shows: one it started, or attached to by its id (which is not guessable)."""
     job_id = st.session_state.get(JOB_KEY)
-    return default_runner().get(job_id, owner=session_owner()) if job_id else None
+    return default_runner().get(job_id) if job_id else None
+
+
+def attach(job_id: str) -> None:
+    """Show the job in this session: its curves and Stop, with the widgets set as it was started.
+
+    Called before the widgets are drawn (an on_click callback, or the top of the page run)."""
+    job = default_runner().get(job_id)
+    if job is None:
+        return
+    st.session_state[JOB_KEY] = job.id
+    st.session_state.update(widgets_from_config(job.config))
+    st.session_state["train_model"] = job.config.model
+    remember_choice(ModelChoice(job.config.model, dict(job.config.overrides)))
+    st.query_params[JOB_PARAM] = job.id
+
+
+def reattach_from_url() -> None:
+    """A reload or a second tab: the URL names a job this session does not show yet."""
+    job_id = st.query_params.get(JOB_PARAM)
+    if job_id and st.session_state.get(JOB_KEY) != job_id:
+        if default_runner().get(job_id) is None:
+            st.query_params.pop(JOB_PARAM)  # gone with a server restart; its run is under Past runs
+        else:
+            attach(job_id)
+
+
+def widgets_from_config(config: TrainConfig) -> dict[str, Any]:
+    """The inverse of `config_from_state`: widget values that give `config` again (threads are left alone: the
+    runner fills them in)."""
+    return dict(
+        train_dataset=config.dataset, train_data_dir=config.data_dir or "", train_subset=config.train_subset or 0,
+        train_epochs=config.epochs, train_steps=config.max_steps or 0, train_batch=config.batch_size,
+        train_optimizer=config.optimizer, **{f"train_lr_{config.optimizer}": config.peak_lr},
+        train_nesterov=config.nesterov, train_wd=config.weight_decay, train_schedule=config.schedule,
+        train_warmup=config.warmup, train_smoothing=config.label_smoothing, train_augment=config.augment,
+        train_precision=config.precision, train_seed=config.seed, train_probe_every=config.probe_every,
+        train_channels_last=config.channels_last, train_device=config.device,
+    )
 
 
 def config_from_state(choice: ModelChoice) -> TrainConfig:
     s = st.session_state
     return TrainConfig(
         model=choice.model, overrides=dict(choice.overrides), dataset=s.train_dataset,
-        data_dir=s.train_data_dir.strip() or None, train_subset=s.train_subset or None, epochs=s.train_epochs,
+        data_dir=fenced_data_dir(s.train_data_dir), train_subset=s.train_subset or None, epochs=s.train_epochs,
         max_steps=s.train_steps or None, batch_size=s.train_batch, optimizer=s.train_optimizer,
         lr=s[f"train_lr_{s.train_optimizer}"], nesterov=s.train_nesterov, weight_decay=s.train_wd,
         schedule=s.train_schedule, warmup=s.train_warmup, label_smoothing=s.train_smoothing,
@@ -71,6 +117,7 @@ def start(choice: ModelChoice) -> None:
         st.session_state[ERROR_KEY] = str(exc)
         return
     st.session_state[JOB_KEY] = job.id
+    st.query_params[JOB_PARAM] = job.id
 
 
 def stop() -> None:
@@ -87,6 +134,8 @@ def controls() -> ModelChoice:
         st.text_input("Data folder", key="train_data_dir", placeholder=str(default_data_dir()),
                       help="where the files are (or are downloaded to); for imagefolder: a folder of class folders, "
                            "or with train/ and test/ (or val/)")
+        st.caption(f"This server reads data only inside {', '.join(f'`{r}`' for r in data_roots())} "
+                   f"(its operator can add folders with `{DATA_ROOTS_ENV}`).")
     c = st.columns(2)
     c[0].number_input("Epochs", 1, 500, key="train_epochs")
     c[1].number_input("Step budget (0: use epochs)", 0, 10**7, key="train_steps")
@@ -253,8 +302,10 @@ def run_label(info: RunInfo) -> str:
 
 
 def past_runs(current_run: str | None) -> None:
-    runs = {info.run_id: info for info in list_runs()}
+    stored, skipped = scan_runs()
+    runs = {info.run_id: info for info in stored}
     st.subheader("Past runs")
+    skipped_runs_note(skipped)
     if not runs:
         st.caption("No runs stored yet: they are kept in the runs folder and listed here after a restart.")
         return
@@ -284,6 +335,27 @@ def past_runs(current_run: str | None) -> None:
         results(f"Stored run {info.run_id}", str(info.path), records, info.config.settings, evaluation, images)
 
 
+def server_runs(shown: Job | None) -> None:
+    """Every queued or running job of this server but the one shown, with an Open button: a run left behind by
+    a closed tab can be reattached and stopped by whoever opens the page."""
+    others = [j for j in default_runner().jobs() if not j.done and j is not shown]
+    if not others:
+        return
+    st.subheader("Training on this server now")
+    for job in others:
+        snap = job.snapshot()
+        c = st.columns([5, 1])
+        c[0].markdown(f"`{snap.run_id or 'not started yet'}` · {job.config.model} on {job.config.dataset} · "
+                      f"{snap.state.label} · step {snap.step} of {snap.total_steps or '…'}")
+        c[1].button("Open", key=f"train_open_{job.id}", on_click=attach, args=(job.id,), disabled=live_here(shown),
+                    help="show this run here, with its curves and Stop" if not live_here(shown)
+                    else "stop or leave the run shown above first")
+
+
+def live_here(job: Job | None) -> bool:
+    return job is not None and not job.done
+
+
 def main() -> None:
     init_state()
     st.title("Train")
@@ -293,6 +365,7 @@ def main() -> None:
         st.divider()
         past_runs(None)
         return
+    reattach_from_url()
     job = my_job()
     live = job is not None and not job.done  # read once: the job may end while this run draws the page
     if job is not None and not live and st.session_state.get(TOASTED_KEY) != job.id:
@@ -330,6 +403,7 @@ def main() -> None:
         results("Results", snap.run_dir, snap.records, job.result.settings, job.result.evaluation,
                 job.result.data.test_images)
     st.divider()
+    server_runs(job)
     past_runs(job.snapshot().run_id if job is not None else None)
 
 

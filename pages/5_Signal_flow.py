@@ -10,11 +10,11 @@ from resnet_core.flow_stack import ACTIVATIONS, INITS, MAX_BLOCKS, FlowConfig
 from resnet_core.flow_text import describe_model, describe_stacks, describe_training_flow
 from resnet_core.probes import probe_frame, stage_activations
 from resnet_core.records import ProbeRecord, short_label
-from resnet_core.runstore import list_runs, newest_plain_and_residual, read_metrics
+from resnet_core.runstore import list_runs, newest_plain_and_residual, read_metrics, scan_runs
 from ui.flow_figures import activation_curves, gradient_heatmap, model_flow_figure, spread_figure, stack_flow_figure
 from ui.live import live_fragment
 from ui.page import setup_page
-from ui.widgets import model_picker
+from ui.widgets import model_picker, skipped_runs_note
 
 setup_page("Signal flow")
 
@@ -132,7 +132,9 @@ def training_tab() -> None:
     st.markdown("During a training run the probes record every block's gradient norm and output statistics every "
                 "few steps. Pick runs (the degradation runs are plain and residual twins) to compare them on one "
                 "colour scale.")
-    runs = {r.run_id: r for r in list_runs() if r.config.train.probe_every}
+    stored, skipped = scan_runs()
+    skipped_runs_note(skipped)
+    runs = {r.run_id: r for r in stored if r.config.train.probe_every}
     if not runs:
         st.info("No run with probes yet: start one on the Train or the Degradation page.")
         return

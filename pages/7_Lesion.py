@@ -7,18 +7,20 @@ import streamlit as st
 from resnet_core import degradation, lesion
 from resnet_core.jobs import BackgroundRows
 from resnet_core.records import Status, short_label
-from resnet_core.runstore import RunInfo, list_runs, newest_plain_and_residual
+from resnet_core.runstore import RunInfo, SkippedRun, newest_plain_and_residual, scan_runs
 from ui.experiment_figures import lesion_figure
 from ui.live import live_fragment
 from ui.page import setup_page
+from ui.widgets import skipped_runs_note
 
 setup_page("Lesion study")
 
 TASK_KEY = "lesion_task"  # {"key": (run ids, limit), "task": BackgroundRows}
 
 
-def finished_runs() -> dict[str, RunInfo]:
-    return {r.run_id: r for r in list_runs() if r.status in (Status.FINISHED, Status.STOPPED) and r.has_weights}
+def finished_runs() -> tuple[dict[str, RunInfo], list[SkippedRun]]:
+    stored, skipped = scan_runs()
+    return {r.run_id: r for r in stored if r.status in (Status.FINISHED, Status.STOPPED) and r.has_weights}, skipped
 
 
 def default_choice(runs: dict[str, RunInfo]) -> list[str]:
@@ -41,7 +43,8 @@ st.markdown("Veit, Wilber and Belongie (2016) deleted single blocks from trained
             "loses little, as if it were an ensemble of shallower paths, while a plain net collapses. Here each "
             "block of a stored run is replaced by the identity in turn and the test accuracy measured. A block whose "
             "output shape differs from its input's (the first block of a downsampling stage) cannot be deleted.")
-runs = finished_runs()
+runs, skipped = finished_runs()
+skipped_runs_note(skipped)
 if not runs:
     st.info("No trained run with weights yet: train on the Train page or start the Degradation runs.")
     st.stop()
@@ -56,7 +59,7 @@ start = c[2].button("Run the lesion study", type="primary", disabled=not chosen,
 key = (tuple(chosen), limit)
 if start:
     st.session_state[TASK_KEY] = dict(key=key, task=BackgroundRows(
-        lambda rid: lesion.lesion_run(runs[rid].path, limit=limit).to_dict(), list(chosen)))
+        lambda rid: lesion.lesion_row(runs[rid].path, limit=limit), list(chosen)))
 job = st.session_state.get(TASK_KEY)
 
 
@@ -69,9 +72,12 @@ def results() -> bool:
         st.error(error, icon="⚠️")
     if not done:
         st.progress(len(rows) / job["task"].total, text=f"{len(rows)} of {job['task'].total} runs lesioned…")
-    if rows:
-        st.plotly_chart(lesion_figure({r["name"]: r for r in rows}), width="stretch", key="lesion_fig")
-        for r in rows:
+    for failed in (r for r in rows if "error" in r):
+        st.error(failed["error"], icon="⚠️")
+    measured = [r for r in rows if "error" not in r]
+    if measured:
+        st.plotly_chart(lesion_figure({r["name"]: r for r in measured}), width="stretch", key="lesion_fig")
+        for r in measured:
             st.markdown("- " + lesion.describe(lesion.LesionResult(**r)))
         st.caption(f"Source of the method: {lesion.VEIT2016}.")
     if done and job["key"] != key:

@@ -99,6 +99,15 @@ def lesion_run(run_dir: str | Path, limit: int | None = None, device: str = "cpu
     return lesion(model, data, name=info.run_id, limit=limit)
 
 
+def lesion_row(run_dir: str | Path, limit: int | None = None) -> dict[str, Any]:
+    """`lesion_run` as a JSON-ready row, or {"name", "error"} for a run that cannot be studied (no weights,
+    weights that do not fit, a spoilt folder): one bad run never stops the study of the others."""
+    try:
+        return lesion_run(run_dir, limit).to_dict()
+    except ValueError as exc:
+        return dict(name=Path(run_dir).name, error=str(exc))
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None:
         check_int("limit", limit, 1, 10**9)

@@ -12,6 +12,7 @@ readable: a half-written or invalid line is skipped. Everything read here is val
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import time
@@ -113,13 +114,19 @@ class RunWriter:
 
 
 def check_run_dir(path: str | Path) -> Path:
-    """`path` as a Path; ValueError naming run_dir if it or a parent is a file, or it already holds a run."""
+    """`path` as a Path, if a run may be written there: a new or empty folder. Nothing already there is ever
+    overwritten: a ValueError naming run_dir says what was found (a file, a run, or other files)."""
     path = Path(path)
     nearest = next((p for p in (path, *path.parents) if p.exists()), None)
     if nearest is not None and not nearest.is_dir():
         raise ValueError(f"run_dir must be a folder; {nearest} is a file")
-    if (path / METRICS).is_file() and (path / METRICS).stat().st_size > 0:
-        raise ValueError(f"run_dir must be a new or empty folder; {path} already holds a run")
+    if path.is_dir():
+        found = sorted(child.name for child in itertools.islice(path.iterdir(), 4))
+        if (path / CONFIG).exists():
+            raise ValueError(f"run_dir must be a new or empty folder; {path} already holds a run")
+        if found:
+            more = " and more" if len(found) > 3 else ""
+            raise ValueError(f"run_dir must be a new or empty folder; {path} holds {', '.join(found[:3])}{more}")
     return path
 
 
@@ -157,18 +164,34 @@ def _read_status(path: Path) -> tuple[RunState, FinalRecord | None]:
     return RunState(status, message), final
 
 
-def list_runs(root: str | Path | None = None) -> list[RunInfo]:
-    """Every run folder under `root` (default runs_root()), newest first; unreadable folders are skipped."""
+@dataclass(frozen=True)
+class SkippedRun:
+    """A folder in the run store that could not be read as a run, and why (one line)."""
+
+    name: str
+    reason: str
+
+
+def scan_runs(root: str | Path | None = None) -> tuple[list[RunInfo], list[SkippedRun]]:
+    """Every run folder under `root` (default runs_root()), newest first, and the folders that are not valid
+    runs with the reason for each: a bad folder is reported, never raised, so it cannot break a listing."""
     root = Path(root) if root else runs_root()
-    runs = []
+    runs, skipped = [], []
     if root.is_dir():
         for child in root.iterdir():
             if (child / CONFIG).is_file():
                 try:
                     runs.append(read_run(child))
-                except (ValueError, OSError):
-                    continue
-    return sorted(runs, key=lambda r: r.created, reverse=True)
+                except ValueError as exc:
+                    skipped.append(SkippedRun(child.name, str(exc)))
+                except OSError as exc:
+                    skipped.append(SkippedRun(child.name, f"run {child.name}: {exc.strerror or exc}"))
+    return sorted(runs, key=lambda r: r.created, reverse=True), sorted(skipped, key=lambda s: s.name)
+
+
+def list_runs(root: str | Path | None = None) -> list[RunInfo]:
+    """The readable runs of `scan_runs`, newest first."""
+    return scan_runs(root)[0]
 
 
 def newest_plain_and_residual(runs: Iterable[RunInfo]) -> list[RunInfo]:
@@ -200,17 +223,35 @@ def metrics_csv(records: Iterable[Record]) -> str:
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The run's final state_dict, loaded with weights_only=True."""
-    file = Path(path) / WEIGHTS
+    """The run's final state_dict, loaded with weights_only=True (no code in the file is ever run); anything
+    else, or a file that cannot be read, is one ValueError."""
+    name, file = Path(path).name, Path(path) / WEIGHTS
     if not file.is_file():
-        raise ValueError(f"run {Path(path).name} has no weights yet ({WEIGHTS} is written when the run ends)")
-    return torch.load(file, map_location="cpu", weights_only=True)
+        raise ValueError(f"run {name} has no weights yet ({WEIGHTS} is written when the run ends)")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, empty, a pickle of objects, not a torch file: torch's own text may
+        # suggest weights_only=False, which would run the file's code, so only the kind of failure is shown
+        raise ValueError(f"run {name}: {WEIGHTS} cannot be read as a state_dict of tensors "
+                         f"({type(exc).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"run {name}: {WEIGHTS} holds a {type(state).__name__}, not a state_dict of tensors")
+    return state
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> ResNet:
-    """The run's model with its final weights, in eval mode."""
-    model = ResNet(read_run(path).config.spec)
-    model.load_state_dict(load_weights(path), strict=True)
+    """The run's model with its final weights, in eval mode; a ValueError when the weights do not fit its spec."""
+    info = read_run(path)
+    model, state = ResNet(info.config.spec), load_weights(path)
+    expected = model.state_dict()
+    for key in sorted(set(expected) | set(state)):
+        if key not in state or key not in expected or state[key].shape != expected[key].shape:
+            found = tuple(state[key].shape) if key in state else "missing"
+            wanted = tuple(expected[key].shape) if key in expected else "no such parameter"
+            raise ValueError(f"run {info.run_id}: {WEIGHTS} does not fit its model spec: {key} is {found}, "
+                             f"the model has {wanted}")
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval()
 
 

@@ -6,6 +6,7 @@ import ast
 import base64
 import json
 import tokenize
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,20 @@ def test_pages_leave_setup_models_and_run_files_to_the_library(path):
     assert len(calls) == 1, "setup_page() must be called once, at the top level"
     before = [n for node in body[:calls[0]] for n in ast.walk(node) if isinstance(n, ast.Name) and n.id == "st"]
     assert not before, "nothing may use streamlit before setup_page()"
+
+
+def test_the_server_listens_on_this_machine_only_by_default():
+    """Reachable from elsewhere only when its operator passes --server.address (README)."""
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+
+
+def test_compare_follows_the_links_settings():
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Compare.py"), default_timeout=120)
+    at.query_params.update({"model": "resnet20", "layers": "2,2,2"})
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="cmp_configs").value[0] == "resnet20 (layers=2,2,2)"
+    table = at.dataframe[0].value
+    row = table[table["label"] == "resnet20 (layers=2,2,2)"].iloc[0]
+    assert row["params"] == summarize(resolve_spec("resnet20", layers=(2, 2, 2)), (3, 32, 32), 1).total_params

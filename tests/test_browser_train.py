@@ -1,4 +1,5 @@
-"""A real browser on the Train page: click "Start training", watch the live curve grow, click "Stop"."""
+"""A real browser on the Train page: click "Start training", watch the live curve grow, reload the page (the run
+is still there, with its curve and Stop), click "Stop"."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def test_start_curve_grows_then_stop(start_server, page, monkeypatch):
     save_screenshot(page, "train-running")
     print(f"first curve point {first_point:.1f} s after Start")
 
+    assert "job=" in page.url
+    page.reload()  # a new browser session: the run is found again from the URL
+    wait_for_app(page)
+    expect(stop).to_be_enabled(timeout=30_000)
+    expect(start).to_be_disabled()
+    page.wait_for_function(f"() => ({LIVE_POINTS})() > {points}", timeout=90_000)
     stop.click()
     stopped = main.locator('[data-testid="stAlert"]').filter(has_text="Stopped by the user at step")
     expect(stopped).to_be_visible(timeout=30_000)

@@ -3,6 +3,7 @@ back as interrupted."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,12 +16,14 @@ import pytest
 import torch
 
 from resnet_core import runstore
+from resnet_core.cli import main
 from resnet_core.config import TrainConfig
 from resnet_core.data import SYNTHETIC_CLASSES
 from resnet_core.jobs import execute
 from resnet_core.presets import resolve_spec
 from resnet_core.records import DataFacts, ProbeRecord, RunConfig, Status, TrainRecord
 from resnet_core.settings import resolve_settings
+from resnet_core.spec import ModelSpec
 from resnet_core.train import evaluate
 from tests.conftest import wait_until
 
@@ -119,3 +122,120 @@ def test_killed_cli_run_reads_back_as_interrupted(tmp_path):
     assert len(train) >= 3 and [r.step for r in train[:2]] == [1, 5]  # the CLI logs every 5 steps
     assert all(isinstance(r, TrainRecord) for r in train)
     assert [r.status for r in runstore.list_runs(tmp_path)] == [Status.INTERRUPTED]
+
+
+def test_a_folder_that_is_not_a_run_is_never_written_into(tmp_path, capsys):
+    """`train --run-dir` on a folder holding anything but a run of ours: one line naming what is there; every
+    file is left as it was."""
+    folder = tmp_path / "my-project"
+    folder.mkdir()
+    for name, text in (("config.json", '{"mine": 1}'), ("status.json", "[]"), ("weights.pt", "precious")):
+        (folder / name).write_text(text)
+    with pytest.raises(ValueError, match=f"^run_dir must be a new or empty folder; {re.escape(str(folder))} "
+                                         "already holds a run$"):
+        runstore.create_run(CONFIG, folder)
+    (folder / "config.json").unlink()
+    code = main(["train", "resnet20", "--steps", "1", "--run-dir", str(folder)])
+    err = capsys.readouterr().err
+    assert (code, err) == (2, f"error: run_dir must be a new or empty folder; {folder} holds status.json, "
+                              "weights.pt\n")
+    assert (folder / "status.json").read_text() == "[]" and (folder / "weights.pt").read_text() == "precious"
+    assert sorted(p.name for p in folder.iterdir()) == ["status.json", "weights.pt"]
+    runstore.create_run(CONFIG, tmp_path / "empty").close()  # an empty folder is fine
+    (tmp_path / "empty2").mkdir()
+    runstore.create_run(CONFIG, tmp_path / "empty2").close()
+
+
+def spoil(folder: Path, name: str, text: str) -> None:
+    (folder / name).write_text(text)
+
+
+def test_bad_run_folders_are_listed_with_a_reason_never_raised(tmp_path):
+    good = runstore.create_run(CONFIG, tmp_path / "good")
+    good.set_status(Status.FINISHED)
+    good.close()
+    cases = {
+        "array-config": (runstore.CONFIG, "[1, 2]", "config.json: config.json must hold a JSON object; got list"),
+        "array-status": (runstore.STATUS, "[]", "status.json: must hold a JSON object; got list"),
+        "bogus-status": (runstore.STATUS, '{"status": "bogus"}', "status.json: status must be one of queued"),
+        "torn-config": (runstore.CONFIG, '{"train": {', "config.json: is not valid JSON"),
+        "binary-config": (runstore.CONFIG, None, "config.json: is not UTF-8 text"),
+    }
+    for name, (file, text, _) in cases.items():
+        runstore.create_run(CONFIG, tmp_path / name).close()
+        if text is None:
+            (tmp_path / name / file).write_bytes(b"\xff\xfe\x00garbage")
+        else:
+            spoil(tmp_path / name, file, text)
+    extra_key = runstore.create_run(CONFIG, tmp_path / "extra-key")
+    extra_key.close()
+    raw = json.loads((tmp_path / "extra-key" / runstore.CONFIG).read_text())
+    raw["spec"]["evil"] = 1
+    spoil(tmp_path / "extra-key", runstore.CONFIG, json.dumps(raw))
+    runs, skipped = runstore.scan_runs(tmp_path)
+    assert [r.run_id for r in runs] == ["good"]
+    reasons = {s.name: s.reason for s in skipped}
+    assert sorted(reasons) == sorted([*cases, "extra-key"])
+    for name, (_, _, reason) in cases.items():
+        assert reasons[name].startswith(f"run {name}: {reason}"), reasons[name]
+    assert reasons["extra-key"] == ("run extra-key: config.json: spec has unknown field 'evil'; the fields are "
+                                    + ", ".join(ModelSpec.__dataclass_fields__))
+    assert all("\n" not in r for r in reasons.values())
+
+
+class Boom:
+    """Pickled into a weights file: unpickling it would create `marker` (it must never run)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+@pytest.mark.parametrize("weights", ["empty", "list", "object", "truncated", "text", "wrong-shape", "missing-key"])
+def test_unreadable_weights_are_one_message_that_never_suggests_unsafe_loading(tmp_path, weights):
+    run = tmp_path / "run"
+    result = execute(TrainConfig(max_steps=1, **TINY), run_dir=run)
+    file = run / runstore.WEIGHTS
+    state = result.model.state_dict()
+    marker = tmp_path / "pwned"
+    if weights == "empty":
+        file.write_bytes(b"")
+    elif weights == "list":
+        torch.save([1, 2, 3], file)
+    elif weights == "object":
+        torch.save(Boom(str(marker)), file)
+    elif weights == "truncated":
+        file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+    elif weights == "text":
+        file.write_text("not a torch file")
+    elif weights == "wrong-shape":
+        torch.save({**state, "fc.weight": torch.zeros(3, 3)}, file)
+    else:
+        torch.save({k: v for k, v in state.items() if k != "fc.bias"}, file)
+    with pytest.raises(ValueError) as caught:
+        runstore.load_model(run)
+    message = str(caught.value)
+    assert message.startswith("run run: weights.pt ") and "\n" not in message
+    assert "weights_only" not in message and not marker.exists()
+    expected = {
+        "list": "run run: weights.pt holds a list, not a state_dict of tensors",
+        "wrong-shape": "run run: weights.pt does not fit its model spec: fc.weight is (3, 3), the model has (10, 32)",
+        "missing-key": "run run: weights.pt does not fit its model spec: fc.bias is missing, the model has (10,)",
+    }
+    if weights in expected:
+        assert message == expected[weights]
+    else:
+        assert message.startswith("run run: weights.pt cannot be read as a state_dict of tensors (")
+
+
+def test_lesion_goes_on_past_a_run_it_cannot_study(tmp_path, capsys):
+    execute(TrainConfig(max_steps=2, **TINY), run_dir=tmp_path / "good")
+    execute(TrainConfig(max_steps=2, **TINY), run_dir=tmp_path / "bad")
+    (tmp_path / "bad" / runstore.WEIGHTS).write_bytes(b"")
+    code = main(["lesion", str(tmp_path / "bad"), str(tmp_path / "good"), "--limit", "50", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err == "error: run bad: weights.pt cannot be read as a state_dict of tensors (EOFError)\n"
+    assert [json.loads(line)["name"] for line in out.splitlines()] == ["good"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
@@ -280,3 +281,87 @@ def test_a_run_stopped_on_the_page_shows_its_test_accuracy(tmp_path, monkeypatch
     assert run.status == Status.STOPPED and run.final.test_acc is not None
     assert at.metric[0].label == "Test accuracy" and at.metric[0].value == f"{run.final.test_acc:.1%}"
     assert any(c.value.startswith("Augmentation **crop+flip**") for c in at.caption)
+
+
+def test_data_folder_outside_the_fence_is_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("RESNET_EXPLORER_DATA_ROOTS", raising=False)
+    at = _tiny_page(tmp_path, monkeypatch)
+    at.selectbox(key="train_dataset").set_value("imagefolder").run()
+    assert any(f"This server reads data only inside `{(tmp_path / 'data').resolve()}`" in c.value for c in at.caption)
+    for outside in ("/etc", "/", str(tmp_path / "data" / ".." / "elsewhere"), "~"):
+        at.text_input(key="train_data_dir").set_value(outside).run()
+        at.button(key="train_start").click().run()
+        assert not at.exception
+        assert [e.value for e in at.error] == [
+            f"data_dir must be inside the server's data folders ({(tmp_path / 'data').resolve()}); the server's "
+            "operator can allow more with RESNET_EXPLORER_DATA_ROOTS"]
+        assert not at.button(key="train_start").disabled and "train_job" not in at.session_state
+    link = tmp_path / "data" / "link-out"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to("/etc")
+    at.text_input(key="train_data_dir").set_value(str(link)).run()
+    at.button(key="train_start").click().run()
+    assert at.error[0].value.startswith("data_dir must be inside the server's data folders")
+    assert runstore.list_runs(tmp_path / "runs") == []
+
+
+def test_data_roots_let_the_operator_allow_a_folder(tmp_path, monkeypatch):
+    shapes = tmp_path / "shared" / "shapes"
+    for cls, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        (shapes / cls).mkdir(parents=True)
+        for i in range(40):
+            Image.new("RGB", (12, 12), colour).save(shapes / cls / f"{i}.png")
+    monkeypatch.setenv("RESNET_EXPLORER_DATA_ROOTS", str(tmp_path / "shared"))
+    at = _tiny_page(tmp_path, monkeypatch, steps=2)
+    at.selectbox(key="train_dataset").set_value("imagefolder").run()
+    at.text_input(key="train_data_dir").set_value(str(shapes)).run()
+    at.button(key="train_start").click().run()
+    rerun_until(at, lambda a: any(s.value.startswith("Finished 2 steps") for s in a.success))
+    assert runstore.list_runs(tmp_path / "runs")[0].config.data.classes == ["blue", "red"]
+
+
+def test_a_reload_or_a_second_tab_reattaches_to_the_live_run(tmp_path, monkeypatch):
+    first = _tiny_page(tmp_path, monkeypatch, steps=100_000)
+    first.session_state["train_seed"] = 7
+    first.button(key="train_start").click().run()
+    job_id = first.session_state["train_job"]
+    assert first.query_params["job"] == job_id
+    rerun_until(first, lambda a: len(_train_steps(a)) >= 1, timeout=90)
+    reloaded = AppTest.from_file(PAGE, default_timeout=120)  # a new browser session, the same URL
+    reloaded.query_params.update(dict(first.query_params))
+    reloaded.run()
+    assert not reloaded.exception
+    assert reloaded.session_state["train_job"] == job_id and reloaded.session_state["train_seed"] == 7
+    assert reloaded.session_state["train_subset"] == 256 and reloaded.session_state["train_steps"] == 100_000
+    assert reloaded.button(key="train_start").disabled and not reloaded.button(key="train_stop").disabled
+    rerun_until(reloaded, lambda a: len(_train_steps(a)) >= 2, timeout=90)
+    reloaded.button(key="train_stop").click().run()
+    rerun_until(reloaded, lambda a: any("Stopped" in w.value for w in a.warning))
+    assert default_runner().get(job_id).snapshot().status == Status.STOPPED
+
+
+def test_anyone_can_open_and_stop_an_orphaned_run(tmp_path, monkeypatch):
+    owner = _tiny_page(tmp_path, monkeypatch, steps=100_000)
+    owner.button(key="train_start").click().run()
+    job = default_runner().get(owner.session_state["train_job"])
+    wait_until(lambda: job.snapshot().run_id is not None, timeout=90)
+    stranger = AppTest.from_file(PAGE, default_timeout=120).run()  # closed tab, new visitor: no URL, no session
+    assert "Training on this server now" in [h.value for h in stranger.subheader]
+    assert any(job.snapshot().run_id in m.value for m in stranger.markdown)
+    stranger.button(key=f"train_open_{job.id}").click().run()
+    assert stranger.session_state["train_job"] == job.id and not stranger.button(key="train_stop").disabled
+    stranger.button(key="train_stop").click().run()
+    assert job.wait(60) and job.snapshot().status == Status.STOPPED
+
+
+def test_a_spoilt_run_folder_is_listed_with_its_reason(tmp_path, monkeypatch):
+    bad = tmp_path / "runs" / "20261130-000000-resnet20-dead"
+    bad.mkdir(parents=True)
+    (bad / runstore.CONFIG).write_text("[]")
+    at = _tiny_page(tmp_path, monkeypatch)
+    assert not at.exception
+    note = next(e for e in at.expander if "could not be read" in e.label)
+    assert note.label == "1 folder(s) in the runs folder could not be read and are not listed"
+    assert "run 20261130-000000-resnet20-dead: config.json: config.json must hold a JSON object; got list" in \
+        note.markdown[0].value

@@ -20,6 +20,7 @@ import streamlit as st
 
 from resnet_core.jobs import BackgroundRows, process_wide
 from resnet_core.presets import PRESETS, get_preset, resolve_spec
+from resnet_core.runstore import SkippedRun
 from resnet_core.spec import OVERRIDABLE, ModelSpec, field_from_text, field_to_text
 from resnet_core.summary import preset_row
 
@@ -144,3 +145,10 @@ def preset_family_job() -> BackgroundRows:
 def session_owner() -> str:
     """This browser session's id: jobs are submitted under it, so each session sees its own jobs only."""
     return st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)
+
+
+def skipped_runs_note(skipped: Sequence[SkippedRun]) -> None:
+    """One line per folder of the runs folder that is not a readable run, under a collapsed heading."""
+    if skipped:
+        with st.expander(f"{len(skipped)} folder(s) in the runs folder could not be read and are not listed"):
+            st.markdown("\n".join(f"- `{s.name}`: {s.reason}" for s in skipped))

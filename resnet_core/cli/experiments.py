@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .. import degradation, lesion
 from ..data import DATASETS
@@ -112,8 +113,15 @@ def _degradation(args: argparse.Namespace) -> int:
 
 
 def _lesion(args: argparse.Namespace) -> int:
+    """Every run in turn; one that cannot be studied is an error line, and the others are still measured."""
+    failed = 0
     for run_dir in args.run_dirs:
-        result = lesion.lesion_run(run_dir, limit=args.limit)
+        try:
+            result = lesion.lesion_run(run_dir, limit=args.limit)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)
             continue
@@ -122,4 +130,4 @@ def _lesion(args: argparse.Namespace) -> int:
             print(f"  without {row['block']:<10} " + (f"{row['acc']:.2%}" if row["deletable"]
                                                        else "not deletable (changes the shape)"))
         print(lesion.describe(result).replace("**", ""))
-    return 0
+    return 2 if failed else 0
