@@ -18,7 +18,7 @@ import torch
 from .data import check_source
 from .presets import resolve_spec
 from .summary import MAX_BATCH
-from .validation import check_bool, check_choice, check_float, check_int
+from .validation import check_bool, check_choice, check_float, check_int, shown
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "cosine", "multistep", "constant")
@@ -69,11 +69,11 @@ class TrainConfig:
         """ValueError naming the first bad field. `check_device=False` accepts a device or a thread count this
         machine lacks (a run stored on a GPU box is still readable on a laptop)."""
         if not isinstance(self.model, str):
-            raise ValueError(f"model must be a preset name; got {self.model!r}")
+            raise ValueError(f"model must be a preset name; got {shown(self.model)}")
         if not isinstance(self.overrides, Mapping):
-            raise ValueError(f"overrides must be a mapping of ModelSpec fields; got {self.overrides!r}")
+            raise ValueError(f"overrides must be a mapping of ModelSpec fields; got {shown(self.overrides)}")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise ValueError(f"data_dir must be a folder path; got {self.data_dir!r}")
+            raise ValueError(f"data_dir must be a folder path; got {shown(self.data_dir)}")
         check_source(self.dataset, self.data_dir)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
@@ -99,9 +99,9 @@ class TrainConfig:
         for name in ("nesterov", "channels_last"):
             check_bool(name, getattr(self, name))
         if not all(isinstance(m, (int, float)) and 0 < m < 1 for m in self.milestones):
-            raise ValueError(f"milestones must be fractions of the run between 0 and 1; got {self.milestones!r}")
+            raise ValueError(f"milestones must be fractions of the run between 0 and 1; got {shown(self.milestones)}")
         if not isinstance(self.device, str):
-            raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {self.device!r}")
+            raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {shown(self.device)}")
         if check_device:
             if self.threads is not None:
                 check_int("threads", self.threads, 1, os.cpu_count() or 1)  # more threads than cores only thrash
@@ -131,7 +131,7 @@ class TrainConfig:
         kw = {k: v for k, v in data.items() if k in known}
         if "milestones" in kw:
             if not isinstance(kw["milestones"], (list, tuple)):
-                raise ValueError(f"milestones must be a list of fractions; got {kw['milestones']!r}")
+                raise ValueError(f"milestones must be a list of fractions; got {shown(kw['milestones'])}")
             kw["milestones"] = tuple(kw["milestones"])
         if isinstance(kw.get("augment"), bool):  # written before augment had modes: True was crop+flip
             kw["augment"] = "crop+flip" if kw["augment"] else "none"
@@ -154,9 +154,9 @@ def resolve_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {device!r}") from None
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {shown(device)}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device must be cpu or auto on this machine (no CUDA available); got {device!r}")
+        raise ValueError(f"device must be cpu or auto on this machine (no CUDA available); got {shown(device)}")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {device!r}")
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto; got {shown(device)}")
     return dev

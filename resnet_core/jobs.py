@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import torch
 
 from .config import TrainConfig
-from .data import NATIVE_SIZE, ImageData, held_bytes
+from .data import NATIVE_SIZE, ImageData, held_bytes, train_size
 from .format import format_bytes
 from .presets import resolve_spec
 from .records import (
@@ -394,11 +394,16 @@ def available_memory() -> int:
 
 
 def memory_check(config: TrainConfig, budget: int | None = None, data: ImageData | None = None) -> MemoryCheck:
-    """Estimate a run's memory from the model summary at its batch size and input size, against the budget."""
+    """Estimate a run's memory from the model summary at its batch size and input size, against the budget.
+
+    Before `data` is loaded, its size comes from `held_bytes` (for an image folder, from its files' headers, with
+    the decoding of its largest image). A batch is never larger than the training images there are.
+    """
     spec = resolve_spec(config.model, **config.overrides)
     side = config.image_size or (data.image_size if data is not None else
                                  NATIVE_SIZE.get(config.dataset, natural_input_size(spec)[1]))
-    batch = config.batch_size if config.train_subset is None else min(config.batch_size, config.train_subset)
+    images = len(data.train_labels) if data is not None else train_size(config.dataset, config.data_dir)
+    batch = min(config.batch_size, config.train_subset or config.batch_size, images or config.batch_size)
     summary = summarize(spec, (spec.in_channels, side, side), batch)
     training = summary.training_memory_bytes
     if config.optimizer in ("adam", "adamw"):
@@ -434,10 +439,14 @@ def guard_memory(config: TrainConfig, budget: int | None = None, data: ImageData
 
 def _refusal_message(config: TrainConfig, check: MemoryCheck) -> str:
     data_note = f", data {format_bytes(check.data_bytes)}" if check.data_bytes else ""
+    # Name only what the caller can change: the Train page has batch_size but no image_size control.
+    if check.data_bytes >= check.budget_bytes:
+        remedy = "the data alone exceeds it: choose a smaller data set (or a lower image_size on the command line)"
+    else:
+        remedy = "lower batch_size (or image_size on the command line)"
     return (f"batch_size {config.batch_size}: training {config.model} needs about {format_bytes(check.needed_bytes)} "
             f"(training step {format_bytes(check.training_bytes)}{data_note}) but the "
-            f"memory budget is {format_bytes(check.budget_bytes)} ({check.budget_source}); "
-            "lower batch_size or image_size")
+            f"memory budget is {format_bytes(check.budget_bytes)} ({check.budget_source}); {remedy}")
 
 
 class BackgroundRows:

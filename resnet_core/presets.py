@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .spec import OVERRIDABLE, ModelSpec, coerce_layers
+from .validation import shown
 
 _IMAGENET = dict(stem="imagenet", width=64, shortcut="B", num_classes=1000)
 _CIFAR = dict(stem="cifar", width=16, shortcut="A", num_classes=10)
@@ -84,8 +85,8 @@ PRESETS: dict[str, Preset] = _build_presets()
 def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"model must be one of {', '.join(PRESETS)}; got {name!r}") from None
+    except (KeyError, TypeError):  # TypeError: an unhashable name
+        raise ValueError(f"model must be one of {', '.join(PRESETS)}; got {shown(name)}") from None
 
 
 def resolve_spec(model: str | ModelSpec, **overrides: Any) -> ModelSpec:
@@ -93,7 +94,7 @@ def resolve_spec(model: str | ModelSpec, **overrides: Any) -> ModelSpec:
     spec = model if isinstance(model, ModelSpec) else get_preset(model).spec
     unknown = sorted(set(overrides) - set(OVERRIDABLE))
     if unknown:
-        raise ValueError(f"unknown override {unknown[0]!r}; allowed overrides are {', '.join(OVERRIDABLE)}")
+        raise ValueError(f"unknown override {shown(unknown[0])}; allowed overrides are {', '.join(OVERRIDABLE)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "layers" in changes:
         changes["layers"] = coerce_layers(changes["layers"])

@@ -8,16 +8,31 @@ every override a user can make is a field here. `validate()` raises a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .validation import check_bool, check_choice, check_int, is_int
+from .validation import check_bool, check_choice, check_int, is_int, shown
 
 BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
 STEMS = ("imagenet", "cifar", "deep")
 SHORTCUTS = ("A", "B", "C")
 SE_REDUCTION = 16
+
+# Upper bounds on a spec's sizes. They are checked in `validate` (and by `coerce_layers`) before any module is built,
+# so a URL, a flag or a config.json cannot make the app build, summarize or allocate without limit. Every preset is
+# far inside them; the margins leave room to explore beyond the papers.
+MAX_STAGES = 8  # presets have 3 (CIFAR) or 4 (ImageNet); 8 stride-2 stages already take a 224 input down to 1x1
+MAX_BLOCKS_PER_STAGE = 1_000  # ResNet-1202, the deepest in He et al., has 200 per stage: 5x that
+# ResNet-1202 has 600 blocks in all. 2,000 (over 3x) keeps the meta-device summary of the largest allowed net to a
+# few seconds (about 3 s for 2,000 basic blocks on one core) and a real build of it feasible at small widths.
+MAX_TOTAL_BLOCKS = 2_000
+# Channels of any stage's output (width * 2**(stages-1) * expansion) or of a bottleneck's inner grouped conv
+# (planes * width_per_group / 64 * groups). The presets' largest is 2,048 (resnet50's last stage, the inner width
+# of wide_resnet101_2 and resnext101_32x8d); 8x that leaves wide variants room, while one 3x3 conv at the cap
+# already holds 2.4 billion weights.
+MAX_CHANNELS = 16_384
 
 # Fields a user may override on any preset (from the CLI, a page's widgets or a URL).
 OVERRIDABLE = (
@@ -84,23 +99,22 @@ class ModelSpec:
         """The inverse of `to_dict`, validated: a ValueError names an unknown field or a bad value."""
         if not isinstance(data, Mapping):
             raise ValueError(f"spec must be a mapping of ModelSpec fields; got {type(data).__name__}")
-        unknown = sorted(set(data) - set(FIELDS))
+        unknown = sorted(set(data) - set(FIELDS), key=str)  # keys of any type (JSON gives str; Python anything)
         if unknown:
-            raise ValueError(f"spec has unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
+            raise ValueError(f"spec has unknown field {shown(unknown[0])}; the fields are {', '.join(FIELDS)}")
         fields = dict(data)
         if "layers" in fields:
             fields["layers"] = coerce_layers(fields["layers"])
         return cls(**fields).validate()
 
     def validate(self) -> ModelSpec:
+        """Raise one ValueError naming the field and its allowed range, before anything is built from the spec."""
         check_choice("block", self.block, BLOCKS)
         check_choice("stem", self.stem, STEMS)
         check_choice("shortcut", self.shortcut, SHORTCUTS)
         if not isinstance(self.layers, tuple) or len(self.layers) < 1:
-            raise ValueError(f"layers must list the blocks of at least 1 stage, got {self.layers!r}")
-        for i, n in enumerate(self.layers):
-            if not is_int(n) or n < 1:
-                raise ValueError(f"layers: stage {i + 1} has {n!r} blocks; each stage needs an integer >= 1")
+            raise ValueError(f"layers must list the blocks of at least 1 stage, got {shown(self.layers)}")
+        check_layers(self.layers)
         check_int("width", self.width, 1, 4096)
         if self.stem_width is not None:
             check_int("stem_width", self.stem_width, 1, 4096)
@@ -122,29 +136,88 @@ class ModelSpec:
                     f"width_per_group={self.width_per_group} with width={self.width} gives a "
                     f"{planes}-plane stage less than 1 channel per group (groups={self.groups})"
                 )
+        self._check_channels()
         return self
+
+    def _check_channels(self) -> None:
+        """The last stage is the widest: its output and (for bottlenecks) its inner grouped conv."""
+        stages, planes = len(self.layers), self.stage_planes[-1]
+        out = planes * self.expansion
+        if out > MAX_CHANNELS:
+            grow = f" * expansion {self.expansion}" if self.expansion != 1 else ""
+            raise ValueError(
+                f"width: stage {stages} would have {out} channels (width {self.width} * 2**{stages - 1}{grow}); "
+                f"at most {MAX_CHANNELS}: lower width or the number of stages"
+            )
+        inner = planes * self.width_per_group // 64 * self.groups
+        if self.expansion != 1 and inner > MAX_CHANNELS:
+            field = "groups" if self.groups > 1 else "width_per_group"
+            raise ValueError(
+                f"{field}: stage {stages}'s grouped conv would have {inner} channels ({planes} planes * "
+                f"width_per_group {self.width_per_group} / 64 * groups {self.groups}); at most {MAX_CHANNELS}: "
+                "lower width_per_group, groups or width"
+            )
+
+
+def check_layers(layers: tuple[Any, ...]) -> None:
+    """At most MAX_STAGES stages of 1 to MAX_BLOCKS_PER_STAGE blocks each, MAX_TOTAL_BLOCKS in all."""
+    if len(layers) > MAX_STAGES:
+        raise ValueError(f"layers: {len(layers)} stages; at most {MAX_STAGES}")
+    for i, n in enumerate(layers):
+        if not is_int(n) or not 1 <= n <= MAX_BLOCKS_PER_STAGE:
+            raise _stage_error(i, shown(n))
+    if sum(layers) > MAX_TOTAL_BLOCKS:
+        raise ValueError(f"layers: {sum(layers)} blocks in all; at most {MAX_TOTAL_BLOCKS}")
+
+
+def _stage_error(i: int, blocks: str) -> ValueError:
+    return ValueError(f"layers: stage {i + 1} has {blocks} blocks; each stage needs an integer from 1 to "
+                      f"{MAX_BLOCKS_PER_STAGE}")
 
 
 def coerce_layers(value: Any) -> tuple[int, ...]:
-    """Accept (3, 4, 6, 3), [3, 4, 6, 3] or "3,4,6,3"; raise a ValueError naming `layers` otherwise."""
+    """Accept (3, 4, 6, 3), [3, 4, 6, 3] or "3,4,6,3"; raise a ValueError naming `layers` otherwise.
+
+    The bounds of `check_layers` apply here already, and nothing is read or converted past them: a string of a
+    million stages or a 10**30-block stage is refused without building a list or parsing a huge integer.
+    """
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace(" ", ",").split(",") if p.strip()]
-        try:
-            value = [int(p) for p in parts]
-        except ValueError:
-            raise ValueError(
-                f"layers must be comma-separated whole numbers >= 1 (e.g. 3,4,6,3), got {value!r}"
-            ) from None
+        if len(parts) > MAX_STAGES:
+            raise ValueError(f"layers: {len(parts)} stages; at most {MAX_STAGES}")
+        counts = [_count_from_text(i, p) for i, p in enumerate(parts)]
+        if None in counts:
+            raise ValueError(f"layers must be comma-separated whole numbers from 1 to {MAX_BLOCKS_PER_STAGE} "
+                             f"(e.g. 3,4,6,3), got {shown(value)}")
+        value = counts
+    if isinstance(value, Mapping):
+        raise ValueError(f"layers must be a list of whole numbers from 1 to {MAX_BLOCKS_PER_STAGE}, got {shown(value)}")
+    if hasattr(value, "__len__") and len(value) > MAX_STAGES:
+        raise ValueError(f"layers: {len(value)} stages; at most {MAX_STAGES}")
     try:
-        layers = tuple(value)
+        layers = tuple(itertools.islice(value, MAX_STAGES + 1))  # an endless iterator stops here too
     except TypeError:
-        raise ValueError(f"layers must be a list of whole numbers >= 1, got {value!r}") from None
-    for i, n in enumerate(layers):
-        if not is_int(n) or n < 1:
-            raise ValueError(f"layers: stage {i + 1} has {n!r} blocks; each stage needs an integer >= 1")
+        raise ValueError(f"layers must be a list of whole numbers from 1 to {MAX_BLOCKS_PER_STAGE}, got {shown(value)}"
+                         ) from None
+    if len(layers) > MAX_STAGES:
+        raise ValueError(f"layers: more than {MAX_STAGES} stages; at most {MAX_STAGES}")
     if not layers:
         raise ValueError("layers must list the blocks of at least 1 stage, got an empty list")
+    check_layers(layers)
     return tuple(int(n) for n in layers)
+
+
+def _count_from_text(i: int, text: str) -> int | None:
+    """One stage's block count from text, None if it is not a whole number. int() refuses 4,300+ digits with a
+    message of its own, so such a number is refused here first, as the too-large count it is."""
+    if len(text) > 4000:
+        if text.lstrip("+-").replace("_", "").isdecimal():
+            raise _stage_error(i, f"a {len(text)}-digit number of")
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
@@ -162,14 +235,14 @@ def field_from_text(name: str, text: str) -> Any:
         return coerce_layers(text)
     if isinstance(default, bool):
         if text.lower() not in BOOL_WORDS:
-            raise ValueError(f"{name} must be true or false; got {text!r}")
+            raise ValueError(f"{name} must be true or false; got {shown(text)}")
         return BOOL_WORDS[text.lower()]
     if isinstance(default, str):
         return text
     try:
         return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number; got {text!r}") from None
+    except ValueError:  # also for 4,300+ digits, which int() refuses
+        raise ValueError(f"{name} must be a whole number; got {shown(text)}") from None
 
 
 def field_to_text(value: Any) -> str:
@@ -182,11 +255,12 @@ def field_to_text(value: Any) -> str:
 
 
 def parse_shape(text: str, field: str = "input") -> tuple[int, ...]:
-    """"3,224,224" -> (3, 224, 224); a ValueError naming the field otherwise."""
+    """"3,224,224" -> (3, 224, 224); a ValueError naming the field otherwise (bounds are the caller's)."""
+    parts = text.split(",", 3) if len(text) <= 100 else []  # no C,H,W within any bound is longer
     try:
-        dims = tuple(int(p) for p in text.split(","))
+        dims = tuple(int(p) for p in parts)
     except ValueError:
         dims = ()
     if len(dims) != 3 or min(dims) < 1:
-        raise ValueError(f"{field} must be three positive integers C,H,W (e.g. 3,224,224); got {text!r}")
+        raise ValueError(f"{field} must be three positive integers C,H,W (e.g. 3,224,224); got {shown(text)}")
     return dims

@@ -8,6 +8,7 @@ in `format.py`; this module only returns data.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,11 +21,13 @@ from torch import nn
 from .model import ResNet
 from .presets import get_preset, resolve_spec
 from .spec import ModelSpec
-from .validation import check_int, is_int
+from .validation import check_int, is_int, shown
 
 Shape = tuple[int, ...]
 BYTES_PER_FLOAT = 4
 MAX_BATCH = 65_536
+MAX_INPUT_CHANNELS = 64  # as ModelSpec.in_channels
+MAX_INPUT_SIDE = 4096
 OPTIMIZER_COPIES = 3  # weights + gradients + SGD momentum buffer
 
 
@@ -45,14 +48,16 @@ class Summary:
 
 
 def validate_input(input_size: Sequence[int], batch_size: int) -> tuple[Shape, int]:
+    """(C, H, W) and the batch, checked against their bounds before anything is built or traced."""
     try:
-        dims = tuple(input_size)
+        dims = tuple(itertools.islice(input_size, 4))  # a longer (or endless) sequence is refused unread
     except TypeError:
         dims = ()
     if len(dims) != 3 or not all(is_int(d) and d >= 1 for d in dims):
-        raise ValueError(f"input must be three positive integers C,H,W (e.g. 3,224,224); got {input_size!r}")
-    if dims[0] > 64 or max(dims[1:]) > 4096:
-        raise ValueError(f"input must have 1 to 64 channels and H, W from 1 to 4096; got {dims}")
+        raise ValueError(f"input must be three positive integers C,H,W (e.g. 3,224,224); got {shown(input_size)}")
+    if dims[0] > MAX_INPUT_CHANNELS or max(dims[1:]) > MAX_INPUT_SIDE:
+        raise ValueError(f"input must have 1 to {MAX_INPUT_CHANNELS} channels and H, W from 1 to {MAX_INPUT_SIDE}; "
+                         f"got {shown(dims)}")
     check_int("batch", batch_size, 1, MAX_BATCH)
     return dims, batch_size
 

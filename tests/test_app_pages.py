@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import base64
 import json
+import time
 import tokenize
 import tomllib
 from pathlib import Path
@@ -14,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st_
 from streamlit.source_util import page_icon_and_name
 from streamlit.testing.v1 import AppTest
 
@@ -304,3 +307,22 @@ def test_compare_follows_the_links_settings():
     table = at.dataframe[0].value
     row = table[table["label"] == "resnet20 (layers=2,2,2)"].iloc[0]
     assert row["params"] == summarize(resolve_spec("resnet20", layers=(2, 2, 2)), (3, 32, 32), 1).total_params
+
+
+QUERY_VALUES = st_.one_of(st_.sampled_from(["999999", "1" * 40, "-3,3,3", "3," * 3000, "", "x", "true", "0",
+                                            "bottleneck", "A", "4096", "1e9"]),
+                          st_.text(max_size=12))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st_.dictionaries(st_.sampled_from(["layers", "width", "block", "groups", "shortcut", "stem", "skip",
+                                          "num_classes", "batch", "input"]), QUERY_VALUES, max_size=4))
+def test_any_link_to_architecture_is_an_error_line_or_a_view(params):
+    """Random query strings on the Architecture page: a view or one-line errors, never an exception, fast."""
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Architecture.py"), default_timeout=60)
+    at.query_params.update({"model": "resnet20", **params})
+    start = time.perf_counter()
+    at.run()
+    assert not at.exception, (params, at.exception)
+    assert time.perf_counter() - start < 10, params
+    assert all("\n" not in e.value for e in at.error)

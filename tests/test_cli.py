@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
 from resnet_core import runstore
-from resnet_core.cli import main
+from resnet_core.cli import join_negative_values, main
 from resnet_core.records import Status
 
 TINY_TRAIN = ["resnet20", "--width", "4", "--layers", "1,1,1", "--train-subset", "256", "--batch-size", "128",
@@ -83,6 +84,58 @@ def test_bad_input_is_one_error_line_and_exit_2(capsys, argv, message):
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
+STAGE_RANGE = "each stage needs an integer from 1 to 1000"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--layers", "1000000000000000000000000000000"],
+     f"argument --layers: layers: stage 1 has {10**30} blocks; {STAGE_RANGE}"),
+    (["--layers", "100000"], f"argument --layers: layers: stage 1 has 100000 blocks; {STAGE_RANGE}"),
+    (["--layers", ",".join(["1"] * 40)], "argument --layers: layers: 40 stages; at most 8"),
+    (["--layers", "1000,1000,1"], "argument --layers: layers: 2001 blocks in all; at most 2000"),
+    (["--layers", "9" * 10_000],
+     f"argument --layers: layers: stage 1 has a 10000-digit number of blocks; {STAGE_RANGE}"),
+    # argparse alone reads "-3,3,3" as an option and says "expected one argument"
+    (["--layers", "-3,3,3"], f"argument --layers: layers: stage 1 has -3 blocks; {STAGE_RANGE}"),
+    (["--layers=-3,3,3"], f"argument --layers: layers: stage 1 has -3 blocks; {STAGE_RANGE}"),
+    (["--width", "4096", "--layers", "1,1,1,1"], "width: stage 4 would have 32768 channels (width 4096 * 2**3); at "
+                                                 "most 16384: lower width or the number of stages"),
+    (["--input", ""], "input must be three positive integers C,H,W (e.g. 3,224,224); got ''"),
+    (["--input", "-3,32,32"], "input must be three positive integers C,H,W (e.g. 3,224,224); got '-3,32,32'"),
+    (["--input", "3,32,32,32"], "input must be three positive integers C,H,W (e.g. 3,224,224); got '3,32,32,32'"),
+    (["--input", "3,100000,32"], "input must have 1 to 64 channels and H, W from 1 to 4096; got (3, 100000, 32)"),
+    (["--batch", "9" * 5000], "batch must be an integer from 1 to 65536; got "
+                              "'999999999999999999999999999...9999999999999999999999999999'"),
+])
+def test_hostile_summary_arguments_are_one_line_at_once(capsys, argv, line):
+    start = time.perf_counter()
+    code, out, err = run(capsys, "summary", "resnet20", *argv)
+    assert time.perf_counter() - start < 0.5  # refused before any model is built or traced
+    assert (code, out, err) == (2, "", f"error: {line}\n")
+
+
+def test_a_value_that_starts_like_a_negative_number_stays_with_its_option():
+    assert join_negative_values(["summary", "m", "--layers", "-3,3,3", "--input", "-1,2,3", "--lr", "-1e-3"]) == [
+        "summary", "m", "--layers=-3,3,3", "--input=-1,2,3", "--lr=-1e-3"]
+    unchanged = ["summary", "m", "--layers", "3,3", "--json", "--block", "-x", "-h", "--", "--a", "-3"]
+    assert join_negative_values(unchanged) == unchanged
+
+
+def test_a_stray_negative_value_after_a_flag_is_still_one_line(capsys):
+    code, out, err = run(capsys, "summary", "resnet20", "--json", "-3")
+    assert (code, out) == (2, "") and err == "error: argument --json: ignored explicit argument '-3'\n"
+
+
+def test_worst_layers_as_a_real_process_exit_2_with_one_line():
+    start = time.perf_counter()
+    bad = subprocess.run([sys.executable, "-m", "resnet_core", "summary", "resnet20", "--layers", str(10**30)],
+                         capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [f"error: argument --layers: layers: stage 1 has {10**30} blocks; {STAGE_RANGE}"]
+    assert elapsed < 30  # the interpreter and `import torch` (about 2 s on a busy 2-core machine); no model is built
+
+
 def test_module_entry_point_as_a_real_process():
     ok = subprocess.run([sys.executable, "-m", "resnet_core", "summary", "resnet56", "--json"],
                         capture_output=True, text=True, timeout=120)
@@ -100,6 +153,7 @@ def test_module_entry_point_as_a_real_process():
     (["--lr", "-1"], "lr must be a number in (0.0, 100.0]; got -1.0"),
     (["--steps", "ten"], "steps must be a whole number; got 'ten'"),
     (["--dataset", "imagefolder"], "data_dir is required for dataset imagefolder"),
+    (["--lr", "-1e-3"], "lr must be a number in (0.0, 100.0]; got -0.001"),  # argparse alone: "expected one argument"
 ])
 def test_train_bad_input_is_one_error_line_and_exit_2(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path))

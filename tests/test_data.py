@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import shutil
 import struct
+import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -151,6 +156,138 @@ def test_imagefolder_errors_name_the_field(tmp_path):
         D.load_dataset("imagefolder", tmp_path)
     with pytest.raises(ValueError, match="dataset must be one of"):
         D.load_dataset("imagenet")
+
+
+# ---------------------------------------------------------------- hostile image folders: decode size, bombs, bounds
+
+SIDE = 6000  # eight 6000×6000 solid PNGs: 120 KB each on disk, 144 MB each decoded (Pillow keeps RGB as RGBX)
+
+
+@pytest.fixture(scope="module")
+def eight_big_pngs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("big")
+    first = root / "a" / "0.png"
+    first.parent.mkdir()
+    Image.new("RGB", (SIDE, SIDE), (200, 30, 40)).save(first)
+    (root / "b").mkdir()
+    for cls, i in [("a", 1), ("a", 2), ("a", 3), ("b", 0), ("b", 1), ("b", 2), ("b", 3)]:
+        shutil.copyfile(first, root / cls / f"{i}.png")
+    return root
+
+
+def test_the_guard_counts_the_largest_decoded_image_from_headers(eight_big_pngs):
+    start = time.perf_counter()
+    scan = D.scan_folder(eight_big_pngs)
+    assert time.perf_counter() - start < 1  # headers only: decoding one of these takes longer
+    assert (scan.train_images, scan.test_images, scan.channels, scan.side) == (6, 2, 3, 224)
+    held = D.held_bytes("imagefolder", eight_big_pngs, 3, 32)
+    assert held >= SIDE * SIDE * 4 > SIDE * SIDE * 3  # one image decoded at a time (was 24 KiB: files × 32²)
+    assert held < 2 * SIDE * SIDE * 4  # and not all eight at once
+    assert held == 8 * 3 * 224**2 + scan.decode_bytes  # loaded at 224² + one decoding (above the 32² copy)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="measures with Linux's /proc")
+def test_the_estimate_covers_the_measured_peak_of_loading(eight_big_pngs, tmp_path):
+    """Peak resident memory of loading the folder in a fresh process (Linux: the high-water mark is reset just
+    before), against the guard's estimate for the set as loaded."""
+    code = ("import sys, pathlib; from resnet_core import data as D; "
+            "status = lambda key: int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith(key))); "
+            "D._imagefolder(pathlib.Path(sys.argv[2])); "  # warm: Pillow's plugins and torch's kernels are loaded
+            "open('/proc/self/clear_refs', 'w').write('5'); base = status('VmRSS:'); "
+            "data = D._imagefolder(pathlib.Path(sys.argv[1])); "
+            "print((status('VmHWM:') - base) * 1024, tuple(data.train_images.shape))")
+    small = tmp_path / "small"
+    _write_pngs(small, {"a": (1, 2, 3), "b": (4, 5, 6)}, 2)
+    out = subprocess.run([sys.executable, "-c", code, str(eight_big_pngs), str(small)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout.split(maxsplit=1)
+    assert out[1].strip() == "(6, 3, 224, 224)"
+    peak = int(out[0])
+    estimate = D.held_bytes("imagefolder", eight_big_pngs, 3, 224)
+    assert SIDE * SIDE * 4 < peak <= estimate < 1.2 * peak  # was 24 KiB against 1.1 GB (all eight held at once)
+
+
+def _bomb(path: Path, side: int) -> Path:
+    """A 1-bit PNG: side² pixels in a few KB (Pillow allocates a byte a pixel to write it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("1", (side, side)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bomb_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bomb")
+    for cls in ("a", "b"):
+        (root / cls).mkdir()
+        Image.new("RGB", (8, 8)).save(root / cls / "ok.png")
+    _bomb(root / "b" / "bomb.png", 14_000)
+    return root
+
+
+def test_a_decompression_bomb_is_one_value_error_from_its_header(bomb_folder):
+    path = bomb_folder / "b" / "bomb.png"
+    assert path.stat().st_size < 50_000
+    line = (f"data_dir holds an image of more than 178,956,970 pixels: {path}; images may have at most 50,000,000 "
+            "(50 megapixels)")  # Pillow refuses it at open, at twice its MAX_IMAGE_PIXELS
+    for attempt in (lambda: D.scan_folder(bomb_folder), lambda: D.held_bytes("imagefolder", bomb_folder, 3, 32),
+                    lambda: D._imagefolder(bomb_folder), lambda: D._read_image(path, "RGB", 32)):
+        start = time.perf_counter()
+        with pytest.raises(ValueError) as caught:
+            attempt()
+        assert str(caught.value) == line and time.perf_counter() - start < 1  # not decoded
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.new("L", (8, 8)).save(tmp_path / cls / "ok.png")
+    path = _bomb(tmp_path / "a" / "large.png", 8000)  # 64 megapixels: below Pillow's limit, above ours
+    line = (f"data_dir holds an image of 8000×8000 = 64,000,000 pixels: {path}; images may have at most 50,000,000 "
+            "(50 megapixels)")
+    for attempt in (lambda: D.scan_folder(tmp_path), lambda: D._imagefolder(tmp_path)):
+        start = time.perf_counter()
+        with pytest.raises(ValueError) as caught:
+            attempt()
+        assert str(caught.value) == line and time.perf_counter() - start < 1
+
+
+def test_a_folder_of_too_many_files_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "IMAGEFOLDER_MAX_FILES", 5)
+    _write_pngs(tmp_path, {"a": (1, 2, 3), "b": (4, 5, 6)}, 3)
+    (tmp_path / "a" / "notes.txt").write_text("every file counts")
+    with pytest.raises(ValueError) as caught:
+        D.scan_folder(tmp_path)
+    assert str(caught.value) == f"data_dir holds more than 5 files: {tmp_path}; at most 5 are read"
+    monkeypatch.setattr(D, "IMAGEFOLDER_MAX_FILES", 7)
+    assert D.scan_folder(tmp_path).train_images == 5  # 6 images + 1 text file: within the bound
+
+
+def test_the_header_scan_is_kept_until_the_folder_changes(tmp_path, monkeypatch):
+    _write_pngs(tmp_path, {"a": (1, 2, 3), "b": (4, 5, 6)}, 3)
+    read = []
+    real_header = D._header
+    monkeypatch.setattr(D, "_header", lambda path: read.append(path) or real_header(path))
+    D.scan_folder(tmp_path)
+    D.scan_folder(tmp_path)
+    assert len(read) == 12  # just written: within the mtime granularity, so not kept yet
+    old = time.time() - 60
+    for folder in (tmp_path, tmp_path / "a", tmp_path / "b"):
+        os.utime(folder, (old, old))
+    read.clear()
+    first = D.scan_folder(tmp_path)
+    assert D.scan_folder(tmp_path) is first and D.scan_folder(str(tmp_path)) is first and len(read) == 6
+    Image.new("RGB", (30, 30), (7, 8, 9)).save(tmp_path / "b" / "new.png")  # b's mtime moves
+    again = D.scan_folder(tmp_path)
+    assert len(read) == 13 and again.train_images + again.test_images == 7
+
+
+def test_folder_images_keep_their_modes_decoded_one_at_a_time(tmp_path):
+    (tmp_path / "pal").mkdir()
+    (tmp_path / "deep").mkdir()
+    Image.new("RGB", (10, 10), (255, 0, 0)).convert("P").save(tmp_path / "pal" / "0.png")
+    Image.new("I;16", (10, 10), 40_000).save(tmp_path / "deep" / "0.png")  # 16-bit grey
+    x, y = D._read_images(sorted(D._folder_layout(tmp_path)[0] + D._folder_layout(tmp_path)[1]))
+    assert x.shape == (2, 3, 10, 10) and x.dtype == torch.uint8 and y.tolist() == [0, 1]
+    assert x[1, :, 0, 0].tolist() == [255, 0, 0] and len(set(x[0, :, 0, 0].tolist())) == 1  # grey copied to RGB
 
 
 # ---------------------------------------------------------------- torchvision's classes on real files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -11,7 +12,9 @@ from PIL import Image
 from resnet_core import runstore
 from resnet_core.config import TrainConfig
 from resnet_core.jobs import MEMORY_BUDGET_ENV, Job, JobRunner, MemoryRefused, describe_error, memory_check
+from resnet_core.presets import resolve_spec
 from resnet_core.records import Status, TestRecord, TrainRecord
+from resnet_core.summary import summarize
 from tests.conftest import wait_until
 
 torch.set_num_threads(1)
@@ -81,14 +84,26 @@ def test_worker_exception_is_surfaced_with_its_cause(runner, tmp_path):
     for cls in ("cats", "dogs"):
         (folder / cls).mkdir(parents=True)
         Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / cls / "ok.png")
-    (folder / "dogs" / "broken.png").write_bytes(b"not a png at all")
+    png = (folder / "dogs" / "ok.png").read_bytes()
+    (folder / "dogs" / "broken.png").write_bytes(png[:png.index(b"IDAT") + 8])  # its header reads; its pixels do not
     job = runner.submit(TrainConfig(dataset="imagefolder", data_dir=str(folder), max_steps=2, **TINY))
     assert job.wait(60)
     snap = job.snapshot()
     assert snap.status == Status.FAILED
     assert snap.message.startswith("ValueError: data_dir holds an image that cannot be read")
-    assert "broken.png" in snap.message and "caused by UnidentifiedImageError" in snap.message
+    assert "broken.png" in snap.message and "caused by OSError: image file is truncated" in snap.message
     assert "Traceback" in snap.error
+
+
+def test_a_file_that_is_no_image_is_refused_before_the_run_is_queued(runner, tmp_path):
+    folder = tmp_path / "images"
+    for cls in ("cats", "dogs"):
+        (folder / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(folder / cls / "ok.png")
+    (folder / "dogs" / "broken.png").write_bytes(b"not a png at all")  # the memory guard reads every header
+    with pytest.raises(ValueError, match=f"^data_dir holds an image that cannot be read: {folder}/dogs/broken.png$"):
+        runner.submit(TrainConfig(dataset="imagefolder", data_dir=str(folder), max_steps=2, **TINY))
+    assert runner.jobs() == []
 
 
 def test_divergence_stops_the_job_with_a_hint(runner):
@@ -104,8 +119,9 @@ def test_memory_guard_refuses_with_the_figures(runner):
     huge = TrainConfig(model="resnet50", batch_size=4096, image_size=224)
     check = memory_check(huge)
     assert check.needed_bytes > check.budget_bytes > 0
-    with pytest.raises(MemoryRefused, match=r"batch_size 4096: training resnet50 needs about [\d.]+ GiB .* "
-                                            r"memory budget is [\d.]+ GiB"):
+    with pytest.raises(MemoryRefused, match=r"^batch_size 4096: training resnet50 needs about [\d.]+ GiB .* "
+                                            r"memory budget is [\d.]+ GiB .*; lower batch_size \(or image_size on "
+                                            r"the command line\)$"):
         runner.submit(huge)
     assert runner.jobs() == []
     small_budget = JobRunner(memory_budget=1_000_000)
@@ -119,6 +135,50 @@ def test_memory_guard_counts_the_data_before_loading_it():
     assert memory_check(TrainConfig()).data_bytes == 12_000 * 3 * 32 * 32
     with pytest.raises(MemoryRefused, match=r"data 8\.6 GiB\) but the memory budget is 8\.0 GiB \(the set budget\)"):
         JobRunner(memory_budget=8 * 2**30).submit(TrainConfig(model="resnet20", dataset="cifar10", image_size=224))
+
+
+def _folder(root, per_class: int, size=(8, 8)):
+    for cls in ("cats", "dogs"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", size, (i, 2, 3)).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_a_batch_is_no_larger_than_the_folders_training_images(runner, tmp_path):  # runner: runs go to tmp_path
+    folder = _folder(tmp_path, 2)  # 4 images: 3 to train on, 1 to test
+    config = TrainConfig(dataset="imagefolder", data_dir=str(folder), batch_size=4096)
+    three = summarize(resolve_spec("resnet20"), (3, 32, 32), 3).training_memory_bytes
+    assert memory_check(config).training_bytes == three  # not 4096 images' activations
+    assert memory_check(TrainConfig(dataset="imagefolder", data_dir=str(folder), batch_size=2)).training_bytes < three
+    tight = JobRunner(memory_budget=4 * three)  # refused before: the estimate was for a batch of 4096
+    job = tight.submit(TrainConfig(dataset="imagefolder", data_dir=str(folder), batch_size=4096, max_steps=1,
+                                    **{k: v for k, v in TINY.items() if k != "batch_size"}))
+    assert job.wait(60) and job.snapshot().status == Status.FINISHED, job.snapshot().message
+
+
+def test_the_guard_counts_decoding_a_big_image_and_says_what_to_change(runner, tmp_path):
+    folder = _folder(tmp_path, 1)
+    Image.new("RGB", (6000, 6000), (9, 9, 9)).save(folder / "dogs" / "big.png")  # 120 KB, 144 MB decoded
+    check = memory_check(TrainConfig(dataset="imagefolder", data_dir=str(folder)))
+    assert check.data_bytes >= 6000 * 6000 * 4
+    with pytest.raises(MemoryRefused) as caught:
+        JobRunner(memory_budget=100 * 2**20).submit(TrainConfig(dataset="imagefolder", data_dir=str(folder)))
+    assert str(caught.value).endswith("(the set budget); the data alone exceeds it: choose a smaller data set (or a "
+                                      "lower image_size on the command line)")
+
+
+def test_a_decompression_bomb_is_refused_at_submit_from_its_header(runner, tmp_path):
+    folder = _folder(tmp_path, 1)
+    bomb = folder / "dogs" / "bomb.png"
+    Image.new("1", (14_000, 14_000)).save(bomb)  # 24 KB on disk, 196 megapixels
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as caught:
+        runner.submit(TrainConfig(dataset="imagefolder", data_dir=str(folder), max_steps=1, **TINY))
+    assert time.perf_counter() - start < 1
+    assert str(caught.value) == (f"data_dir holds an image of more than 178,956,970 pixels: {bomb}; images may have "
+                                 "at most 50,000,000 (50 megapixels)")
+    assert type(caught.value) is ValueError and runner.jobs() == []
 
 
 def test_memory_budget_from_the_environment(runner, monkeypatch):

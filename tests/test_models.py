@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 import torch
 import torchvision
@@ -9,6 +12,7 @@ from torch import nn
 
 from resnet_core import PRESETS, ModelSpec, build_model, resolve_spec
 from resnet_core.blocks import ZeroPadShortcut
+from resnet_core.spec import MAX_BLOCKS_PER_STAGE, MAX_CHANNELS, MAX_STAGES, MAX_TOTAL_BLOCKS, coerce_layers
 
 TORCHVISION_COUNTS = {  # torchvision's documented figures (the test also counts torchvision's own models)
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
@@ -152,9 +156,9 @@ def test_pretrained_weights_bad_requests():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(model="resnet99"), r"model must be one of resnet18, .*got 'resnet99'"),
-    (dict(layers=(3, 0, 3)), r"layers: stage 2 has 0 blocks; each stage needs an integer >= 1"),
+    (dict(layers=(3, 0, 3)), r"layers: stage 2 has 0 blocks; each stage needs an integer from 1 to 1000"),
     (dict(layers=(3, -1)), r"layers: stage 2 has -1 blocks"),
-    (dict(layers="3,x"), r"layers must be comma-separated whole numbers >= 1"),
+    (dict(layers="3,x"), r"layers must be comma-separated whole numbers from 1 to 1000 \(e\.g\. 3,4,6,3\), got '3,x'"),
     (dict(layers=()), r"layers must list the blocks of at least 1 stage"),
     (dict(groups=0), r"groups must be an integer from 1 to 4096; got 0"),
     (dict(width=0), r"width must be an integer from 1 to 4096; got 0"),
@@ -171,6 +175,77 @@ def test_invalid_specs_name_the_field(kwargs, message):
     model = kwargs.pop("model", "resnet18")
     with pytest.raises(ValueError, match=message):
         build_model(model, device="meta", **kwargs)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(layers=(999999,)), "layers: stage 1 has 999999 blocks; each stage needs an integer from 1 to 1000"),
+    (dict(layers=(3, 1001)), "layers: stage 2 has 1001 blocks; each stage needs an integer from 1 to 1000"),
+    (dict(layers=(10**30,)), f"layers: stage 1 has {10**30} blocks; each stage needs an integer from 1 to 1000"),
+    (dict(layers=(10**5000,)), "layers: stage 1 has <an integer of about 5001 digits> blocks; each stage needs an "
+                               "integer from 1 to 1000"),
+    (dict(layers=(1,) * 40), "layers: 40 stages; at most 8"),
+    (dict(layers=(1,) * 10**6), "layers: 1000000 stages; at most 8"),  # not echoed: its repr is 3 MB
+    (dict(layers=(1,) * 20), "layers: 20 stages; at most 8"),  # reported 21 quadrillion parameters before
+    (dict(layers=(1000, 1000, 1)), "layers: 2001 blocks in all; at most 2000"),
+    (dict(layers=(2.0, 2)), "layers: stage 1 has 2.0 blocks; each stage needs an integer from 1 to 1000"),
+    (dict(width=4096), "width: stage 4 would have 32768 channels (width 4096 * 2**3); at most 16384: lower width "
+                       "or the number of stages"),
+    (dict(block="bottleneck", layers=(1,) * 8), "width: stage 8 would have 32768 channels (width 64 * 2**7 * "
+                                                "expansion 4); at most 16384: lower width or the number of stages"),
+    (dict(block="bottleneck", width_per_group=4096), "width_per_group: stage 4's grouped conv would have 32768 "
+     "channels (512 planes * width_per_group 4096 / 64 * groups 1); at most 16384: lower width_per_group, groups "
+     "or width"),
+    (dict(block="bottleneck", groups=4096), "groups: stage 4's grouped conv would have 2097152 channels (512 planes "
+     "* width_per_group 64 / 64 * groups 4096); at most 16384: lower width_per_group, groups or width"),
+    (dict(width=10**30), f"width must be an integer from 1 to 4096; got {10**30}"),
+])
+def test_sizes_have_upper_bounds_checked_before_building(fields, message):
+    for make in (lambda: ModelSpec(**fields).validate(), lambda: build_model(ModelSpec(**fields), device="meta")):
+        start = time.perf_counter()
+        with pytest.raises(ValueError) as caught:
+            make()
+        assert str(caught.value) == message
+        assert time.perf_counter() - start < 0.1
+
+
+def test_the_bounds_themselves_are_allowed():
+    assert (MAX_STAGES, MAX_BLOCKS_PER_STAGE, MAX_TOTAL_BLOCKS, MAX_CHANNELS) == (8, 1000, 2000, 16_384)
+    ModelSpec(layers=(1000, 1000)).validate()
+    ModelSpec(layers=(1,) * 8, width=128).validate()  # 128 * 2**7 = 16,384 channels in stage 8
+    ModelSpec(block="bottleneck", layers=(1,) * 8, width=32).validate()  # 32 * 2**7 * 4
+    ModelSpec(block="bottleneck", layers=(1, 1, 1, 1), groups=32, width_per_group=64).validate()  # 512*64/64*32
+    assert max(p.spec.stage_planes[-1] * p.spec.expansion for p in PRESETS.values()) == 2048
+    assert sum(PRESETS["resnet1202"].spec.layers) == 600
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1000000000000000000000000000000", f"layers: stage 1 has {10**30} blocks; each stage needs an integer from 1 "
+                                        "to 1000"),
+    ("-3,3,3", "layers: stage 1 has -3 blocks; each stage needs an integer from 1 to 1000"),
+    (",".join(["1"] * 40), "layers: 40 stages; at most 8"),
+    ("9" * 5000, "layers: stage 1 has a 5000-digit number of blocks; each stage needs an integer from 1 to 1000"),
+    ("x" * 5000, "layers must be comma-separated whole numbers from 1 to 1000 (e.g. 3,4,6,3), got "
+                 "'xxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxxx'"),
+    ([1] * 40, "layers: 40 stages; at most 8"),
+    (range(10**12), "layers: 1000000000000 stages; at most 8"),
+    (iter(int, 1), "layers: more than 8 stages; at most 8"),  # endless: read no further than the bound
+    (None, "layers must be a list of whole numbers from 1 to 1000, got None"),
+    ({"a": 1}, "layers must be a list of whole numbers from 1 to 1000, got {'a': 1}"),
+])
+def test_coerce_layers_refuses_absurd_values_early(value, message):
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as caught:
+        coerce_layers(value)
+    assert str(caught.value) == message and time.perf_counter() - start < 0.1
+
+
+def test_config_json_spec_with_absurd_sizes_is_one_value_error():
+    config_spec = json.loads(json.dumps({**PRESETS["resnet20"].spec.to_dict(), "layers": [10**30, 3, 3]}))
+    with pytest.raises(ValueError) as caught:
+        ModelSpec.from_dict(config_spec)
+    assert str(caught.value) == f"layers: stage 1 has {10**30} blocks; each stage needs an integer from 1 to 1000"
+    with pytest.raises(ValueError, match=r"^spec has unknown field 1; the fields are block, layers"):
+        ModelSpec.from_dict({1: 2, "depth": 3})  # keys of mixed types sort for the message
 
 
 def test_spec_round_trips_through_dict():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from . import experiments, models, train
@@ -30,8 +31,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# A value that starts like a negative number ("-3,3,3", "-1e-3", "-.5"). argparse only takes "-3" or "-0.5" as a
+# value; anything else starting with "-" it reads as an unknown flag and reports "expected one argument".
+_NEGATIVE_VALUE = re.compile(r"-\.?\d")
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """["--layers", "-3,3,3"] -> ["--layers=-3,3,3"]: a value that starts like a negative number reaches the
+    option's own check (and its one-line error naming the field) instead of argparse's "expected one argument".
+    Only a long option without "=" is joined; after a flag that takes no value, argparse then reports the stray
+    value in one line as before."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":  # everything after it is positional
+            out.extend(argv[i:])
+            break
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg.startswith("--") and "=" not in arg and nxt is not None and _NEGATIVE_VALUE.match(nxt):
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
+        argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
         args = build_parser().parse_args(argv)
         return args.func(args) or 0
     except (ArgumentError, ValueError) as exc:

@@ -9,6 +9,7 @@ from ..format import format_count, stage_table_text
 from ..presets import PRESETS, resolve_spec
 from ..spec import parse_shape
 from ..summary import MAX_BATCH, natural_input_size, preset_row, summarize, summary_json
+from ..validation import shown
 from .spec_args import add_spec_arguments, spec_overrides
 
 
@@ -40,11 +41,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_summary(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.model, **spec_overrides(args))
-    input_size = parse_shape(args.input) if args.input else natural_input_size(spec)
+    input_size = parse_shape(args.input) if args.input is not None else natural_input_size(spec)  # "" is an error
     try:
         batch = int(args.batch)
-    except ValueError:
-        raise ValueError(f"batch must be an integer from 1 to {MAX_BATCH}; got {args.batch!r}") from None
+    except ValueError:  # also for 4,300+ digits, which int() refuses
+        raise ValueError(f"batch must be an integer from 1 to {MAX_BATCH}; got {shown(args.batch)}") from None
     summary = summarize(spec, input_size, batch)
     if args.json:
         print(json.dumps(summary_json(summary)))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..spec import BLOCKS, SHORTCUTS, STEMS, field_from_text
+from ..validation import shown
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +68,6 @@ def _converter(flag: str, parse: Callable[[str], Any], what: str) -> Callable[[s
         try:
             return parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be {what}; got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag} must be {what}; got {shown(text)}") from None
 
     return convert
