@@ -16,7 +16,7 @@ import streamlit as st
 
 from resnet_core.config import AUGMENTS, DEFAULT_LR, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig, available_devices
 from resnet_core.data import DATASETS, default_data_dir, load_dataset
-from resnet_core.fence import DATA_ROOTS_ENV, data_roots, fenced_data_dir
+from resnet_core.fence import DATA_ROOTS_ENV, check_run_data, data_roots, fenced_data_dir
 from resnet_core.format import format_bytes, format_seconds
 from resnet_core.jobs import Job, JobSnapshot, default_runner, memory_check
 from resnet_core.records import Record, Status, final_of
@@ -53,7 +53,7 @@ def init_state() -> None:
 
 
 def my_job() -> Job | None:
-    """The job this page shows: one it started, or attached to by its id (which is not guessable)."""
+    """The job this page shows: one it started, or attached to by its id (from the URL, or Open below)."""
     job_id = st.session_state.get(JOB_KEY)
     return default_runner().get(job_id) if job_id else None
 
@@ -160,8 +160,8 @@ def controls() -> ModelChoice:
                             "mirror (CIFAR-10, the synthetic shapes); a flipped digit is not a digit")
         c = st.columns(2)
         c[0].radio("Precision", PRECISIONS, key="train_precision", horizontal=True,
-                   help="auto: bf16 autocast where the hardware does bf16 math natively (CPUs with AVX512-BF16 or "
-                        "AMX, recent GPUs), fp32 elsewhere, where bf16 would be emulated and slower")
+                   help="auto: bf16 autocast where the hardware has bf16 units (CPUs with AMX, GPUs with bf16), "
+                        "fp32 elsewhere, where bf16 trains slower (measured: AVX512-BF16 alone is not enough)")
         c[1].number_input("Seed", 0, 2**31 - 1, key="train_seed")
         c = st.columns(2)
         c[0].number_input("Probe every (steps, 0: off)", 0, 10_000, key="train_probe_every",
@@ -329,6 +329,7 @@ def past_runs(current_run: str | None) -> None:
         evaluation = images = None
         if weights is not None and info.final and info.final.confusion is not None:
             try:
+                check_run_data(info.config.train.data_dir)  # a command-line run may name any folder
                 evaluation, images = stored_evaluation(str(info.path), weights.stat().st_mtime)
             except (ValueError, RuntimeError) as exc:
                 st.warning(f"Cannot re-evaluate this run: {exc}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from resnet_core import degradation, lesion
+from resnet_core.fence import check_run_data
 from resnet_core.jobs import BackgroundRows
 from resnet_core.records import Status, short_label
 from resnet_core.runstore import RunInfo, SkippedRun, newest_plain_and_residual, scan_runs
@@ -19,8 +20,19 @@ TASK_KEY = "lesion_task"  # {"key": (run ids, limit), "task": BackgroundRows}
 
 
 def finished_runs() -> tuple[dict[str, RunInfo], list[SkippedRun]]:
+    """Runs with weights whose data the server may read again; the others' reasons join the unreadable ones."""
     stored, skipped = scan_runs()
-    return {r.run_id: r for r in stored if r.status in (Status.FINISHED, Status.STOPPED) and r.has_weights}, skipped
+    runs = {}
+    for r in stored:
+        if r.status not in (Status.FINISHED, Status.STOPPED) or not r.has_weights:
+            continue
+        try:
+            check_run_data(r.config.train.data_dir)  # a command-line run may name any folder
+        except ValueError as exc:
+            skipped.append(SkippedRun(r.run_id, f"run {r.run_id}: its {exc}"))
+        else:
+            runs[r.run_id] = r
+    return runs, skipped
 
 
 def default_choice(runs: dict[str, RunInfo]) -> list[str]:

@@ -201,8 +201,15 @@ def scan_folder(data_dir: str | Path) -> FolderScan:
     them. Raises the loader's ValueErrors (layout, unreadable file, more than IMAGEFOLDER_MAX_FILES files, an
     image over IMAGEFOLDER_MAX_PIXELS) without decoding anything. Kept per folder until one of its directories
     changes (its mtime), so a page that reruns does not read the headers again; a file rewritten in place, which
-    leaves its directory's mtime alone, is still refused at decode time if it grew past the pixel limit."""
-    root = Path(data_dir).expanduser()
+    leaves its directory's mtime alone, is still refused at decode time if it grew past the pixel limit.
+    An OS error (a folder that cannot be listed, a name too long) is one ValueError naming data_dir."""
+    try:
+        return _scan_folder(Path(data_dir).expanduser())
+    except OSError as exc:
+        raise ValueError(f"data_dir cannot be read: {exc.filename or data_dir}: {exc.strerror or exc}") from None
+
+
+def _scan_folder(root: Path) -> FolderScan:
     key = str(root.resolve())
     with _SCANS_LOCK:
         cached = _SCANS.get(key)

@@ -29,9 +29,19 @@ def fenced_data_dir(text: str) -> str | None:
         return None
     if "\x00" in text:
         raise ValueError("data_dir must be a folder path; got a path with a NUL character")
-    resolved = Path(text).expanduser().resolve()  # a symlink pointing out of the fence lands outside it
-    if any(resolved.is_relative_to(root) for root in data_roots()):
+    try:
+        resolved = Path(text).expanduser().resolve()  # a symlink pointing out of the fence lands outside it
+    except (RuntimeError, OSError):  # ~nosuchuser, a symlink loop, a name too long
+        resolved = None
+    if resolved is not None and any(resolved.is_relative_to(root) for root in data_roots()):
         return str(resolved)
     roots = ", ".join(str(r) for r in data_roots())
     raise ValueError(f"data_dir must be inside the server's data folders ({roots}); the server's operator can "
                      f"allow more with {DATA_ROOTS_ENV}")
+
+
+def check_run_data(data_dir: str | None) -> None:
+    """A stored run's data folder (from its config.json) must be inside the fence too before the app reads it
+    again (to re-evaluate or lesion the run): a run trained from the command line may name any folder."""
+    if data_dir is not None:
+        fenced_data_dir(data_dir)

@@ -10,9 +10,9 @@ The worker never touches the UI: it appends records to its job under a lock and 
 
 Statuses (records.Status): queued → running → finished | stopped | diverged | failed. Exceptions are
 caught in the worker and shown as `message` (with their cause) and `error` (the traceback).
-Jobs carry an `owner` (a browser session) so that sessions only see their own jobs; the queue is
-shared, and `queue_position` tells each queued job where it stands. `run_state` is the one place
-where a live job's status and a stored run's status meet.
+Jobs carry an `owner` (the browser session that submitted them, which `jobs(owner=…)` and `get(…, owner)`
+filter by); the queue is shared, and `queue_position` tells each queued job where it stands. `run_state` is
+the one place where a live job's status and a stored run's status meet.
 
 `BackgroundRows` computes rows (one per item) in a daemon thread for pages that measure in the
 background, and `process_wide` holds the objects one server process shares (the runner, such tasks).
@@ -272,6 +272,7 @@ class JobRunner:
             starting = []
             while self._queue and len(self._running) < self.max_concurrent:
                 job = self._queue.pop(0)
+                job._update(status=Status.RUNNING, message="starting")  # off the queue: never "queued" without a place
                 self._running.append(job)
                 starting.append(job)
         for job in starting:

@@ -18,8 +18,8 @@ from torch import nn
 
 from .data import ImageData
 from .model import ResNet
-from .runstore import load_model, read_run
-from .train import evaluate, load_data
+from .runstore import load_model, load_run_data, read_run
+from .train import evaluate
 from .validation import check_int
 
 VEIT2016 = ("Veit, Wilber, Belongie. Residual Networks Behave Like Ensembles of Relatively Shallow Networks. "
@@ -94,17 +94,17 @@ def lesion_run(run_dir: str | Path, limit: int | None = None, device: str = "cpu
     _check_limit(limit)
     info = read_run(run_dir)
     model = load_model(run_dir, device)
-    data = load_data(info.config.train)
+    data = load_run_data(run_dir)
     limit = limit if limit is not None else info.config.train.test_subset
     return lesion(model, data, name=info.run_id, limit=limit)
 
 
 def lesion_row(run_dir: str | Path, limit: int | None = None) -> dict[str, Any]:
     """`lesion_run` as a JSON-ready row, or {"name", "error"} for a run that cannot be studied (no weights,
-    weights that do not fit, a spoilt folder): one bad run never stops the study of the others."""
+    weights that do not fit, a spoilt folder, data no longer there): one bad run never stops the others."""
     try:
         return lesion_run(run_dir, limit).to_dict()
-    except ValueError as exc:
+    except (ValueError, RuntimeError, OSError) as exc:  # RuntimeError: its data set is missing or offline
         return dict(name=Path(run_dir).name, error=str(exc))
 
 

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, TypeVar, get_type_hints
 from .config import TrainConfig
 from .settings import RunSettings
 from .spec import ModelSpec
+from .validation import shown
 
 
 class Status(StrEnum):
@@ -44,7 +45,6 @@ class Status(StrEnum):
 
 
 LIVE = frozenset({Status.QUEUED, Status.RUNNING})
-ENDED = frozenset(set(Status) - LIVE)
 
 
 def parse_status(value: Any) -> Status:
@@ -97,24 +97,24 @@ def _check(name: str, value: Any, hint: Any) -> Any:
         return None if value is None else _check(name, value, text.removesuffix(" | None"))
     if text.startswith("list["):
         if not isinstance(value, list):
-            raise ValueError(f"{name} must be a list; got {value!r:.80}")
+            raise ValueError(f"{name} must be a list; got {shown(value)}")
         inner = text[len("list["):-1]
         return [_check(f"{name}[{i}]", v, inner) for i, v in enumerate(value)]
     if text in ("int", "<class 'int'>"):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ValueError(f"{name} must be a whole number; got {value!r:.80}")
+        raise ValueError(f"{name} must be a whole number; got {shown(value)}")
     if text in ("float", "<class 'float'>"):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
                 return float(value)
             except OverflowError:  # an integer beyond the float range
                 pass
-        raise ValueError(f"{name} must be a number; got {value!r:.80}")
+        raise ValueError(f"{name} must be a number; got {shown(value)}")
     if text in ("str", "<class 'str'>"):
         if isinstance(value, str):
             return value
-        raise ValueError(f"{name} must be text; got {value!r:.80}")
+        raise ValueError(f"{name} must be text; got {shown(value)}")
     raise TypeError(f"no check for {hint}")  # a field type this module does not handle: a bug here
 
 
@@ -238,7 +238,7 @@ def record_from_dict(data: Any) -> Record:
     """One metrics.jsonl line, typed by its `kind`; a ValueError for an unknown kind or a bad field."""
     kind = data.get("kind") if isinstance(data, Mapping) else None
     if not isinstance(kind, str) or kind not in RECORD_TYPES:  # a list or dict kind is not even hashable
-        raise ValueError(f"record kind must be one of {', '.join(RECORD_TYPES)}; got {kind!r:.40}")
+        raise ValueError(f"record kind must be one of {', '.join(RECORD_TYPES)}; got {shown(kind)}")
     return RECORD_TYPES[kind].from_dict(data)
 
 
@@ -309,10 +309,10 @@ class RunConfig:
         except OverflowError:  # an integer beyond the float range
             seconds = False
         if not seconds:
-            raise ValueError(f"config.json created must be a time in seconds; got {created!r:.40}")
+            raise ValueError(f"config.json created must be a time in seconds; got {shown(created)}")
         run_id = data.get("run_id", "")
         if not isinstance(run_id, str):
-            raise ValueError(f"config.json run_id must be text; got {run_id!r:.40}")
+            raise ValueError(f"config.json run_id must be text; got {shown(run_id)}")
         train = TrainConfig.from_dict(data["train"])
         if "settings" in data:
             settings = RunSettings.from_dict(data["settings"])

@@ -40,6 +40,7 @@ from .records import (
     record_from_dict,
 )
 from .train import Evaluation, evaluate, load_data
+from .validation import shown
 
 RUNS_ENV = "RESNET_EXPLORER_RUNS"
 CONFIG, METRICS, STATUS, WEIGHTS = "config.json", "metrics.jsonl", "status.json", "weights.pt"
@@ -88,6 +89,10 @@ class RunWriter:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # e.g. no permission
             raise ValueError(f"run_dir must be a folder that can be created; {self.path}: {exc.strerror}") from None
+        try:  # claim the folder: of two writers that both passed check_run_dir, only one gets here
+            os.close(os.open(self.path / CONFIG, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise ValueError(f"run_dir must be a new or empty folder; {self.path} already holds a run") from None
         self.run_id = self.path.name
         self.config = dataclasses.replace(config, run_id=self.run_id, created=time.time())
         _write_json(self.path / CONFIG, self.config.to_dict())
@@ -157,7 +162,7 @@ def _read_status(path: Path) -> tuple[RunState, FinalRecord | None]:
         raise ValueError(f"must hold a JSON object; got {type(raw).__name__}")
     status, message = parse_status(raw.get("status", "running")), raw.get("message", "")
     if not isinstance(message, str):
-        raise ValueError(f"message must be text; got {message!r:.40}")
+        raise ValueError(f"message must be text; got {shown(message)}")
     final = FinalRecord.from_dict(raw["final"]) if raw.get("final") is not None else None
     if status.live and not _owner_alive(raw.get("pid"), raw.get("proc_start")):
         status, message = Status.INTERRUPTED, "the process running it ended before the run finished"
@@ -179,13 +184,13 @@ def scan_runs(root: str | Path | None = None) -> tuple[list[RunInfo], list[Skipp
     runs, skipped = [], []
     if root.is_dir():
         for child in root.iterdir():
-            if (child / CONFIG).is_file():
-                try:
+            try:
+                if (child / CONFIG).is_file():
                     runs.append(read_run(child))
-                except ValueError as exc:
-                    skipped.append(SkippedRun(child.name, str(exc)))
-                except OSError as exc:
-                    skipped.append(SkippedRun(child.name, f"run {child.name}: {exc.strerror or exc}"))
+            except ValueError as exc:
+                skipped.append(SkippedRun(child.name, str(exc)))
+            except OSError as exc:
+                skipped.append(SkippedRun(child.name, f"run {child.name}: {exc.strerror or exc}"))
     return sorted(runs, key=lambda r: r.created, reverse=True), sorted(skipped, key=lambda s: s.name)
 
 
@@ -210,7 +215,7 @@ def read_metrics(path: str | Path, kind: type[R] | None = None) -> list[Any]:
     for line in text.splitlines():
         try:
             record = record_from_dict(json.loads(line))
-        except ValueError:  # json.JSONDecodeError is one
+        except (ValueError, RecursionError):  # json.JSONDecodeError is a ValueError; [[[[… nests too deep
             continue
         if kind is None or isinstance(record, kind):
             records.append(record)
@@ -262,8 +267,7 @@ def load_run_data(path: str | Path) -> ImageData:
 
 def evaluate_run(path: str | Path) -> tuple[Evaluation, ImageData]:
     """The run's final weights evaluated on the test images it was evaluated on, and those data."""
-    info = read_run(path)
-    data = load_data(info.config.train)
+    info, data = read_run(path), load_run_data(path)
     return evaluate(load_model(path), data, limit=info.config.train.test_subset,
                     precision=info.config.settings.precision), data
 
@@ -309,3 +313,5 @@ def _read_json(path: Path) -> Any:
         raise ValueError("is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ValueError("is nested too deeply to be a run's JSON") from None

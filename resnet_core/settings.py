@@ -18,7 +18,7 @@ from typing import Any
 from .config import TrainConfig, resolve_device
 from .data import MIRROR_INVARIANT
 from .hardware import native_bf16
-from .validation import check_choice
+from .validation import check_choice, shown
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class RunSettings:
             raise ValueError(f"settings must be a JSON object; got {type(data).__name__}")
         for name in ("augment_reason", "precision_reason"):
             if not isinstance(data.get(name), str):
-                raise ValueError(f"settings.{name} must be text; got {data.get(name)!r:.40}")
+                raise ValueError(f"settings.{name} must be text; got {shown(data.get(name))}")
         check_choice("settings.augment", data.get("augment"), ("none", "crop", "crop+flip"))
         check_choice("settings.precision", data.get("precision"), ("fp32", "bf16"))
         return cls(data["augment"], data["augment_reason"], data["precision"], data["precision_reason"])

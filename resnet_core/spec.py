@@ -178,8 +178,8 @@ def _stage_error(i: int, blocks: str) -> ValueError:
 def coerce_layers(value: Any) -> tuple[int, ...]:
     """Accept (3, 4, 6, 3), [3, 4, 6, 3] or "3,4,6,3"; raise a ValueError naming `layers` otherwise.
 
-    The bounds of `check_layers` apply here already, and nothing is read or converted past them: a string of a
-    million stages or a 10**30-block stage is refused without building a list or parsing a huge integer.
+    The bounds of `check_layers` apply here already: a string of a million stages is refused after one split,
+    a 10**30-block stage without parsing the huge integer, and an iterator is read no further than the bound.
     """
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace(" ", ",").split(",") if p.strip()]

@@ -209,8 +209,8 @@ def test_sizes_have_upper_bounds_checked_before_building(fields, message):
 
 
 def test_the_bounds_themselves_are_allowed():
-    assert (MAX_STAGES, MAX_BLOCKS_PER_STAGE, MAX_TOTAL_BLOCKS, MAX_CHANNELS) == (8, 1000, 2000, 16_384)
-    ModelSpec(layers=(1000, 1000)).validate()
+    ModelSpec(layers=(MAX_BLOCKS_PER_STAGE, MAX_TOTAL_BLOCKS - MAX_BLOCKS_PER_STAGE)).validate()
+    assert MAX_STAGES == 8 and MAX_CHANNELS == 128 * 2**7  # the two specs below sit exactly on these bounds
     ModelSpec(layers=(1,) * 8, width=128).validate()  # 128 * 2**7 = 16,384 channels in stage 8
     ModelSpec(block="bottleneck", layers=(1,) * 8, width=32).validate()  # 32 * 2**7 * 4
     ModelSpec(block="bottleneck", layers=(1, 1, 1, 1), groups=32, width_per_group=64).validate()  # 512*64/64*32

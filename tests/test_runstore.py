@@ -3,6 +3,7 @@ back as interrupted."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -238,4 +239,42 @@ def test_lesion_goes_on_past_a_run_it_cannot_study(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2
     assert err == "error: run bad: weights.pt cannot be read as a state_dict of tensors (EOFError)\n"
+    assert [json.loads(line)["name"] for line in out.splitlines()] == ["good"]
+
+
+def test_deeply_nested_json_and_unlistable_folders_are_skipped_with_a_reason(tmp_path):
+    runstore.create_run(CONFIG, tmp_path / "deep").close()
+    spoil(tmp_path / "deep", runstore.CONFIG, "[" * 100_000 + "]" * 100_000)
+    good = runstore.create_run(CONFIG, tmp_path / "good")
+    good.append(train_record(1, 2.0))
+    good.close()
+    with open(tmp_path / "good" / runstore.METRICS, "a") as f:
+        f.write("[" * 100_000 + "\n")
+    runs, skipped = runstore.scan_runs(tmp_path)
+    assert [r.run_id for r in runs] == ["good"] and runstore.read_metrics(tmp_path / "good") == [train_record(1, 2.0)]
+    assert [(s.name, s.reason) for s in skipped] == [
+        ("deep", "run deep: config.json: is nested too deeply to be a run's JSON")]
+
+
+def test_of_two_writers_on_one_folder_only_the_first_gets_it(tmp_path, monkeypatch):
+    """Both passed check_run_dir (as two processes starting at once would): the folder is claimed exclusively."""
+    first = runstore.create_run(CONFIG, tmp_path / "shared")
+    monkeypatch.setattr(runstore, "check_run_dir", Path)
+    with pytest.raises(ValueError, match="already holds a run$"):
+        runstore.create_run(CONFIG, tmp_path / "shared")
+    first.close()
+    assert runstore.read_run(tmp_path / "shared").config.run_id == "shared"
+
+
+def test_lesion_goes_on_past_a_run_whose_data_are_gone(tmp_path, capsys):
+    execute(TrainConfig(max_steps=2, **TINY), run_dir=tmp_path / "good")
+    good = runstore.read_run(tmp_path / "good").config  # the same net, trained on a set no longer there
+    gone = good.train.replace(dataset="cifar10", data_dir=str(tmp_path / "gone"))
+    moved = runstore.create_run(dataclasses.replace(good, train=gone), tmp_path / "moved")
+    moved.set_status(Status.FINISHED)
+    moved.close()
+    torch.save(runstore.load_weights(tmp_path / "good"), tmp_path / "moved" / runstore.WEIGHTS)
+    code = main(["lesion", str(tmp_path / "moved"), str(tmp_path / "good"), "--limit", "50", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "cifar10" in err
     assert [json.loads(line)["name"] for line in out.splitlines()] == ["good"]

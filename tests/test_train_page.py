@@ -289,13 +289,18 @@ def test_data_folder_outside_the_fence_is_refused_in_one_line(tmp_path, monkeypa
     at = _tiny_page(tmp_path, monkeypatch)
     at.selectbox(key="train_dataset").set_value("imagefolder").run()
     assert any(f"This server reads data only inside `{(tmp_path / 'data').resolve()}`" in c.value for c in at.caption)
-    for outside in ("/etc", "/", str(tmp_path / "data" / ".." / "elsewhere"), "~"):
+    too_long = str(tmp_path / "data" / ("x" * 300))
+    for outside in ("/etc", "/", str(tmp_path / "data" / ".." / "elsewhere"), "~", "~nosuchuser/x", too_long):
         at.text_input(key="train_data_dir").set_value(outside).run()
         at.button(key="train_start").click().run()
         assert not at.exception
-        assert [e.value for e in at.error] == [
-            f"data_dir must be inside the server's data folders ({(tmp_path / 'data').resolve()}); the server's "
-            "operator can allow more with RESNET_EXPLORER_DATA_ROOTS"]
+        expected = (f"data_dir must be inside the server's data folders ({(tmp_path / 'data').resolve()}); the "
+                    "server's operator can allow more with RESNET_EXPLORER_DATA_ROOTS")
+        if outside == too_long:  # inside the fence, but no folder can have that name: one line naming data_dir
+            assert len(at.error) == 1 and at.error[0].value.startswith("data_dir ") and too_long in at.error[0].value
+            assert at.error[0].value.endswith(("is not a folder", "File name too long"))
+            continue
+        assert [e.value for e in at.error] == [expected], outside
         assert not at.button(key="train_start").disabled and "train_job" not in at.session_state
     link = tmp_path / "data" / "link-out"
     link.parent.mkdir(parents=True, exist_ok=True)
@@ -365,3 +370,27 @@ def test_a_spoilt_run_folder_is_listed_with_its_reason(tmp_path, monkeypatch):
     assert note.label == "1 folder(s) in the runs folder could not be read and are not listed"
     assert "run 20261130-000000-resnet20-dead: config.json: config.json must hold a JSON object; got list" in \
         note.markdown[0].value
+
+
+def test_a_stored_run_whose_data_lie_outside_the_fence_is_not_read_again(tmp_path, monkeypatch):
+    """A command-line run trained on a folder outside the fence: listed, but never re-evaluated or lesioned."""
+    outside = tmp_path / "private"
+    for cls, colour in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        (outside / cls).mkdir(parents=True)
+        for i in range(20):
+            Image.new("RGB", (12, 12), colour).save(outside / cls / f"{i}.png")
+    monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
+    jobs.execute(TrainConfig(dataset="imagefolder", data_dir=str(outside), max_steps=2, batch_size=8, threads=1,
+                             overrides=dict(width=4, layers=(1, 1, 1))), run_dir=tmp_path / "runs" / "cli-run")
+    at = _tiny_page(tmp_path, monkeypatch)
+    at.selectbox(key="train_inspect").set_value("cli-run").run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        "Cannot re-evaluate this run: data_dir must be inside the server's data folders "
+        f"({Path(os.environ.get('RESNET_EXPLORER_DATA', 'data')).resolve()}); the server's operator can "
+        "allow more with RESNET_EXPLORER_DATA_ROOTS"]
+    assert not any(spec["data"] and spec["data"][0]["type"] == "image" for spec in _charts(at))
+    lesion_page = AppTest.from_file(str(ROOT / "pages" / "7_Lesion.py"), default_timeout=120).run()
+    assert not lesion_page.exception and not lesion_page.multiselect
+    note = next(e for e in lesion_page.expander if "could not be read" in e.label)
+    assert "run cli-run: its data_dir must be inside the server's data folders" in note.markdown[0].value

@@ -143,7 +143,7 @@ def preset_family_job() -> BackgroundRows:
 
 
 def session_owner() -> str:
-    """This browser session's id: jobs are submitted under it, so each session sees its own jobs only."""
+    """This browser session's id: jobs are submitted under it (the Degradation page finds its group's jobs by it)."""
     return st.session_state.setdefault(OWNER_KEY, uuid.uuid4().hex)
 
 

@@ -118,8 +118,8 @@ def _lesion(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
         try:
             result = lesion.lesion_run(run_dir, limit=args.limit)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
+        except (ValueError, RuntimeError, OSError) as exc:  # RuntimeError: the run's data set is missing
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
             failed += 1
             continue
         if args.json:

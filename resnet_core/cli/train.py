@@ -3,8 +3,8 @@
 Without --json it shows a progress bar on stderr (step/total, loss, images/s, time left) and one line
 per epoch on stdout. With --json stdout holds only JSON: one object per epoch (the test records, see
 records.py) and last a final object with test_acc, test_loss, images_per_sec, seconds, precision,
-augment, run_dir and status. A run that diverges or fails still ends with that object (status
-"diverged" or "failed", its message, None where unknown), then prints its error line and exits 1.
+augment, run_dir and status. A run that diverges or fails still ends with a final object (status
+"diverged" or "failed", its message, test figures None, run_dir), then prints its error line and exits 1.
 """
 
 from __future__ import annotations
