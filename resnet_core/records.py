@@ -27,7 +27,7 @@ from typing import Any, ClassVar, TypeVar, get_type_hints
 from .config import TrainConfig
 from .settings import RunSettings
 from .spec import ModelSpec
-from .validation import shown
+from .validation import is_int, shown
 
 
 class Status(StrEnum):
@@ -101,11 +101,11 @@ def _check(name: str, value: Any, hint: Any) -> Any:
         inner = text[len("list["):-1]
         return [_check(f"{name}[{i}]", v, inner) for i, v in enumerate(value)]
     if text in ("int", "<class 'int'>"):
-        if isinstance(value, int) and not isinstance(value, bool):
+        if is_int(value):
             return value
         raise ValueError(f"{name} must be a whole number; got {shown(value)}")
     if text in ("float", "<class 'float'>"):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_int(value) or isinstance(value, float):
             try:
                 return float(value)
             except OverflowError:  # an integer beyond the float range

@@ -40,7 +40,7 @@ from .records import (
     record_from_dict,
 )
 from .train import Evaluation, evaluate, load_data
-from .validation import shown
+from .validation import is_int, shown
 
 RUNS_ENV = "RESNET_EXPLORER_RUNS"
 CONFIG, METRICS, STATUS, WEIGHTS = "config.json", "metrics.jsonl", "status.json", "weights.pt"
@@ -77,7 +77,7 @@ class RunInfo:
 
     @property
     def has_weights(self) -> bool:
-        return (self.path / WEIGHTS).is_file()
+        return weights_file(self.path) is not None
 
 
 class RunWriter:
@@ -279,7 +279,7 @@ def weights_file(path: str | Path) -> Path | None:
 
 
 def _owner_alive(pid: Any, proc_start: Any) -> bool:
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:  # kill(0 or -1) would signal a whole group
+    if not is_int(pid) or pid <= 0:  # kill(0 or -1) would signal a whole group
         return False
     try:
         os.kill(pid, 0)
