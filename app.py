@@ -11,18 +11,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.page import setup_page
+from ui.page import page_files, setup_page
 from ui.widgets import preset_family_job
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
 ARCHITECTURE_PAGE = "pages/1_Architecture.py"
 CLI_EXAMPLES = """\
 python -m resnet_core list                           # every preset with its params and mult-adds
 python -m resnet_core summary resnet50 --block basic  # one model's stage table, any field overridden"""
-
-
-def page_files() -> list[Path]:
-    return sorted(PAGES_DIR.glob("*.py"))
 
 
 def page_description(path: Path) -> str:
@@ -46,6 +41,12 @@ st.write(
     "parameters, mult-adds, memory and shapes are computed from the model itself, and every curve on the "
     "training pages comes from a real run. Where a textbook claim and the measurement disagree, the "
     "measurement is shown.")
+with st.container(border=True):
+    st.markdown("**Where to start.** Open **Architecture**, pick a preset (resnet20 is He et al.'s smallest "
+                "CIFAR net, quick to train on a laptop) and read its stage table; then press **Train this model** "
+                "there and watch the curves. **Degradation** and **Signal flow** then show what the skip "
+                "connections change.")
+    st.page_link(ARCHITECTURE_PAGE, label="Start with Architecture", icon=":material/play_arrow:")
 
 pages = page_files()
 columns = st.columns(3)

@@ -8,12 +8,23 @@ import pandas as pd
 import streamlit as st
 
 from resnet_core.format import format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown
+from resnet_core.jobs import available_memory, default_memory_budget
 from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec
 from resnet_core.spec import BLOCKS, SHORTCUTS, STEMS, ModelSpec, parse_shape
-from resnet_core.summary import MAX_BATCH, Summary, natural_input_size, summarize
+from resnet_core.summary import MAX_BATCH, Summary, largest_batch_within, natural_input_size, summarize
 from ui.architecture_figures import short_count, stage_figure
+from ui.charts import show_chart
 from ui.page import setup_page
-from ui.widgets import ModelChoice, or_error, preset_family_job, preset_label, remember_choice, shared_choice
+from ui.widgets import (
+    FAMILY_LABELS,
+    ModelChoice,
+    grouped_presets,
+    or_error,
+    preset_family_job,
+    preset_label,
+    remember_choice,
+    shared_choice,
+)
 
 setup_page("Architecture")
 
@@ -25,6 +36,12 @@ LAST_GOOD_KEY = "arch_last_good"
 SHORTCUT_HELP = ("A: zero-pad the identity where the shape changes (no parameters); "
                  "B: 1×1 projection only where the shape changes; C: projection in every block")
 STEM_HELP = "imagenet: 7×7/2 conv + max-pool; cifar: one 3×3 conv; deep: three 3×3 convs + max-pool"
+TRAIN_PAGE = "pages/4_Train.py"
+BASIC_GROUPS, BASIC_WIDTH_PER_GROUP = 1, 64  # the only values a basic block accepts (as in torchvision)
+
+
+def family_presets(family: str) -> list[str]:
+    return grouped_presets([name for name, preset in PRESETS.items() if preset.family == family])
 
 
 def widget_values(spec: ModelSpec) -> dict[str, Any]:
@@ -45,6 +62,7 @@ def init_state() -> None:
         st.error(f"The link's model settings were ignored: {exc}")
         spec = get_preset(choice.model).spec
     st.session_state["arch_model"] = choice.model
+    st.session_state["arch_family"] = PRESETS[choice.model].family
     st.session_state.update(widget_values(spec))
     if "input" in st.query_params:
         st.session_state["arch_input"] = st.query_params["input"]
@@ -61,22 +79,44 @@ def on_preset_change() -> None:
     st.session_state.update(widget_values(get_preset(st.session_state["arch_model"]).spec))
 
 
+def on_family_change() -> None:
+    family = st.session_state["arch_family"]
+    if PRESETS[st.session_state["arch_model"]].family != family:
+        st.session_state["arch_model"] = family_presets(family)[0]
+        on_preset_change()
+
+
+def on_block_change() -> None:
+    if st.session_state["arch_block"] == "basic":  # the fields a basic block ignores go back to what it accepts
+        st.session_state.update(arch_groups=BASIC_GROUPS, arch_wpg=BASIC_WIDTH_PER_GROUP)
+
+
 def configuration_widgets() -> None:
+    families = list(dict.fromkeys(preset.family for preset in PRESETS.values()))
+    state = st.session_state
+    basic_at_rest = (state["arch_block"] == "basic" and state["arch_groups"] == BASIC_GROUPS
+                     and state["arch_wpg"] == BASIC_WIDTH_PER_GROUP)
+    bottleneck_only = "only bottleneck blocks use it; a basic block takes 1 group of width 64" if basic_at_rest else ""
     with st.container(border=True):
-        c = st.columns([1.5, 1.2, 1, 0.8, 1, 0.7])
-        c[0].selectbox("Preset", list(PRESETS), key="arch_model", format_func=preset_label,
+        c = st.columns([1, 1.4, 1, 1, 0.8, 1, 0.7])
+        c[0].selectbox("Family", families, key="arch_family", format_func=lambda f: FAMILY_LABELS.get(f, f),
+                       on_change=on_family_change, help="The presets come in families: ImageNet-sized nets, "
+                       "He et al.'s CIFAR nets and Zagoruyko & Komodakis's wide CIFAR nets.")
+        c[1].selectbox("Preset", family_presets(state["arch_family"]), key="arch_model",
+                       format_func=lambda n: preset_label(n).split(" · ", 1)[1],
                        on_change=on_preset_change, help="Picking a preset resets the fields to its values.")
-        c[1].selectbox("Block", BLOCKS, key="arch_block")
-        c[2].text_input("Blocks per stage", key="arch_layers", help="comma-separated, e.g. 3,4,6,3")
-        c[3].selectbox("Shortcut", SHORTCUTS, key="arch_shortcut", help=SHORTCUT_HELP)
-        c[4].selectbox("Stem", STEMS, key="arch_stem", help=STEM_HELP)
-        c[5].toggle("Skip", key="arch_skip", help="Off gives the plain twin: no identity additions at all")
-        c[5].toggle("SE", key="arch_se", help="Squeeze-and-excitation (reduction 16) in every block")
+        c[2].selectbox("Block", BLOCKS, key="arch_block", on_change=on_block_change)
+        c[3].text_input("Blocks per stage", key="arch_layers", help="comma-separated, e.g. 3,4,6,3")
+        c[4].selectbox("Shortcut", SHORTCUTS, key="arch_shortcut", help=SHORTCUT_HELP)
+        c[5].selectbox("Stem", STEMS, key="arch_stem", help=STEM_HELP)
+        c[6].toggle("Skip", key="arch_skip", help="Off gives the plain twin: no identity additions at all")
+        c[6].toggle("SE", key="arch_se", help="Squeeze-and-excitation (reduction 16) in every block")
         c = st.columns(6)
         c[0].number_input("Width", min_value=1, step=8, key="arch_width", help="planes of the first stage")
-        c[1].number_input("Groups", min_value=1, key="arch_groups", help="ResNeXt cardinality (bottleneck blocks)")
-        c[2].number_input("Width per group", min_value=1, key="arch_wpg",
-                          help="bottleneck inner width = int(planes · wpg / 64) · groups")
+        c[1].number_input("Groups", min_value=1, key="arch_groups", disabled=basic_at_rest,
+                          help=bottleneck_only or "ResNeXt cardinality (bottleneck blocks)")
+        c[2].number_input("Width per group", min_value=1, key="arch_wpg", disabled=basic_at_rest,
+                          help=bottleneck_only or "bottleneck inner width = int(planes · wpg / 64) · groups")
         c[3].number_input("Classes", min_value=1, key="arch_classes")
         c[4].text_input("Input C,H,W", key="arch_input", help="channels, height, width of one image")
         c[5].number_input("Batch size", min_value=1, max_value=MAX_BATCH, key="arch_batch")
@@ -113,6 +153,20 @@ def headline(summary: Summary, model: str) -> None:
     st.caption(f"{format_count(summary.mult_adds)} mult-adds for input "
                f"{format_shape((summary.batch_size, *summary.input_size))}, computed on the meta device "
                "(shapes only, no real forward pass).")
+    memory_warning(summary)
+
+
+def memory_warning(summary: Summary) -> None:
+    """The training-memory estimate against this machine's training budget (the one the Train page enforces)."""
+    budget = or_error(default_memory_budget, available_memory())
+    if budget is None or summary.training_memory_bytes <= budget[0]:
+        return
+    fits = largest_batch_within(summary, budget[0])
+    advice = (f"a batch of at most {fits:,} fits" if fits else
+              "even the weights, gradients and momentum alone do not fit")
+    st.warning(f"Training memory {format_bytes(summary.training_memory_bytes)} is over this machine's training "
+               f"budget of {format_bytes(budget[0])} ({budget[1]}): the Train page would refuse it; {advice}.",
+               icon="⚠️")
 
 
 def badges(summary: Summary, model: str) -> None:
@@ -128,7 +182,7 @@ def badges(summary: Summary, model: str) -> None:
     if match.reference:
         ref = match.reference
         st.markdown(f"**{match.name}: published figures beside ours**")
-        st.table(pd.DataFrame({
+        st.dataframe(pd.DataFrame({
             "": ["parameters", "CIFAR-10 test error"],
             "published": [ref["params_paper"], f"{ref['test_error']}%"],
             "computed here": [format_count(summary.total_params), "needs a training run"],
@@ -152,7 +206,8 @@ def stages_section(summary: Summary, slug: str) -> None:
                          "text/markdown", key="dl_stages_md", icon=":material/download:", width="stretch")
     c[2].download_button("Layers (CSV)", summary.layers.to_csv(index=False), f"{slug}_layers.csv", "text/csv",
                          key="dl_layers_csv", icon=":material/download:", width="stretch")
-    st.plotly_chart(stage_figure(summary.stages, residual=summary.spec.skip), key="stage_figure")
+    show_chart(stage_figure(summary.stages, residual=summary.spec.skip), key="stage_figure", name=f"{slug}_stages",
+               title=f"{slug}: stages")
 
 
 def layers_section(summary: Summary) -> None:
@@ -190,6 +245,9 @@ def code_snippet(summary: Summary, choice: ModelChoice) -> str:
 
 def show(model: str, summary: Summary) -> None:
     choice = ModelChoice.from_spec(model, summary.spec)
+    if st.button("Train this model", type="primary", icon=":material/model_training:", key="arch_train",
+                 help="Open the Train page with this configuration picked"):
+        st.switch_page(TRAIN_PAGE, query_params=choice.to_query_params())
     headline(summary, model)
     badges(summary, model)
     stages_section(summary, choice.model + ("_custom" if choice.overrides else ""))

@@ -110,6 +110,14 @@ def _training_bytes(activations: int, batch_size: int, dims: Shape, params: int)
     return activations + input_bytes + OPTIMIZER_COPIES * params * BYTES_PER_FLOAT
 
 
+def largest_batch_within(summary: Summary, budget_bytes: int) -> int:
+    """The largest batch whose training memory (same estimate as `training_memory_bytes`) fits `budget_bytes`;
+    0 when even the weights, gradients and momentum alone do not fit."""
+    per_image = summary.activation_bytes // summary.batch_size + math.prod(summary.input_size) * BYTES_PER_FLOAT
+    fixed = OPTIMIZER_COPIES * summary.total_params * BYTES_PER_FLOAT
+    return max(0, (budget_bytes - fixed) // per_image)
+
+
 def _scale_batch(one: Summary, batch_size: int) -> Summary:
     def rebatch(shape: Shape) -> Shape:
         return (batch_size, *shape[1:])

@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 from resnet_core import PRESETS, resolve_spec, summarize
 from resnet_core.anatomy import trace_block
 from resnet_core.format import format_bytes, format_count
+from resnet_core.summary import largest_batch_within
 from tests.conftest import rerun_until
 from ui.widgets import ModelChoice, choice_from_query_params
 
@@ -131,17 +132,65 @@ def test_choose_preset_then_change_block():
     assert "resnet_core.build_model(\"resnet50\", block='basic')" in texts(at)
 
 
+def test_families_group_the_presets_and_basic_blocks_lock_groups():
+    at = run(ARCHITECTURE)
+    assert at.selectbox(key="arch_family").value == "imagenet"
+    options = at.selectbox(key="arch_model").options
+    assert "resnet20" not in options and "resnet18" in options
+    at.selectbox(key="arch_family").set_value("cifar").run()
+    assert at.selectbox(key="arch_model").value == "resnet20"
+    assert metrics(at)["Parameters"] == format_count(summarize("resnet20").total_params)
+    cifar = [n for n, p in PRESETS.items() if p.family == "cifar"]  # residual nets, each with its plain twin after it
+    options = at.selectbox(key="arch_model").options
+    assert options[:4] == ["resnet20", "plain20 (no skips)", "resnet32", "plain32 (no skips)"]
+    assert len(options) == len(cifar)
+
+    at = run(ARCHITECTURE, model="resnext50_32x4d")
+    assert at.selectbox(key="arch_family").value == "imagenet"
+    assert not at.number_input(key="arch_groups").disabled and at.number_input(key="arch_groups").value == 32
+    at.selectbox(key="arch_block").set_value("basic").run()  # groups 32 would be an error: back to 1 × 64, locked
+    assert (at.number_input(key="arch_groups").value, at.number_input(key="arch_wpg").value) == (1, 64)
+    assert at.number_input(key="arch_groups").disabled and at.number_input(key="arch_wpg").disabled
+    assert not at.error
+    at.selectbox(key="arch_block").set_value("bottleneck").run()
+    assert not at.number_input(key="arch_groups").disabled
+
+
+def test_training_memory_over_the_machines_budget_is_a_warning(monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_MEMORY_BUDGET", "2G")
+    at = run(ARCHITECTURE, model="resnet50", batch="256")
+    summary = summarize("resnet50", batch_size=256)
+    assert summary.training_memory_bytes > 2 * 2**30
+    fits = largest_batch_within(summary, 2 * 2**30)
+    assert summarize("resnet50", batch_size=fits).training_memory_bytes <= 2 * 2**30
+    assert summarize("resnet50", batch_size=fits + 1).training_memory_bytes > 2 * 2**30
+    [warning] = [w.value for w in at.warning]
+    assert f"Training memory {format_bytes(summary.training_memory_bytes)} is over" in warning
+    assert "set by RESNET_EXPLORER_MEMORY_BUDGET" in warning and f"a batch of at most {fits:,} fits" in warning
+    at.number_input(key="arch_batch").set_value(fits).run()
+    assert not at.warning
+
+
+def test_train_this_model_opens_the_train_page_with_the_configuration():
+    at = run("app.py", model="resnet20", block="bottleneck")  # from Home, so that pages/ exists around the page
+    assert at.title[0].value == "Architecture"
+    at.button(key="arch_train").click().run()
+    assert at.title[0].value == "Train"
+    assert at.selectbox(key="train_model").value == "resnet20"
+    assert "With the Architecture page's changes: resnet20 (block=bottleneck)" in texts(at)
+
+
 def test_bad_values_show_the_engines_error_and_keep_the_page():
     at = run(ARCHITECTURE, model="resnet50", block="basic")
-    at.number_input(key="arch_groups").set_value(2).run()
+    at.number_input(key="arch_width").set_value(100_000).run()
     with pytest.raises(ValueError) as engine:
-        resolve_spec("resnet50", block="basic", groups=2)
+        resolve_spec("resnet50", block="basic", width=100_000)
     assert [e.value for e in at.error] == [str(engine.value)]
     assert not at.exception
     assert metrics(at)["Parameters"] == "21,797,672"  # the last valid view stays
     assert "Showing the last valid configuration: resnet50 (block=basic)" in texts(at)
 
-    at.number_input(key="arch_groups").set_value(1).run()
+    at.number_input(key="arch_width").set_value(64).run()
     at.text_input(key="arch_layers").set_value("3,x").run()
     assert len(at.error) == 1 and at.error[0].value.startswith("layers must be comma-separated whole numbers")
     at.text_input(key="arch_layers").set_value("2,2").run()
@@ -164,7 +213,7 @@ def test_the_url_reproduces_the_view():
 
 def test_cifar_preset_shows_the_papers_numbers_beside_ours():
     at = run(ARCHITECTURE, model="resnet20")
-    table = at.table[0].value
+    table = at.dataframe[0].value  # a dataframe: its toolbar downloads it as CSV
     assert table.loc["parameters", "published"] == "0.27M"
     assert table.loc["parameters", "computed here"] == format_count(summarize("resnet20", (3, 32, 32)).total_params)
     assert table.loc["CIFAR-10 test error", "published"] == "8.75%"

@@ -101,8 +101,25 @@ def remember_choice(choice: ModelChoice, extra_params: Mapping[str, str | None] 
 
 
 def preset_label(name: str) -> str:
+    """"CIFAR · resnet20", "CIFAR · plain20 (no skips)": the family first, so that typing it filters the list."""
     preset = PRESETS[name]
-    return f"{name} · {FAMILY_LABELS[preset.family]}" + ("" if preset.spec.skip else ", plain")
+    family = FAMILY_LABELS.get(preset.family, preset.family)
+    return f"{family} · {name}" + ("" if preset.spec.skip else " (no skips)")
+
+
+def grouped_presets(names: Sequence[str] | None = None) -> list[str]:
+    """`names` (default: every preset) grouped by family in first-seen order, each plain twin after its net."""
+    names = list(PRESETS if names is None else names)
+    families = list(dict.fromkeys(PRESETS[n].family for n in names))
+    residual_of = {n: n.replace("plain", "resnet", 1) for n in names if not PRESETS[n].spec.skip}
+    order = {n: i for i, n in enumerate(names)}
+
+    def position(name: str) -> tuple[int, int, int]:
+        twin = residual_of.get(name)
+        anchor = order.get(twin, order[name]) if twin else order[name]
+        return families.index(PRESETS[name].family), anchor, int(twin is not None)
+
+    return sorted(names, key=position)
 
 
 def model_picker(label: str = "Model", key: str = "model_picker", default: str = DEFAULT_MODEL,
@@ -111,7 +128,7 @@ def model_picker(label: str = "Model", key: str = "model_picker", default: str =
 
     The Architecture page's overrides (block, layers, ...) are kept while the same preset stays picked.
     """
-    names = list(options or PRESETS)
+    names = grouped_presets(options)
     start = shared_choice(default)
     if key not in st.session_state:
         st.session_state[key] = start.model if start.model in names else names[0]
