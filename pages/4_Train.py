@@ -23,9 +23,18 @@ from resnet_core.records import Record, Status, final_of
 from resnet_core.runstore import RunInfo, evaluate_run, metrics_csv, read_metrics, scan_runs, weights_file
 from resnet_core.settings import RunSettings, precision_warning, resolve_settings
 from resnet_core.train import Evaluation, warm_up
+from ui.charts import show_chart
 from ui.live import live_fragment
 from ui.page import setup_page
-from ui.train_figures import OVERLAY_METRICS, confusion_figure, overlay_figure, prediction_grid, training_curves
+from ui.train_figures import (
+    DEFAULT_OVERLAY,
+    OVERLAY_METRICS,
+    confusion_figure,
+    overlay_figure,
+    prediction_grid,
+    run_title,
+    training_curves,
+)
 from ui.widgets import ModelChoice, model_picker, or_error, remember_choice, session_owner, skipped_runs_note
 
 setup_page("Train")
@@ -233,20 +242,21 @@ def live_panel(job: Job, live: bool) -> None:
     def draw() -> bool:
         snap = job.snapshot()
         status_line(snap)
-        live_curves(snap.records)
+        live_curves(snap.records, run_title(snap.run_id, snap.config))
         return not snap.done
 
     live_fragment(draw, live, POLL_SECONDS)
 
 
-def live_curves(records: Sequence[Record]) -> None:
+def live_curves(records: Sequence[Record], chart_title: str | None = None) -> None:
     """The curves; before the first record, a note in their place (so the browser has plotly loaded before Start)."""
     with st.container(key="train_live"):
-        st.plotly_chart(training_curves(records), width="stretch", key="train_live_curves")
+        show_chart(training_curves(records), key="train_live_curves", name=chart_title or "training curves",
+                   title=chart_title, width="stretch")
 
 
 def results(title: str, run_dir: str | None, records: Sequence[Record], settings: RunSettings,
-            evaluation: Evaluation | None, test_images=None) -> None:
+            evaluation: Evaluation | None, test_images=None, chart_title: str = "") -> None:
     final = final_of(records)
     st.subheader(title)
     if final is None:
@@ -263,15 +273,19 @@ def results(title: str, run_dir: str | None, records: Sequence[Record], settings
     if final.confusion is None:
         return
     left, right = st.columns([2, 3])
-    left.plotly_chart(confusion_figure(final.confusion, final.classes), width="stretch", key=f"confusion_{title}")
+    with left:
+        show_chart(confusion_figure(final.confusion, final.classes), key=f"confusion_{title}", title=chart_title,
+                   name=f"{chart_title} confusion", width="stretch")
     if evaluation is not None and test_images is not None:
         mistakes_only = right.toggle("Mistakes only", key=f"mistakes_{title}")
         index = [i for i in range(len(evaluation.labels))
                  if not mistakes_only or int(evaluation.predictions[i]) != int(evaluation.labels[i])][:GRID_IMAGES]
         if index:
-            right.plotly_chart(prediction_grid(test_images[index].numpy(), evaluation.labels[index].tolist(),
-                                               evaluation.predictions[index].tolist(), final.classes),
-                               width="stretch", key=f"grid_{title}")
+            grid = prediction_grid(test_images[index].numpy(), evaluation.labels[index].tolist(),
+                                   evaluation.predictions[index].tolist(), final.classes)
+            with right:
+                show_chart(grid, key=f"grid_{title}", title=chart_title, name=f"{chart_title} predictions",
+                           width="stretch")
         else:
             right.success("No mistakes on the test images.")
 
@@ -309,22 +323,27 @@ def past_runs(current_run: str | None) -> None:
     if not runs:
         st.caption("No runs stored yet: they are kept in the runs folder and listed here after a restart.")
         return
-    st.caption(f"{len(runs)} run(s) stored on this server, from every session (interrupted: the process training "
-               "it ended early; its curves are kept).")
+    interrupted = sum(info.status is Status.INTERRUPTED for info in runs.values())
+    st.caption(f"{len(runs)} run(s) stored on this server, from every session."
+               + (f" {interrupted} interrupted: the process training it ended before the run finished; its curves "
+                  "are kept." if interrupted else ""))
     c = st.columns([3, 1])
     default = [current_run] if current_run in runs else list(runs)[:1]
     picked = c[0].multiselect("Overlay runs", list(runs), default=default, format_func=lambda r: run_label(runs[r]),
                               key="train_overlay_runs")
-    metric = c[1].selectbox("Metric", list(OVERLAY_METRICS), key="train_overlay_metric")
+    metric = c[1].selectbox("Metric", list(OVERLAY_METRICS), index=list(OVERLAY_METRICS).index(DEFAULT_OVERLAY),
+                            key="train_overlay_metric")
     if picked:
         overlay = [dict(label=r, records=read_metrics(runs[r].path), skip=runs[r].skip) for r in picked]
-        st.plotly_chart(overlay_figure(overlay, metric), width="stretch", key="train_overlay")
+        show_chart(overlay_figure(overlay, metric), key="train_overlay", name=f"{metric} of {len(picked)} runs",
+                   title=f"{metric}: {', '.join(picked)}", width="stretch")
     inspect = st.selectbox("Inspect a stored run", ["—", *runs], format_func=lambda r: r if r == "—" else
                            run_label(runs[r]), key="train_inspect")
     if inspect != "—":
         info = runs[inspect]
         records = read_metrics(info.path)
-        st.plotly_chart(training_curves(records), width="stretch", key="train_inspect_curves")
+        show_chart(training_curves(records), key="train_inspect_curves", name=run_title(info.run_id, info.config.train),
+                   title=run_title(info.run_id, info.config.train), width="stretch")
         weights = weights_file(info.path)
         evaluation = images = None
         if weights is not None and info.final and info.final.confusion is not None:
@@ -333,7 +352,8 @@ def past_runs(current_run: str | None) -> None:
                 evaluation, images = stored_evaluation(str(info.path), weights.stat().st_mtime)
             except (ValueError, RuntimeError) as exc:
                 st.warning(f"Cannot re-evaluate this run: {exc}")
-        results(f"Stored run {info.run_id}", str(info.path), records, info.config.settings, evaluation, images)
+        results(f"Stored run {info.run_id}", str(info.path), records, info.config.settings, evaluation, images,
+                run_title(info.run_id, info.config.train))
 
 
 def server_runs(shown: Job | None) -> None:
@@ -402,7 +422,7 @@ def main() -> None:
     if job is not None and not live and job.result is not None:
         snap = job.snapshot()
         results("Results", snap.run_dir, snap.records, job.result.settings, job.result.evaluation,
-                job.result.data.test_images)
+                job.result.data.test_images, run_title(snap.run_id, snap.config))
     st.divider()
     server_runs(job)
     past_runs(job.snapshot().run_id if job is not None else None)

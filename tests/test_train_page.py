@@ -21,7 +21,7 @@ from resnet_core.config import TrainConfig
 from resnet_core.jobs import default_runner
 from resnet_core.records import Status, TestRecord, TrainRecord
 from tests.conftest import rerun_until, wait_until
-from ui.train_figures import EMPTY_CURVES, confusion_figure, overlay_figure, prediction_grid, training_curves
+from ui.train_figures import EMPTY_CURVES, confusion_figure, overlay_figure, prediction_grid, run_title, training_curves
 from ui.widgets import OWNER_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,8 +131,18 @@ def test_finished_run_shows_results_for_the_architecture_pages_choice(tmp_path, 
     run = runstore.list_runs(tmp_path / "runs")[0]
     assert run.config.spec.width == 8 and run.config.spec.layers == (1, 1, 1)
     assert at.metric[0].value == f"{run.final.test_acc:.1%}"
-    titles = [spec["layout"].get("title", {}).get("text", "") for spec in _charts(at)]
-    assert "Confusion matrix (2000 test images)" in titles
+    titles = {spec["layout"]["title"]["subtitle"]["text"]: spec["layout"]["title"]["text"] for spec in _charts(at)
+              if spec["layout"].get("title", {}).get("subtitle")}
+    assert titles["Confusion matrix (2000 test images)"] == run_title(run.run_id, run.config.train)  # on the export too
+    assert run.run_id in titles["Confusion matrix (2000 test images)"] and "width=8" in titles[
+        "Confusion matrix (2000 test images)"]
+    configs = [json.loads(e.proto.config) for e in at.main if e.type == "plotly_chart"]
+    assert all(c["toImageButtonOptions"]["format"] == "png" for c in configs)
+    assert f"{run.run_id}-resnet20-width=8" in configs[0]["toImageButtonOptions"]["filename"]
+    at.session_state["chart_image_format"] = "svg"  # the sidebar's "Chart downloads" control
+    at.run()
+    assert {json.loads(e.proto.config)["toImageButtonOptions"]["format"] for e in at.main
+            if e.type == "plotly_chart"} == {"svg"}
     grid = next(spec for spec in _charts(at) if any(t["type"] == "image" for t in spec["data"]))
     assert sum(t["type"] == "image" for t in grid["data"]) == 24
     labels = [b.label for b in at.get("download_button")]
@@ -164,6 +174,16 @@ def test_figure_builders():
     overlay = overlay_figure([dict(label="a", records=records), dict(label="b", records=records, skip=False)],
                              "train loss")
     assert [t.line.dash for t in overlay.data] == ["solid", "dash"]
+    stopped_early = records[:1]  # stopped before its first evaluation: train records only
+    accuracy = overlay_figure([dict(label="early", records=stopped_early), dict(label="a", records=records)],
+                              "test accuracy")
+    assert [t.name for t in accuracy.data] == ["a"] and list(accuracy.layout.yaxis.range) == [0, 1.02]
+    assert [a.text for a in accuracy.layout.annotations] == ["No test accuracy recorded for: early"]
+    assert accuracy.data[0].mode == "lines+markers" and accuracy.data[0].marker.size >= 8  # one point still shows
+    assert overlay_figure([dict(label="early", records=stopped_early)]).data[0].name == "early"  # the default
+    two_by_two = (fig.layout.xaxis.domain == fig.layout.xaxis3.domain  # loss above learning rate
+                  and fig.layout.yaxis3.domain[1] < fig.layout.yaxis.domain[0])
+    assert two_by_two and fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "loss"
     confusion = confusion_figure([[3, 1], [0, 4]], ["x", "y"])
     assert confusion.layout.title.text == "Confusion matrix (8 test images)"
     grid = prediction_grid(np.zeros((3, 1, 8, 8), dtype=np.uint8), [0, 1, 1], [0, 0, 1], ["x", "y"], columns=2)

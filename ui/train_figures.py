@@ -11,19 +11,32 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from resnet_core.config import TrainConfig
 from resnet_core.records import Record, TestRecord, TrainRecord
 
 from .colors import SEQUENCE
+from .figure_layout import log_dtick
 
 TRAIN_COLOUR, TEST_COLOUR = SEQUENCE[0], SEQUENCE[1]
 RIGHT, WRONG = "#2ca02c", "#d62728"
 EMPTY_CURVES = "The curves appear here at the first training step."
 OVERLAY_METRICS: dict[str, tuple[type[Record], str]] = {  # label -> (record type, field)
-    "test accuracy": (TestRecord, "test_acc"),
-    "test loss": (TestRecord, "test_loss"),
     "train loss": (TrainRecord, "loss"),
     "train accuracy": (TrainRecord, "acc"),
+    "test accuracy": (TestRecord, "test_acc"),
+    "test loss": (TestRecord, "test_loss"),
 }
+DEFAULT_OVERLAY = "train loss"  # every run that took a step has it; test records come only at evaluations
+
+
+def run_title(run_id: str | None, config: TrainConfig) -> str:
+    """What a chart of one run shows, for its title and file name: the run, the model, the data and the settings
+    that change the curves."""
+    lr = f"lr {config.lr:g}" if config.lr is not None else "default lr"
+    budget = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs"
+    overrides = "".join(f", {k}={v}" for k, v in config.overrides.items())
+    return (f"{run_id or 'new run'} · {config.model}{overrides} on {config.dataset} · {budget}, batch "
+            f"{config.batch_size}, {config.optimizer} {lr}, {config.schedule}, seed {config.seed}")
 
 
 def records_frame(records: Sequence[Record], kind: type[Record]) -> pd.DataFrame:
@@ -31,9 +44,10 @@ def records_frame(records: Sequence[Record], kind: type[Record]) -> pd.DataFrame
 
 
 def training_curves(records: Sequence[Record]) -> go.Figure:
-    """Loss (log scale), accuracy, learning rate and throughput against the step; test evaluations as diamonds."""
+    """Loss (log scale), accuracy, learning rate and throughput against the step, two by two; test evaluations as
+    diamonds."""
     train, test = records_frame(records, TrainRecord), records_frame(records, TestRecord)
-    fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.06,
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.16,
                         subplot_titles=("Loss (log scale)", "Accuracy", "Learning rate", "Training images / s"))
     if not train.empty:
         line = dict(mode="lines+markers", marker=dict(size=4), line=dict(color=TRAIN_COLOUR))
@@ -41,49 +55,60 @@ def training_curves(records: Sequence[Record]) -> go.Figure:
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=train["step"], y=train["acc"], name="train", legendgroup="train",
                                  showlegend=False, **line), row=1, col=2)
-        fig.add_trace(go.Scatter(x=train["step"], y=train["lr"], name="lr", showlegend=False, **line), row=1, col=3)
+        fig.add_trace(go.Scatter(x=train["step"], y=train["lr"], name="lr", showlegend=False, **line), row=2, col=1)
         fig.add_trace(go.Scatter(x=train["step"], y=train["images_per_sec"], name="images/s", showlegend=False,
-                                 **line), row=1, col=4)
+                                 **line), row=2, col=2)
     if not test.empty:
         marker = dict(mode="lines+markers", marker=dict(size=9, symbol="diamond"), line=dict(color=TEST_COLOUR))
         fig.add_trace(go.Scatter(x=test["step"], y=test["test_loss"], name="test", legendgroup="test", **marker),
                       row=1, col=1)
         fig.add_trace(go.Scatter(x=test["step"], y=test["test_acc"], name="test", legendgroup="test",
                                  showlegend=False, **marker), row=1, col=2)
-    fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_yaxes(tickformat=".0%", range=[0, 1.02], row=1, col=2)
-    fig.update_yaxes(rangemode="tozero", row=1, col=4)
-    fig.update_xaxes(title_text="step")
+    losses = [*train.get("loss", []), *test.get("test_loss", [])]
+    fig.update_yaxes(type="log", dtick=log_dtick(losses), exponentformat="power", title_text="loss", row=1, col=1)
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.02], title_text="accuracy", row=1, col=2)
+    fig.update_yaxes(title_text="learning rate", rangemode="tozero", exponentformat="power", row=2, col=1)
+    fig.update_yaxes(title_text="images / s", rangemode="tozero", row=2, col=2)
+    fig.update_xaxes(title_text="step", rangemode="tozero")
     if train.empty and test.empty:
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         fig.add_annotation(text=EMPTY_CURVES, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                            font=dict(color="#808495"))
-    fig.update_layout(height=320, margin=dict(t=30, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(height=560, margin=dict(t=30, b=10, l=10, r=10),
+                      legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
     return fig
 
 
-def overlay_figure(runs: Sequence[dict[str, Any]], metric: str = "test accuracy") -> go.Figure:
-    """One line per run for `metric` (a key of OVERLAY_METRICS) against the step.
+def overlay_figure(runs: Sequence[dict[str, Any]], metric: str = DEFAULT_OVERLAY) -> go.Figure:
+    """One line per run for `metric` (a key of OVERLAY_METRICS) against the step; a run without such records
+    is named in a note on the chart rather than drawn as nothing.
 
     Each run is {"label": str, "records": [...], "skip": bool}; plain nets (skip False) are dashed.
     """
     kind, key = OVERLAY_METRICS[metric]
     fig = go.Figure()
+    missing = []
+    values: list[float] = []
     for i, run in enumerate(runs):
         frame = records_frame(run["records"], kind)
         if frame.empty:
+            missing.append(run["label"])
             continue
+        values += frame[key].tolist()
         fig.add_trace(go.Scatter(x=frame["step"], y=frame[key], name=run["label"], mode="lines+markers",
-                                 marker=dict(size=6 if kind is TestRecord else 3),
+                                 marker=dict(size=8 if kind is TestRecord else 4),
                                  line=dict(color=SEQUENCE[i % len(SEQUENCE)],
                                            dash="solid" if run.get("skip", True) else "dash")))
     if key.endswith("acc"):
-        fig.update_yaxes(tickformat=".0%")
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
     else:
-        fig.update_yaxes(type="log")
-    fig.update_layout(height=380, margin=dict(t=30, b=10, l=10, r=10), xaxis_title="step", yaxis_title=metric,
-                      legend=dict(orientation="h", y=-0.2))
+        fig.update_yaxes(type="log", dtick=log_dtick(values), exponentformat="power")
+    if missing:
+        fig.add_annotation(text=f"No {metric} recorded for: {', '.join(missing)}", x=0.5, y=1.0, xref="paper",
+                           yref="paper", yanchor="bottom", showarrow=False, font=dict(color="#808495"))
+    fig.update_layout(height=400, margin=dict(t=40, b=10, l=10, r=10), xaxis_title="step", yaxis_title=metric,
+                      xaxis_rangemode="tozero", legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -92,10 +117,10 @@ def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str])
     z = np.asarray(confusion)
     fig = go.Figure(go.Heatmap(z=z, x=list(classes), y=list(classes), colorscale="Blues", texttemplate="%{z}",
                                hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>", showscale=False))
-    fig.update_yaxes(autorange="reversed", title_text="true class")
-    fig.update_xaxes(title_text="predicted class", side="bottom")
-    side = max(320, 34 * len(classes) + 120)
-    fig.update_layout(height=side, margin=dict(t=30, b=10, l=10, r=10), title=f"Confusion matrix ({int(z.sum())} "
+    fig.update_yaxes(autorange="reversed", title_text="true class", automargin=True, ticksuffix=" ")
+    fig.update_xaxes(title_text="predicted class", side="bottom", automargin=True, tickangle=-40)
+    side = max(360, 34 * len(classes) + 160)
+    fig.update_layout(height=side, margin=dict(t=40, b=10, l=10, r=10), title=f"Confusion matrix ({int(z.sum())} "
                                                                                   f"test images)")
     return fig
 
