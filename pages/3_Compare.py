@@ -10,6 +10,7 @@ from resnet_core.presets import PRESETS, matching_preset, resolve_spec
 from resnet_core.spec import parse_shape
 from resnet_core.summary import MAX_BATCH, natural_input_size, summarize
 from ui.architecture_figures import compare_figure, family_figure
+from ui.charts import show_chart
 from ui.live import live_fragment
 from ui.page import setup_page
 from ui.widgets import CHOICE_KEY, ModelChoice, or_error, preset_family_job, shared_choice
@@ -74,7 +75,8 @@ def comparison_section() -> None:
         "label": "configuration", "skip": st.column_config.CheckboxColumn("skip"),
         "activation": "activation memory", "training_memory": "training memory",
     })
-    st.plotly_chart(compare_figure(table), key="compare_figure")
+    show_chart(compare_figure(table), key="compare_figure", name="compare " + " vs ".join(labels),
+               title=f"{' vs '.join(labels)} · input {table['input'].iloc[0] if dims else 'natural per model'}")
 
 
 def family_section() -> None:
@@ -88,7 +90,8 @@ def family_section() -> None:
                                                     f"{len(rows)} of {job.total} done")
         if rows:
             frame = pd.DataFrame(rows)
-            st.plotly_chart(family_figure(frame), key="family_figure")
+            show_chart(family_figure(frame), key="family_figure", name="resnet family against depth",
+                       title="Every preset against depth (natural input, batch 1)")
             with st.expander(f"The numbers ({len(rows)} presets)"):
                 st.dataframe(frame.sort_values(["family", "depth"]), hide_index=True, column_config={
                     "params": st.column_config.NumberColumn("params", format="localized"),

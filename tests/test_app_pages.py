@@ -237,9 +237,15 @@ def test_block_anatomy_counts_and_errors():
     assert shown["Two 3×3 convs at 256"] == "1,180,672"
     assert shown["Bottleneck 256-64-64-256"] == "70,400"
     assert shown["Ratio"] == "16.8×"
+    basic_64 = trace_block("basic", 64, 64).params  # He et al.'s Fig. 5 pairing, built
+    assert basic_64 == 73_984
+    assert (f"Built here: 73,984 parameters for that basic block against 70,400 for the bottleneck "
+            f"({70_400 / basic_64:.2f}×)") in texts(at)
+    assert [h.value for h in at.subheader][-1] == "The shortcut options when the shape does not change"
 
     at.number_input(key="anat_out").set_value(512).run()
     at.radio(key="anat_stride").set_value(2).run()
+    assert [h.value for h in at.subheader][-1] == "The shortcut options for 256 → 512 channels, stride 2"
     table = at.dataframe[0].value.set_index("block")
     for key in ("basic", "bottleneck", "resnext", "se"):
         anatomy = trace_block(key, 256, 512, stride=2, size=56)
@@ -269,6 +275,8 @@ def test_compare_table_and_the_whole_family():
     assert set(points) == set(PRESETS)
     assert points["resnet50"] == (50, 25_557_032)
     assert points["resnet1202"][0] == 1202
+    [variants] = [t for t in family["data"] if t["name"] == "other variants" and t["xaxis"] == "x"]
+    assert "text" in variants["mode"] and "wide_resnet50_2" in variants["text"]  # the diamonds are labelled
 
     at.text_input(key="cmp_input").set_value("3,x").run()
     assert at.error[0].value.startswith("input must be three positive integers")

@@ -16,7 +16,8 @@ SE_COLOUR = SEQUENCE[1]
 SPATIAL_COLOUR = SEQUENCE[3]
 BOX_FILL = "rgba(240, 242, 246, 1)"
 NEUTRAL = "#555555"
-BOX_HALF_HEIGHT = 0.32
+DIAGRAM_TEXT = dict(size=13, color="#262730")  # the theme's text colour: plotly's default grey was hard to read
+BOX_HALF_HEIGHT = 0.34
 BOX_HALF_WIDTH = 0.98
 SHORTCUT_X = 1.2
 MIB = 2**20
@@ -63,7 +64,7 @@ def block_path_figure(anatomy: BlockAnatomy, rows: int = 0) -> go.Figure:
     rows = max(rows, len(main))
     fig.update_xaxes(visible=False, range=[-1.02, 1.6], fixedrange=True)
     fig.update_yaxes(visible=False, range=[-rows + 0.45, 0.55], fixedrange=True)
-    fig.update_layout(height=30 + 82 * rows, margin=dict(t=10, b=10, l=0, r=0), showlegend=False,
+    fig.update_layout(height=30 + 96 * rows, margin=dict(t=10, b=10, l=0, r=0), showlegend=False,
                       plot_bgcolor="rgba(0,0,0,0)")
     return fig
 
@@ -123,7 +124,7 @@ def _draw_box(fig: go.Figure, box: Box, y: float) -> None:
     colour = {"sum": RESIDUAL, "se": SE_COLOUR}.get(box[0], NEUTRAL)
     fig.add_shape(type="rect", x0=-BOX_HALF_WIDTH, x1=BOX_HALF_WIDTH, y0=y - BOX_HALF_HEIGHT, y1=y + BOX_HALF_HEIGHT,
                   line=dict(color=colour, width=1.5), fillcolor=BOX_FILL, layer="below")
-    fig.add_annotation(x=0, y=y, text=_box_text(box), showarrow=False, font=dict(size=11))
+    fig.add_annotation(x=0, y=y, text=_box_text(box), showarrow=False, font=DIAGRAM_TEXT)
 
 
 def _arrow(fig: go.Figure, tail_y: float, head_y: float) -> None:
@@ -147,8 +148,8 @@ def _shortcut_line(fig: go.Figure, sum_y: float, label: str) -> None:
         fig.add_shape(type="line", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color=RESIDUAL, width=2))
     fig.add_annotation(x=BOX_HALF_WIDTH, y=sum_y, ax=SHORTCUT_X, ay=sum_y, xref="x", yref="y", axref="x", ayref="y",
                        showarrow=True, arrowhead=2, arrowwidth=2, arrowcolor=RESIDUAL, text="")
-    fig.add_annotation(x=SHORTCUT_X, y=sum_y / 2, text=label, showarrow=False, textangle=-90, xshift=16,
-                       font=dict(color=RESIDUAL, size=11))
+    fig.add_annotation(x=SHORTCUT_X, y=sum_y / 2, text=label, showarrow=False, textangle=-90, xshift=18,
+                       font=dict(color=RESIDUAL, size=13))
 
 
 def compare_figure(rows: pd.DataFrame) -> go.Figure:
@@ -201,9 +202,10 @@ def family_figure(rows: pd.DataFrame) -> go.Figure:
     variants = rows[~in_series]
     for col, column in ((1, "params"), (2, "mult_adds")):
         fig.add_trace(go.Scatter(
-            x=variants["depth"], y=variants[column], mode="markers", name="other variants", legendgroup="variants",
-            showlegend=col == 1, text=variants["model"], marker=dict(symbol="diamond", size=9, color=RESIDUAL,
-                                                                     line=dict(color="white", width=1)),
+            x=variants["depth"], y=variants[column], mode="markers+text", name="other variants",
+            legendgroup="variants", showlegend=col == 1, text=variants["model"],
+            textposition=_label_sides(variants["depth"], variants[column]), textfont=dict(size=10),
+            marker=dict(symbol="diamond", size=9, color=RESIDUAL, line=dict(color="white", width=1)),
             hovertemplate="%{text}: depth %{x}, %{y:,}<extra></extra>"), row=1, col=col)
     fig.update_xaxes(type="log", title_text="depth (weighted layers)", tickvals=DEPTH_TICKS)
     fig.update_yaxes(type="log", dtick=1, tickformat="~s")
@@ -211,6 +213,15 @@ def family_figure(rows: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="mult-adds (batch 1, natural input)", row=1, col=2)
     fig.update_layout(height=440, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.2, x=0))
     return fig
+
+
+def _label_sides(x: pd.Series, y: pd.Series) -> list[str]:
+    """Text positions for point labels: points at the same x alternate right and left, from the lowest up, so
+    that labels of variants of one depth (resnext50, wide_resnet50_2, se_resnet50) do not overlap."""
+    sides = ["middle right", "middle left"]
+    order = pd.DataFrame({"x": list(x), "y": list(y)}).reset_index(drop=True)
+    rank = order.sort_values("y").groupby("x").cumcount()
+    return [sides[rank[i] % 2] for i in range(len(order))]
 
 
 def _legend_entries(fig: go.Figure, skips: pd.Series) -> None:
