@@ -10,11 +10,14 @@ import plotly.graph_objects as go
 LOG_FLOOR = 1e-300  # below any float64 value a measurement can produce; keeps log10 finite
 
 
-def log_dtick(values: Sequence[float]) -> int | str:
-    """Powers of ten (about 8 labels) when the data span more than three decades, else also 2 and 5."""
+def log_dtick(values: Sequence[float]) -> int | str | None:
+    """Powers of ten (about 8 labels) when the data span more than three decades, 1-2-5 ticks over one to three
+    decades, and plotly's own ticks (None) inside one decade, where 1-2-5 ticks may leave the axis unlabelled."""
     magnitudes = [abs(v) for v in values if v and math.isfinite(v)]
     decades = math.log10(max(magnitudes) / min(magnitudes)) if magnitudes else 0.0
-    return max(1, math.ceil(decades / 8)) if decades > 3 else "D2"
+    if decades > 3:
+        return max(1, math.ceil(decades / 8))
+    return "D2" if decades >= 1 else None
 
 
 def positive(values: Sequence[float | None]) -> list[float | None]:
