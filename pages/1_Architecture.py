@@ -98,7 +98,7 @@ def configuration_widgets() -> None:
                      and state["arch_wpg"] == BASIC_WIDTH_PER_GROUP)
     bottleneck_only = "only bottleneck blocks use it; a basic block takes 1 group of width 64" if basic_at_rest else ""
     with st.container(border=True):
-        c = st.columns([1, 1.4, 1, 1, 0.8, 1, 0.7])
+        c = st.columns([1, 1.3, 1, 1, 0.8, 0.9, 0.8])
         c[0].selectbox("Family", families, key="arch_family", format_func=lambda f: FAMILY_LABELS.get(f, f),
                        on_change=on_family_change, help="The presets come in families: ImageNet-sized nets, "
                        "He et al.'s CIFAR nets and Zagoruyko & Komodakis's wide CIFAR nets.")
@@ -219,13 +219,21 @@ def layers_section(summary: Summary) -> None:
         shown = layers[layers["depth"] <= depth].drop(columns=["leaf"]).copy()
         for column in ("input_shape", "output_shape"):
             shown[column] = shown[column].map(format_shape)
-        for column in ("kernel", "stride", "padding", "output_size"):  # blank, not "None", for non-convs
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else str(v))
-        st.dataframe(shown, hide_index=True, height=420, column_config={
-            "input_shape": "input", "output_shape": "output", "output_size": "output size",
-            "params": st.column_config.NumberColumn("params", format="localized"),
-            "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized"),
+        blank = shown["kernel"].isna()  # not a conv or a pool
+        shown.insert(shown.columns.get_loc("kernel"), "k / s / p", (
+            shown["kernel"].astype(str) + " / " + shown["stride"].astype(str) + " / " + shown["padding"].astype(str)
+        ).where(~blank, ""))
+        shown["output_size"] = shown["output_size"].map(lambda v: "" if pd.isna(v) else str(v))
+        st.dataframe(shown.drop(columns=["kernel", "stride", "padding"]), hide_index=True, height=420, column_config={
+            "name": st.column_config.TextColumn("name", width=120), "type": st.column_config.TextColumn(width=110),
+            "depth": st.column_config.NumberColumn(width=50), "input_shape": "input", "output_shape": "output",
+            "params": st.column_config.NumberColumn("params", format="localized", width=90),
+            "mult_adds": st.column_config.NumberColumn("mult-adds", format="localized", width=110),
+            "k / s / p": st.column_config.TextColumn(width=75, help="kernel / stride / padding"),
+            "output_size": st.column_config.TextColumn("output size", width=210,
+                                                       help="⌊(input + 2·padding − kernel) / stride⌋ + 1"),
         })
+        st.caption("Every column, kernel, stride and padding apart: the Layers (CSV) download above.")
 
 
 def code_snippet(summary: Summary, choice: ModelChoice) -> str:

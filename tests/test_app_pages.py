@@ -156,6 +156,14 @@ def test_families_group_the_presets_and_basic_blocks_lock_groups():
     assert not at.number_input(key="arch_groups").disabled
 
 
+def test_layer_table_fits_kernel_stride_padding_and_the_output_size_formula():
+    at = run(ARCHITECTURE, model="resnet50")
+    [layers] = [d.value for d in at.dataframe if "k / s / p" in d.value.columns]
+    conv1 = layers.set_index("name").loc["conv1"]
+    assert (conv1["k / s / p"], conv1["output_size"]) == ("7 / 2 / 3", "⌊(224+2·3−7)/2⌋+1 = 112")
+    assert layers.set_index("name").loc["bn1", "k / s / p"] == ""
+
+
 def test_training_memory_over_the_machines_budget_is_a_warning(monkeypatch):
     monkeypatch.setenv("RESNET_EXPLORER_MEMORY_BUDGET", "2G")
     at = run(ARCHITECTURE, model="resnet50", batch="256")
