@@ -15,11 +15,12 @@ import streamlit as st
 FORMAT_KEY = "chart_image_format"
 IMAGE_FORMATS = ("png", "svg")
 EXPORT_WIDTH, EXPORT_HEIGHT_MIN = 1200, 400
+TITLE_LINE_PX = 20
 
 
 def file_stem(name: str) -> str:
-    """"resnet20 · seed 0 (lr=0.1)" -> "resnet20-seed-0-lr-0.1": safe on every file system."""
-    return re.sub(r"[^A-Za-z0-9.+=_-]+", "-", name).strip("-.")[:120] or "chart"
+    """"resnet20 · seed 0<br>(lr=0.1)" -> "resnet20-seed-0-lr-0.1": no markup, safe on every file system."""
+    return re.sub(r"[^A-Za-z0-9.+=_-]+", "-", re.sub(r"<[^>]*>", " ", name)).strip("-.")[:120] or "chart"
 
 
 def export_config(name: str, image_format: str, height: int | None) -> dict[str, Any]:
@@ -34,10 +35,12 @@ def export_config(name: str, image_format: str, height: int | None) -> dict[str,
 def titled(fig: go.Figure, title: str) -> go.Figure:
     """The figure with `title` on top (kept in the exported file); a title the builder set stays as a subtitle."""
     own = fig.layout.title.text
-    fig.update_layout(title=dict(text=title, subtitle=dict(text=own) if own else None, x=0, xanchor="left",
-                                 font=dict(size=14)))
+    lines = title.count("<br>") + 1 + (1 if own else 0)
+    fig.update_layout(title=dict(  # anchored at the top of the figure: plotly measures the anchor from the last line
+        text=title, subtitle=dict(text=own) if own else None, x=0, xanchor="left", y=1, yref="container",
+        yanchor="top", pad=dict(t=10 + TITLE_LINE_PX * title.count("<br>")), font=dict(size=14)))
     top = fig.layout.margin.t if fig.layout.margin.t is not None else 40
-    fig.update_layout(margin=dict(t=max(top, 70 if own else 50)))
+    fig.update_layout(margin=dict(t=top + 8 + TITLE_LINE_PX * lines))
     return fig
 
 

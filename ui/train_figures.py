@@ -31,11 +31,11 @@ DEFAULT_OVERLAY = "train loss"  # every run that took a step has it; test record
 
 def run_title(run_id: str | None, config: TrainConfig) -> str:
     """What a chart of one run shows, for its title and file name: the run, the model, the data and the settings
-    that change the curves."""
+    that change the curves, on two lines."""
     lr = f"lr {config.lr:g}" if config.lr is not None else "default lr"
     budget = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs"
     overrides = "".join(f", {k}={v}" for k, v in config.overrides.items())
-    return (f"{run_id or 'new run'} · {config.model}{overrides} on {config.dataset} · {budget}, batch "
+    return (f"{run_id or 'new run'} · {config.model}{overrides} on {config.dataset}<br>{budget}, batch "
             f"{config.batch_size}, {config.optimizer} {lr}, {config.schedule}, seed {config.seed}")
 
 
@@ -47,7 +47,7 @@ def training_curves(records: Sequence[Record]) -> go.Figure:
     """Loss (log scale), accuracy, learning rate and throughput against the step, two by two; test evaluations as
     diamonds."""
     train, test = records_frame(records, TrainRecord), records_frame(records, TestRecord)
-    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.16,
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.1, vertical_spacing=0.2,
                         subplot_titles=("Loss (log scale)", "Accuracy", "Learning rate", "Training images / s"))
     if not train.empty:
         line = dict(mode="lines+markers", marker=dict(size=4), line=dict(color=TRAIN_COLOUR))
@@ -69,14 +69,15 @@ def training_curves(records: Sequence[Record]) -> go.Figure:
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02], title_text="accuracy", row=1, col=2)
     fig.update_yaxes(title_text="learning rate", rangemode="tozero", exponentformat="power", row=2, col=1)
     fig.update_yaxes(title_text="images / s", rangemode="tozero", row=2, col=2)
-    fig.update_xaxes(title_text="step", rangemode="tozero")
+    fig.update_xaxes(title_text="step", rangemode="tozero", automargin=True)
+    fig.update_yaxes(automargin=True)
     if train.empty and test.empty:
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
         fig.add_annotation(text=EMPTY_CURVES, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                            font=dict(color="#808495"))
-    fig.update_layout(height=560, margin=dict(t=30, b=10, l=10, r=10),
-                      legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
+    fig.update_layout(height=580, margin=dict(t=30, b=10, l=10, r=10),
+                      legend=dict(orientation="h", y=-0.08, x=0.5, xanchor="center", yanchor="top"))
     return fig
 
 
