@@ -13,6 +13,7 @@ from resnet_core.spec import BLOCKS, SHORTCUTS, STEMS, ModelSpec, parse_shape
 from resnet_core.summary import MAX_BATCH, Summary, natural_input_size, summarize
 from ui.architecture_figures import short_count, stage_figure
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.widgets import ModelChoice, or_error, preset_family_job, preset_label, remember_choice, shared_choice
 
 setup_page("Architecture")
@@ -217,3 +218,6 @@ elif LAST_GOOD_KEY in st.session_state:
     st.caption(f"Showing the last valid configuration: {ModelChoice.from_spec(model, summary.spec).label}, "
                f"input {format_shape(summary.input_size)}, batch {summary.batch_size}.")
     show(model, summary)
+
+
+quick_check("Architecture")

@@ -11,6 +11,7 @@ from resnet_core.spec import SHORTCUTS
 from ui.architecture_figures import block_path_figure, path_box_count
 from ui.block_lab import break_it_section, identity_section
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.widgets import or_error
 
 setup_page("Block anatomy")
@@ -101,3 +102,4 @@ st.caption("Post-activation blocks shown; pre-activation blocks project without 
 
 identity_section()
 break_it_section()
+quick_check("Block anatomy")

@@ -25,6 +25,7 @@ from resnet_core.settings import RunSettings, precision_warning, resolve_setting
 from resnet_core.train import Evaluation, warm_up
 from ui.live import live_fragment
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.train_figures import OVERLAY_METRICS, confusion_figure, overlay_figure, prediction_grid, training_curves
 from ui.widgets import ModelChoice, model_picker, or_error, remember_choice, session_owner, skipped_runs_note
 
@@ -409,3 +410,6 @@ def main() -> None:
 
 
 main()
+
+
+quick_check("Train")

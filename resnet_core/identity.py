@@ -223,6 +223,11 @@ def describe(result: IdentityResult) -> list[str]:
     return lines
 
 
+def lower_or_higher(ratio: float) -> str:
+    """plain/residual loss ratio as words: "538× lower" (the residual block's loss) or "1.3× higher"."""
+    return f"{format_times(ratio)} lower" if ratio >= 1 else f"{format_times(1 / ratio)} higher"
+
+
 def format_times(ratio: float) -> str:
     return "∞×" if not math.isfinite(ratio) else f"{ratio:.1f}×" if ratio < 100 else f"{ratio:,.0f}×"
 

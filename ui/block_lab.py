@@ -5,6 +5,9 @@ PyTorch raised or what was measured.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
@@ -27,9 +30,11 @@ ZERO_INIT_MODEL = ("resnet20", {"width": 8})  # small enough to measure in about
 # ---------------------------------------------------------------- the identity experiment
 
 
-def identity_result() -> IdentityResult | None:
-    """The finished identity experiment of this session, or None (none started, or still running)."""
-    job = st.session_state.get(IDENTITY_TASK)
+def identity_result(state: Mapping[str, Any] | None = None) -> IdentityResult | None:
+    """The finished identity experiment of this session (or of `state`, a session state), or None (none started,
+    or still running)."""
+    state = st.session_state if state is None else state
+    job = state[IDENTITY_TASK] if IDENTITY_TASK in state else None
     if not job:
         return None
     rows, done, error = job["task"].snapshot()
