@@ -110,7 +110,9 @@ def test_train_cites_the_memory_estimate(runs_root):
 
 
 def test_signal_flow_cites_the_plain_spread():
-    at = run_page("Signal flow")
+    at = AppTest.from_file(str(PAGES["Signal flow"]), default_timeout=120)
+    at.session_state["flow_blocks"] = 12  # the page keeps it (setdefault); the page measures it once, the figure once
+    at.run()
     figure = check_answers(at, checks_of("Signal flow")[0])
     assert f"Gradient-norm spread (max/min over blocks): plain {figure}," in page_text(at)
 
