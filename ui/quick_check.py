@@ -77,17 +77,18 @@ def quick_check(page: str) -> None:
     checks = checks_for(page)
     if not checks:
         return
-    st.divider()
-    st.subheader("Quick check")
-    for check in checks:
-        picked = st.radio(check.question, check.options, index=None, key=check.key)
-        if picked is None:
-            continue
-        text, _ = feedback(check, st.session_state)
-        if check.options.index(picked) == check.answer:
-            st.success(f"Right. {text}", icon=":material/check_circle:")
-        else:
-            st.warning(f"Not quite: the answer is “{check.options[check.answer]}”. {text}", icon=":material/info:")
+    with st.container(border=True, key=f"quick_check_{page.lower().replace(' ', '_')}"):
+        st.markdown("**Quick check**")  # not a subheader: the pages' own headings stay theirs
+        for check in checks:
+            picked = st.radio(check.question, check.options, index=None, key=check.key)
+            if picked is None:
+                continue
+            text, _ = feedback(check, st.session_state)
+            if check.options.index(picked) == check.answer:
+                st.success(f"Right. {text}", icon=":material/check_circle:")
+            else:
+                st.warning(f"Not quite: the answer is “{check.options[check.answer]}”. {text}",
+                           icon=":material/info:")
 
 
 # ---------------------------------------------------------------- the figures, one per question
