@@ -33,6 +33,8 @@ from .validation import check_choice, check_int
 
 MAX_CHANNELS = 512  # real tensors here, not the meta device: keep them small
 MAX_SIZE = 64
+STACK_BLOCKS = 10  # blocks in the stacks of relu_placement and bn_on_shortcut
+STACK_CHANNELS = 16
 
 
 def _params(module: nn.Module | None) -> int:
@@ -129,7 +131,8 @@ class PlacementRow:
     clipped_share: float  # at initialisation, the share of the sum's entries the closing ReLU sets to 0 (mean)
 
 
-def relu_placement(channels: int = 16, size: int = 8, blocks: int = 10, seed: int = 0) -> list[PlacementRow]:
+def relu_placement(channels: int = STACK_CHANNELS, size: int = 8, blocks: int = STACK_BLOCKS,
+                   seed: int = 0) -> list[PlacementRow]:
     """A stack of `blocks` basic blocks in each order on the same mixed-sign input: with each residual branch
     zeroed (the last BN's weight 0) the stack should be the identity; at initialisation, how much of each sum
     the closing ReLU removes."""
@@ -177,7 +180,7 @@ class ShortcutNormRow:
     params: int  # parameters the shortcuts add to the stack
 
 
-def bn_on_shortcut(channels: int = 16, size: int = 8, blocks: int = 10, scale: float = 3.0,
+def bn_on_shortcut(channels: int = STACK_CHANNELS, size: int = 8, blocks: int = STACK_BLOCKS, scale: float = 3.0,
                    seed: int = 0) -> list[ShortcutNormRow]:
     """A stack of basic blocks whose residual branches are zeroed, with the identity shortcut and with a
     BatchNorm (train mode) as the shortcut, on features scale · ReLU(N(0, 1)) (non-negative, as inside a

@@ -15,7 +15,15 @@ from resnet_core.fence import check_run_data
 from resnet_core.identity import GOAL_RATIO, IDENTITY_BLOCKS, IdentityConfig, IdentityResult, describe, format_times
 from resnet_core.identity import train_block as train_identity_block
 from resnet_core.jobs import BackgroundRows
-from resnet_core.mistakes import bn_on_shortcut, bn_train_mode_eval, relu_placement, skip_mismatch, zero_init_gradients
+from resnet_core.mistakes import (
+    STACK_BLOCKS,
+    STACK_CHANNELS,
+    bn_on_shortcut,
+    bn_train_mode_eval,
+    relu_placement,
+    skip_mismatch,
+    zero_init_gradients,
+)
 from resnet_core.records import Status
 from resnet_core.runstore import scan_runs, weights_file
 from ui.identity_figures import identity_loss_figure
@@ -206,13 +214,14 @@ def _placement_panel() -> None:
         "order": "order", "identity_error": st.column_config.NumberColumn("‖y − x‖/‖x‖, branch zeroed", format="%.3f"),
         "dead_input_grads": st.column_config.NumberColumn("input gradients exactly 0", format="percent"),
         "clipped_share": st.column_config.NumberColumn("sum entries the ReLU zeroes (at init)", format="percent")})
-    post = table.iloc[0]
-    st.markdown(f"Ten basic blocks of 16 channels on a mixed-sign input, with every residual branch zeroed so the "
-                f"stack should be the identity. With the ReLU after the addition the stack returns ReLU(x): "
-                f"‖y − x‖/‖x‖ = **{post.identity_error:.3f}** and **{post.dead_input_grads:.0%}** of the input's "
-                "gradients are exactly 0; the identity path is not an identity. Pre-activation blocks leave the sum "
-                f"alone (0 and 0%). At initialisation the closing ReLU zeroes {post.clipped_share:.0%} of the sum's "
-                "entries per block.")
+    post, pre = table.iloc[0], table.iloc[1]
+    st.markdown(f"{STACK_BLOCKS} basic blocks of {STACK_CHANNELS} channels on a mixed-sign input, with every "
+                "residual branch zeroed so the stack should be the identity. With the ReLU after the addition the "
+                f"stack returns ReLU(x): ‖y − x‖/‖x‖ = **{post.identity_error:.3f}** and "
+                f"**{post.dead_input_grads:.0%}** of the input's gradients are exactly 0; the identity path is not an "
+                f"identity. Pre-activation blocks leave the sum alone ({pre.identity_error:.3f} and "
+                f"{pre.dead_input_grads:.0%}). At initialisation the closing ReLU zeroes {post.clipped_share:.0%} "
+                "of the sum's entries per block.")
 
 
 def _shortcut_norm_panel() -> None:
@@ -224,8 +233,8 @@ def _shortcut_norm_panel() -> None:
         "input_grad_norm": st.column_config.NumberColumn("‖∂Σy/∂x‖", format="%.3g"),
         "params": st.column_config.NumberColumn("shortcut params", format="localized")})
     bn = table.iloc[1]
-    st.markdown(f"Ten basic blocks with zeroed branches on features of std {bn.input_std:.2f}: a BatchNorm on "
-                f"each shortcut re-normalises the signal the identity should carry unchanged "
+    st.markdown(f"{STACK_BLOCKS} basic blocks with zeroed branches on features of std {bn.input_std:.2f}: "
+                f"a BatchNorm on each shortcut re-normalises the signal the identity should carry unchanged "
                 f"(‖y − x‖/‖x‖ = **{bn.identity_error:.3f}**, output std {bn.output_std:.3f}), and the gradient "
                 f"reaching the input is {table.iloc[0].input_grad_norm / bn.input_grad_norm:.1f}× smaller than "
                 "through the bare identity.")

@@ -21,5 +21,5 @@ def identity_loss_figure(plain: Sequence[float], residual: Sequence[float]) -> g
         fig.add_trace(go.Scatter(x=list(range(1, len(losses) + 1)), y=positive(losses), name=name, mode="lines",
                                  line=dict(color=colour)))
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text="MSE", type="log", dtick=log_dtick([*plain, *residual]))
+    fig.update_yaxes(title_text="MSE", type="log", dtick=log_dtick([*plain, *residual]), exponentformat="power")
     return layout(fig, height=340)
