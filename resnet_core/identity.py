@@ -115,16 +115,25 @@ def build_block(config: IdentityConfig, skip: bool) -> nn.Module:
     """The block of `config`, C -> C at stride 1 (so the shortcut is the identity), seeded: the plain and the
     residual block start from the same weights."""
     block_cls = BLOCK_TYPES[config.block]
-    torch.manual_seed(config.seed)
     block = block_cls(config.width, config.width // block_cls.expansion, skip=skip)
-    for m in block.modules():  # torchvision's init, as in model.ResNet
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    kaiming_init_(block, torch.Generator().manual_seed(config.seed))
     if not config.batch_norm:
         for name, m in list(block.named_children()):
             if isinstance(m, nn.BatchNorm2d):
                 setattr(block, name, nn.Identity())
     return block
+
+
+def kaiming_init_(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """torchvision's init (as in model.ResNet) drawn from `generator`, not the global RNG, so blocks built at the
+    same time in other threads (other sessions of the server) neither change nor see these draws."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=generator)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return module
 
 
 def feature_batch(config: IdentityConfig, generator: torch.Generator) -> Tensor:
@@ -229,7 +238,9 @@ def lower_or_higher(ratio: float) -> str:
 
 
 def format_times(ratio: float) -> str:
-    return "∞×" if not math.isfinite(ratio) else f"{ratio:.1f}×" if ratio < 100 else f"{ratio:,.0f}×"
+    if not math.isfinite(ratio):
+        return "∞×"
+    return f"{ratio:.1f}×" if ratio < 100 else f"{ratio:,.0f}×" if ratio < 1e6 else f"{ratio:.2g}×"
 
 
 def _finite_or_none(value: float) -> float | None:

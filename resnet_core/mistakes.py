@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from .blocks import BLOCK_TYPES, BasicBlock, PreActBasicBlock, make_shortcut
 from .data import normalize
 from .flow import data_batch
+from .identity import kaiming_init_
 from .presets import resolve_spec
 from .runstore import load_model, load_run_data, read_run
 from .spec import SHORTCUTS
@@ -143,8 +144,8 @@ def relu_placement(channels: int = STACK_CHANNELS, size: int = 8, blocks: int = 
     rows = []
     for label, cls in (("ReLU after the addition (original)", BasicBlock),
                        ("nothing after the addition (pre-activation)", PreActBasicBlock)):
-        torch.manual_seed(seed)
-        stack = nn.Sequential(*[cls(channels, channels) for _ in range(blocks)])
+        stack = kaiming_init_(nn.Sequential(*[cls(channels, channels) for _ in range(blocks)]),
+                              torch.Generator().manual_seed(seed))
         clipped = _clipped_share(stack, x) if cls is BasicBlock else 0.0
         for block in stack:
             nn.init.zeros_(block.last_norm().weight)
@@ -191,9 +192,9 @@ def bn_on_shortcut(channels: int = STACK_CHANNELS, size: int = 8, blocks: int = 
     x = scale * F.relu(torch.randn(8, channels, size, size, generator=torch.Generator().manual_seed(seed)))
     rows = []
     for label in ("identity", "BatchNorm"):
-        torch.manual_seed(seed)
-        stack = nn.Sequential(*[BasicBlock(channels, channels, downsample=nn.BatchNorm2d(channels)
-                                           if label == "BatchNorm" else None) for _ in range(blocks)])
+        stack = kaiming_init_(nn.Sequential(*[BasicBlock(channels, channels, downsample=nn.BatchNorm2d(channels)
+                                                         if label == "BatchNorm" else None) for _ in range(blocks)]),
+                              torch.Generator().manual_seed(seed))
         for block in stack:
             nn.init.zeros_(block.last_norm().weight)
         xin = x.clone().requires_grad_(True)
