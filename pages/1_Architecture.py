@@ -15,6 +15,7 @@ from resnet_core.summary import MAX_BATCH, Summary, largest_batch_within, natura
 from ui.architecture_figures import short_count, stage_figure
 from ui.charts import show_chart
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.widgets import (
     FAMILY_LABELS,
     ModelChoice,
@@ -283,3 +284,6 @@ elif LAST_GOOD_KEY in st.session_state:
     st.caption(f"Showing the last valid configuration: {ModelChoice.from_spec(model, summary.spec).label}, "
                f"input {format_shape(summary.input_size)}, batch {summary.batch_size}.")
     show(model, summary)
+
+
+quick_check("Architecture")

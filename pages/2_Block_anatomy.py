@@ -9,8 +9,10 @@ from resnet_core.anatomy import VARIANTS, BlockAnatomy, bottleneck_saving, short
 from resnet_core.format import format_count, format_shape
 from resnet_core.spec import SHORTCUTS
 from ui.architecture_figures import block_path_figure, path_box_count
+from ui.block_lab import break_it_section, identity_section
 from ui.charts import show_chart
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.widgets import or_error
 
 setup_page("Block anatomy")
@@ -115,3 +117,7 @@ st.dataframe(shortcut_options(args["in_channels"], args["out_channels"], args["s
              column_config={"params": st.column_config.NumberColumn("params", format="localized")})
 st.caption("Post-activation blocks shown; pre-activation blocks project without the batch norm. "
            "B and C differ only where the shape does not change: C then still projects.")
+
+identity_section()
+break_it_section()
+quick_check("Block anatomy")

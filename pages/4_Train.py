@@ -26,6 +26,7 @@ from resnet_core.train import Evaluation, warm_up
 from ui.charts import show_chart
 from ui.live import live_fragment
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.train_figures import (
     DEFAULT_OVERLAY,
     OVERLAY_METRICS,
@@ -429,3 +430,6 @@ def main() -> None:
 
 
 main()
+
+
+quick_check("Train")

@@ -14,6 +14,7 @@ from resnet_core.runstore import list_runs, newest_plain_and_residual, read_metr
 from ui.flow_figures import activation_curves, gradient_heatmap, model_flow_figure, spread_figure, stack_flow_figure
 from ui.live import live_fragment
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.widgets import model_picker, skipped_runs_note
 
 setup_page("Signal flow")
@@ -175,3 +176,6 @@ with tabs[1]:
     model_tab()
 with tabs[2]:
     training_tab()
+
+
+quick_check("Signal flow")

@@ -13,6 +13,7 @@ from resnet_core.runstore import read_metrics
 from ui.experiment_figures import degradation_figure
 from ui.live import live_fragment
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.widgets import session_owner
 
 setup_page("Degradation")
@@ -165,3 +166,6 @@ with left:
 with right:
     st.subheader("Published reference")
     reference_panel()
+
+
+quick_check("Degradation")

@@ -12,6 +12,7 @@ from resnet_core.runstore import RunInfo, SkippedRun, newest_plain_and_residual,
 from ui.experiment_figures import lesion_figure
 from ui.live import live_fragment
 from ui.page import setup_page
+from ui.quick_check import quick_check
 from ui.widgets import skipped_runs_note
 
 setup_page("Lesion study")
@@ -59,6 +60,7 @@ runs, skipped = finished_runs()
 skipped_runs_note(skipped)
 if not runs:
     st.info("No trained run with weights yet: train on the Train page or start the Degradation runs.")
+    quick_check("Lesion study")
     st.stop()
 if "lesion_runs" not in st.session_state:
     st.session_state.lesion_runs = default_choice(runs)
@@ -98,3 +100,6 @@ def results() -> bool:
 
 
 live_fragment(results, bool(job) and not job["task"].snapshot()[1], 1.0)
+
+
+quick_check("Lesion study")
