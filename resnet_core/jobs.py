@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, resolve_device
 from .data import NATIVE_SIZE, ImageData, held_bytes, train_size
 from .format import format_bytes
 from .presets import resolve_spec
@@ -56,7 +56,7 @@ from .records import (
 from .runstore import CONFIG, RunWriter, create_run, read_run
 from .settings import resolve_settings
 from .summary import BYTES_PER_FLOAT, natural_input_size, summarize
-from .train import Diverged, FitResult, fit, load_data, model_spec
+from .train import Diverged, FitResult, fit, initial_model, load_data
 
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
 MEMORY_BUDGET_ENV = "RESNET_EXPLORER_MEMORY_BUDGET"  # e.g. 8G; unset: MEMORY_FRACTION of the available RAM
@@ -345,9 +345,10 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
     config.validate()
     guard_memory(config, memory_budget, data)
     data = data if data is not None else load_data(config)
-    spec = model_spec(config, data)
+    model, transfer = initial_model(config, data, resolve_device(config.device))  # a bad init_from: nothing written
     settings = resolve_settings(config)
-    writer = create_run(RunConfig(config, spec, DataFacts.from_dict(data.describe()), settings), run_dir)
+    writer = create_run(RunConfig(config, model.spec, DataFacts.from_dict(data.describe()), settings,
+                                  transfer=transfer), run_dir)
     try:
         writer.set_status(Status.RUNNING)
         if on_start is not None:
@@ -358,7 +359,7 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
             if on_record is not None:
                 on_record(r)
 
-        result = fit(config, data=data, on_record=record, stop=stop, settings=settings)
+        result = fit(config, data=data, model=model, on_record=record, stop=stop, settings=settings)
         writer.save_weights(result.model)
         stopped = result.status == Status.STOPPED
         writer.set_status(result.status, "stopped by the user" if stopped else "", result.final)
