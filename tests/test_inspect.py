@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 from resnet_core import runstore
 from resnet_core.cli import main
@@ -27,6 +28,8 @@ from resnet_core.jobs import execute
 from resnet_core.model import build_model
 
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CLASSES = [f"c{i}" for i in range(10)]
 TINY = dict(overrides=dict(width=8, layers=(1, 1, 1)), train_subset=64, batch_size=32, test_subset=50,
@@ -206,3 +209,32 @@ def test_the_plain_twin_is_found_and_measured_on_the_same_image(runs):
     ours, theirs = inspect_run(residual, pixels), inspect_run(plain, pixels)
     assert ours.skip and not theirs.skip
     assert [b.name for b in ours.blocks] == [b.name for b in theirs.blocks]
+
+
+def test_the_page_shows_prediction_gradcam_and_both_nets_ratios(runs, monkeypatch):
+    monkeypatch.setenv(runstore.RUNS_ENV, str(runs["residual"].parent))
+    at = AppTest.from_file(str(ROOT / "pages" / "8_Inside_a_trained_net.py"), default_timeout=120)
+    at.session_state["inside_run"] = "residual"
+    at.run()
+    assert not at.exception and not at.error
+    residual = runstore.read_run(runs["residual"])
+    expected = inspect_run(residual, runstore.load_run_data(runs["residual"]).test_images[0])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Prediction"] == expected.classes[expected.predicted]
+    assert metrics["Probability"] == f"{expected.probabilities[expected.predicted]:.1%}"
+    charts = {c["layout"].get("title", {}).get("text", ""): c for c in plotly_specs(at)}
+    ratio = charts["Residual ratio per block (hatched: the block changes the shape)"]
+    assert [t["name"] for t in ratio["data"]] == ["residual (residual)", "plain (plain twin)"]
+    assert ratio["data"][0]["y"] == pytest.approx([b.residual_ratio for b in expected.blocks], rel=1e-4)
+    assert any(t.startswith(expected.classes[expected.predicted] + " (predicted") for t in charts)
+    at.selectbox(key="inside_class").set_value("checker").run()
+    at.radio(key="inside_source").set_value("Sample image").run()
+    at.selectbox(key="inside_sample").set_value("plus-transparent.png").run()
+    assert not at.exception and not at.error
+    assert any(t.startswith("checker (") for t in {c["layout"].get("title", {}).get("text", "") for c in
+                                                   plotly_specs(at)})
+    assert any(i.value.startswith("Alpha channel dropped: ") for i in at.info)
+
+
+def plotly_specs(at) -> list[dict]:
+    return [json.loads(e.proto.spec) for e in at.main if e.type == "plotly_chart"]
