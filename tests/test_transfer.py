@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from resnet_core import runstore
 from resnet_core.cli import main
 from resnet_core.config import TrainConfig
-from resnet_core.jobs import execute
+from resnet_core.jobs import default_runner, execute
 from resnet_core.model import ResNet
 from resnet_core.presets import resolve_spec
 from resnet_core.records import TrainRecord, of_kind
@@ -21,6 +22,8 @@ from resnet_core.train import fit, initial_model, load_data
 from resnet_core.transfer import apply_init, param_groups
 
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 QUICK = dict(train_subset=64, batch_size=32, test_subset=100, augment="none", probe_every=0, threads=1)
 QUICK_ARGS = ["--train-subset", "64", "--batch-size", "32", "--no-augment", "--probe-every", "0", "--threads", "1"]
@@ -118,3 +121,34 @@ def test_bad_sources_are_one_line_and_nothing_is_written(source, tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def test_train_page_queues_the_three_strategies_and_shows_them_side_by_side(tmp_path, monkeypatch):
+    monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
+    small = dict(overrides=dict(width=8, layers=(1, 1, 1)))
+    source = execute(TrainConfig(max_steps=2, **small, **QUICK), run_dir=tmp_path / "runs" / "source").model
+    at = AppTest.from_file(str(ROOT / "pages" / "4_Train.py"), default_timeout=120)
+    at.session_state["model_choice"] = {"model": "resnet20", "overrides": small["overrides"]}
+    for key, value in dict(train_subset=64, train_steps=2, train_batch=32, train_threads=1, train_probe_every=0,
+                           train_augment="none").items():
+        at.session_state[key] = value
+    at.run()
+    assert at.button(key="train_strategies_start").disabled  # fresh weights: nothing to fine-tune
+    start_from = at.selectbox(key="train_init_from")
+    assert start_from.options[0] == "fresh weights (train from scratch)" and len(start_from.options) == 2
+    start_from.set_value(str(tmp_path / "runs" / "source")).run()
+    assert any("eval mode" in c.value for c in at.caption)
+    at.button(key="train_strategies_start").click().run()
+    assert not at.exception and not at.error
+    jobs = [default_runner().get(i) for i in at.session_state["train_strategies"]]
+    assert [job.config.finetune for job in jobs] == ["head", "last-stage", "all"]
+    assert all(job.wait(120) for job in jobs)
+    at.run()
+    table = at.dataframe[0].value
+    total = sum(p.numel() for p in source.parameters())
+    last_stage = sum(p.numel() for p in [*source.layer3.parameters(), *source.fc.parameters()])
+    assert table["trainable parameters"].tolist() == [f"{n:,} of {total:,}" for n in (330, last_stage, total)]
+    assert table["status"].tolist() == ["finished"] * 3
+    titles = [json.loads(e.proto.spec)["layout"]["yaxis"]["title"]["text"] for e in at.main
+              if e.type == "plotly_chart" and "train_strategies" in e.proto.id]
+    assert titles == ["test accuracy", "train loss"]
