@@ -70,13 +70,17 @@ def _source_state(source: InitSource, spec: ModelSpec, config: TrainConfig) -> t
     if source.kind == "run":
         from . import runstore  # the run store imports the trainer, which imports this module
 
-        info = runstore.read_run(source.path)
+        try:
+            info = runstore.read_run(source.path)
+            state = runstore.load_weights(source.path)
+        except ValueError as exc:
+            raise ValueError(f"init_from: {exc}") from None
         theirs, ours = info.config.spec, spec
         if theirs.replace(num_classes=ours.num_classes) != ours:
             raise ValueError(f"init_from: run {info.run_id} is {describe_spec(info.config.train.model, theirs)} but "
                              f"the model to train is {describe_spec(config.model, ours)}; fine-tuning needs the "
                              "same architecture")
-        return runstore.load_weights(source.path), f"run {info.run_id} ({info.config.train.model})"
+        return state, f"run {info.run_id} ({info.config.train.model})"
     if source.kind == TORCHVISION:
         preset = get_preset(config.model)
         if preset.torchvision is None or preset.spec.replace(num_classes=spec.num_classes) != spec:
