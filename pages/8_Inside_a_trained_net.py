@@ -63,6 +63,8 @@ def pick_pixels(info: RunInfo):
         except (ValueError, RuntimeError) as exc:
             st.warning(f"This run's test images cannot be read here: {exc}. Pick a sample image or upload one.")
             return None
+        if st.session_state.get("inside_index", 0) >= len(images):  # another run, with fewer test images
+            st.session_state["inside_index"] = 0
         index = st.number_input(f"Test image (0 to {len(images) - 1})", 0, len(images) - 1, key="inside_index")
         return from_test_set(images, int(index)), f"test image {index}", ()
     if source == "Sample image":
@@ -154,6 +156,8 @@ def main() -> None:
         info = runs[run_id]
         picked = pick_pixels(info)
         classes = info.config.data.classes
+        if st.session_state.get("inside_class", PREDICTED) not in (PREDICTED, *classes):  # another run's class
+            st.session_state["inside_class"] = PREDICTED
         also = st.selectbox("Grad-CAM also for", [PREDICTED, *classes], key="inside_class")
         chosen = None if also == PREDICTED else list(classes).index(also)
     if picked is None:
