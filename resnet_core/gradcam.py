@@ -6,7 +6,8 @@ logit k over its positions; the weighted sum, through a ReLU, is upsampled (bili
 divided by its maximum, so it lies in [0, 1] (all zeros when no position has positive evidence).
 
 Implemented here with one forward hook (removed in `finally`) and `torch.autograd.grad`, so it works on any
-model of this package in eval mode without a library.
+model of this package in eval mode without a library. The backbone runs without an autograd graph: the gradient
+needed only runs through the pooling and the classifier.
 """
 
 from __future__ import annotations
@@ -38,13 +39,18 @@ def grad_cam(model: ResNet, x: Tensor, classes: Sequence[int] = (),
             raise ValueError(f"class must be an index from 0 to {model.spec.num_classes - 1}; got {k}")
     captured: dict[str, Tensor] = {}
 
-    def keep(_m: nn.Module, args: tuple[Any, ...]) -> None:
-        captured["features"] = args[0]
+    def keep(_m: nn.Module, args: tuple[Any, ...]) -> tuple[Tensor]:
+        # The gradient of a logit with respect to the features only runs through avgpool and fc: the backbone runs
+        # without a graph (no_grad below), and only from here on is one recorded, from a leaf copy of the features.
+        features = captured["features"] = args[0].detach().requires_grad_(True)
+        torch.set_grad_enabled(True)  # thread-local; the no_grad block below restores the mode when it exits
+        return (features,)
 
     handle = model.avgpool.register_forward_pre_hook(keep)
     try:
-        with torch.enable_grad():
+        with torch.no_grad():
             logits = model(x)
+        with torch.enable_grad():
             features = captured["features"]
             maps = {}
             wanted = [*classes, int(logits[0].argmax())] if predicted else list(classes)
