@@ -43,7 +43,7 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 def test_head_only_trains_650_parameters_and_the_rest_stays_bit_identical(source, tmp_path, capsys):
     run_dir = tmp_path / "head"
-    code = main(["train", "resnet20", "--init-from", str(source), "--finetune", "head", "--steps", "3",
+    code = main(["train", "resnet20", "--init-from", str(source), "--finetune", "head", "--steps", "2",
                  *QUICK_ARGS, "--run-dir", str(run_dir), "--json"])
     final = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert code == 0 and final["status"] == "finished"
