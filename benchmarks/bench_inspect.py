@@ -5,7 +5,9 @@ PNG of each size. Timed, in this process: the whole `inspect RUN_DIR --image PNG
 load the weights, decode the image, one forward pass with the hooks, Grad-CAM, the JSON), best and median of
 several; against a baseline measured in the same run: one plain forward pass of the same model (no_grad, no
 hooks), the least any prediction costs. Also one `python -m resnet_core inspect` subprocess, wall clock, which adds
-the interpreter's start and torch's import. The machine is shared: the load average is printed.
+the interpreter's start and torch's import. The machine is shared: the load average is printed, and the in-process
+figures are taken with torch's threads (all cores) and with one thread (a busy machine delays a parallel region's
+second thread; one thread does not wait for it).
 Run from the repo root: .venv/bin/python -m benchmarks.bench_inspect [--repeats 5]
 """
 
@@ -75,24 +77,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"torch threads {torch.get_num_threads()}, load average before {os.getloadavg()[0]:.2f}")
+    all_threads = torch.get_num_threads()
+    print(f"load average before {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for model, side, goal in CASES:
             run_dir, image = write_run(root, model, side), write_image(root, side)
             argv = ["inspect", str(run_dir), "--image", str(image), "--json"]
-            ours = timed(args.repeats, inspect_command, argv)
             net, x = ResNet(resolve_spec(model).replace(num_classes=10)).eval(), torch.randn(1, 3, side, side)
-            with torch.no_grad():
-                forward = timed(args.repeats, net, x)
+            for threads in sorted({all_threads, 1}, reverse=True):
+                torch.set_num_threads(threads)
+                ours = timed(args.repeats, inspect_command, argv)
+                with torch.no_grad():
+                    forward = timed(args.repeats, net, x)
+                best, median = ours[0], ours[len(ours) // 2]
+                print(f"{model} on a {side}×{side} PNG, {threads} thread(s): inspect best {best:.3f} s, median "
+                      f"{median:.3f} s of {args.repeats} [goal <= {goal:g} s: {'met' if median <= goal else 'MISSED'}]"
+                      f"; one plain forward pass {forward[0]:.3f} s (inspect / forward {best / forward[0]:.1f}x)")
+            torch.set_num_threads(all_threads)
             tick = time.perf_counter()
             subprocess.run([sys.executable, "-m", "resnet_core", *argv], check=True, capture_output=True)
-            process = time.perf_counter() - tick
-            best, median = ours[0], ours[len(ours) // 2]
-            print(f"{model} on a {side}×{side} PNG: inspect best {best:.3f} s, median {median:.3f} s of "
-                  f"{args.repeats} [goal <= {goal:g} s: {'met' if median <= goal else 'MISSED'}]; one plain forward "
-                  f"pass {forward[0]:.3f} s (inspect / forward {best / forward[0]:.1f}x); as a new process "
-                  f"{process:.2f} s")
+            print(f"{model}: as a new process (interpreter, imports, inspect) {time.perf_counter() - tick:.2f} s")
     print(f"load average after {os.getloadavg()[0]:.2f}")
 
 
