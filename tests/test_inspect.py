@@ -164,7 +164,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 def test_cli_json_has_the_issues_keys(runs, tmp_path, capsys):
     image = tmp_path / "ring.png"
     Image.new("RGB", (50, 40), (20, 20, 20)).save(image)
-    code = main(["inspect", str(runs["residual"]), "--image", str(image), "--class", "ring", "--json"])
+    code = main(["inspect", str(runs["residual"]), "--image", str(image), "--class", "ring", "--threads", "1",
+                 "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     assert list(out) == ["run", "prediction", "stages", "blocks", "gradcam_class", "gradcam", "notes", "seconds"]
@@ -195,6 +196,7 @@ def test_cli_bad_input_is_one_line(runs, tmp_path, capsys):
         ([str(runs["residual"]), "--test-image", "0", "--class", "11"], "class must be an index from 0 to 9 or one"),
         ([str(runs["residual"]), "--test-image", "5000"], "test image must be an index from 0 to 1999"),
         ([str(no_weights), "--test-image", "0"], "run no-weights has no weights yet"),
+        ([str(runs["residual"]), "--test-image", "0", "--threads", "0"], "threads must be an integer from 1 to"),
     ):
         assert main(["inspect", *argv]) == 2
         err = capsys.readouterr().err

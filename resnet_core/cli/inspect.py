@@ -1,6 +1,6 @@
 """`inspect`: what a stored run's model does with one image.
 
-    python -m resnet_core inspect RUN_DIR --image PATH [--class K] [--json]
+    python -m resnet_core inspect RUN_DIR --image PATH [--class K] [--threads N] [--json]
 
 --image takes a PNG or JPEG (capped in bytes and pixels, see images.py); `--test-image N` takes image N of the
 run's test set instead. --class (an index or a class name) adds Grad-CAM for that class; without it Grad-CAM is
@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+import torch
 
 from ..images import from_test_set, read_image_file
 from ..inspect import class_index, inspect_run
 from ..runstore import load_model, load_run_data, read_run
+from ..validation import check_int
 from .spec_args import whole_number
 
 
@@ -28,11 +32,16 @@ def register(sub) -> None:
     source.add_argument("--image", help="a PNG or JPEG file")
     source.add_argument("--test-image", type=whole_number("test-image"), help="image N of the run's test set")
     p.add_argument("--class", dest="target", help="Grad-CAM for this class (index or name; default: the predicted)")
+    p.add_argument("--threads", type=whole_number("threads"),
+                   help="torch threads (default: all cores; on a busy machine 1 is faster, see bench_inspect)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=run_inspect)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        check_int("threads", args.threads, 1, os.cpu_count() or 1)
+        torch.set_num_threads(args.threads)
     info = read_run(args.run_dir)
     classes = info.config.data.classes
     target = class_index(args.target, classes) if args.target is not None else None
