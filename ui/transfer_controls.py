@@ -81,10 +81,9 @@ def transfer_controls(choice: ModelChoice) -> None:
                  help="a stored run of this architecture (its final weights) or torchvision's weights (from the "
                       "torch hub cache when offline); a new classifier is made when the class count differs")
     fresh = not st.session_state[INIT_KEY]
-    c = st.columns(2)
-    c[0].radio("Fine-tune", FINETUNES, key=FINETUNE_KEY, horizontal=True, disabled=fresh,
-               help="; ".join(f"{k}: {v}" for k, v in FINETUNE_HELP.items()))
-    c[1].number_input("Backbone lr scale", 1e-4, 10.0, format="%.4g", key=SCALE_KEY, disabled=fresh,
+    st.radio("Fine-tune", FINETUNES, key=FINETUNE_KEY, horizontal=True, disabled=fresh,
+             help="; ".join(f"{k}: {v}" for k, v in FINETUNE_HELP.items()))
+    st.columns(2)[0].number_input("Backbone lr scale", 1e-4, 10.0, format="%.4g", key=SCALE_KEY, disabled=fresh,
                       help="the lr of every trainable parameter outside the classifier, as a fraction of the peak "
                            "lr (the tutorials use 0.1: 1e-4 against 1e-3)")
     if not fresh:
