@@ -8,6 +8,7 @@ import json
 import shutil
 import struct
 import time
+import tomllib
 import zlib
 from pathlib import Path
 
@@ -236,6 +237,19 @@ def test_the_page_shows_prediction_gradcam_and_both_nets_ratios(runs, monkeypatc
     assert any(t.startswith("checker (") for t in {c["layout"].get("title", {}).get("text", "") for c in
                                                    plotly_specs(at)})
     assert any(i.value.startswith("Alpha channel dropped: ") for i in at.info)
+    at.radio(key="inside_source").set_value("Upload").run()
+    at.file_uploader(key="inside_upload").upload("notes.png", b"plain text, not an image", "image/png").run()
+    assert not at.exception and [e.value for e in at.error] == ["image notes.png is not a PNG or JPEG image that "
+                                                                "can be read"]
+    palette = Image.new("RGB", (40, 30), (0, 128, 255)).convert("P", palette=Image.Palette.ADAPTIVE)
+    at.file_uploader(key="inside_upload").set_value(("blue.png", png_bytes(palette), "image/png")).run()
+    assert not at.exception and not at.error and "Prediction" in {m.label for m in at.metric}
+    assert any(i.value.startswith("Palette image") for i in at.info)
+
+
+def test_the_servers_upload_limit_is_the_image_readers():
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 == MAX_IMAGE_BYTES
 
 
 def plotly_specs(at) -> list[dict]:
