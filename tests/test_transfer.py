@@ -156,3 +156,17 @@ def test_train_page_queues_the_three_strategies_and_shows_them_side_by_side(tmp_
     titles = [json.loads(e.proto.spec)["layout"]["yaxis"]["title"]["text"] for e in at.main
               if e.type == "plotly_chart" and "train_strategies" in e.proto.id]
     assert titles == ["test accuracy", "train loss"]
+
+
+def test_a_spoilt_transfer_record_in_config_json_is_one_line(source, tmp_path):
+    run_dir = tmp_path / "tuned"
+    execute(TrainConfig(max_steps=1, init_from=str(source), finetune="head", **QUICK), run_dir=run_dir)
+    stored = json.loads((run_dir / runstore.CONFIG).read_text())
+    assert runstore.read_run(run_dir).config.transfer.to_dict() == stored["transfer"]
+    for field, value, message in (("trainable_params", "650", "transfer.trainable_params must be a whole number"),
+                                  ("new_head", 0, "transfer.new_head must be true or false"),
+                                  ("source", None, "transfer.source must be text")):
+        (run_dir / runstore.CONFIG).write_text(json.dumps({**stored, "transfer": {**stored["transfer"],
+                                                                                  field: value}}))
+        with pytest.raises(ValueError, match=message):
+            runstore.read_run(run_dir)
