@@ -170,3 +170,16 @@ def test_a_spoilt_transfer_record_in_config_json_is_one_line(source, tmp_path):
                                                                                   field: value}}))
         with pytest.raises(ValueError, match=message):
             runstore.read_run(run_dir)
+
+
+def test_a_torchvision_state_dict_file_loads_with_a_new_head(tmp_path):
+    import torchvision
+
+    torch.manual_seed(1)
+    theirs = torchvision.models.resnet18()
+    torch.save(theirs.state_dict(), tmp_path / "tv.pt")
+    model = ResNet(resolve_spec("resnet18", num_classes=10))
+    facts = apply_init(model, TrainConfig(model="resnet18", init_from=str(tmp_path / "tv.pt"), finetune="head"))
+    assert facts.new_head and facts.trainable_params == 512 * 10 + 10 and facts.total_params == 11_181_642
+    ours = model.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in theirs.state_dict().items() if not k.startswith("fc."))
