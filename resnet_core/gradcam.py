@@ -12,6 +12,7 @@ needed only runs through the pooling and the classifier.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,10 @@ from torch import Tensor, nn
 
 from .model import ResNet
 
+# Hooks live on the model object, which a server shares between sessions (one cached model per run): two passes
+# measured at once would each see the other's hooks. One hooked pass at a time per process; each takes milliseconds
+# to a second.
+HOOKED_PASS = threading.RLock()
 SELVARAJU2017 = ("Selvaraju, Cogswell, Das, Vedantam, Parikh, Batra. Grad-CAM: Visual Explanations from Deep "
                  "Networks via Gradient-based Localization. ICCV 2017 (arXiv:1610.02391)")
 
@@ -46,19 +51,20 @@ def grad_cam(model: ResNet, x: Tensor, classes: Sequence[int] = (),
         torch.set_grad_enabled(True)  # thread-local; the no_grad block below restores the mode when it exits
         return (features,)
 
-    handle = model.avgpool.register_forward_pre_hook(keep)
-    try:
-        with torch.no_grad():
-            logits = model(x)
-        with torch.enable_grad():
-            features = captured["features"]
-            maps = {}
-            wanted = [*classes, int(logits[0].argmax())] if predicted else list(classes)
-            for k in dict.fromkeys(wanted):
-                (grad,) = torch.autograd.grad(logits[0, k], features, retain_graph=True)
-                maps[k] = _cam(features.detach(), grad, tuple(x.shape[-2:]))
-    finally:
-        handle.remove()
+    with HOOKED_PASS:
+        handle = model.avgpool.register_forward_pre_hook(keep)
+        try:
+            with torch.no_grad():
+                logits = model(x)
+            with torch.enable_grad():
+                features = captured["features"]
+                maps = {}
+                wanted = [*classes, int(logits[0].argmax())] if predicted else list(classes)
+                for k in dict.fromkeys(wanted):
+                    (grad,) = torch.autograd.grad(logits[0, k], features, retain_graph=True)
+                    maps[k] = _cam(features.detach(), grad, tuple(x.shape[-2:]))
+        finally:
+            handle.remove()
     return logits.detach(), maps
 
 

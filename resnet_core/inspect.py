@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .blocks import PreActBasicBlock, PreActBottleneck
-from .gradcam import grad_cam
+from .gradcam import HOOKED_PASS, grad_cam
 from .images import model_input
 from .model import ResNet
 from .runstore import RunInfo, load_model, read_run
@@ -123,20 +123,21 @@ def inspect_model(model: ResNet, x: Tensor, classes: Sequence[str], targets: Ite
             branch_norms[name] = float(torch.linalg.vector_norm(out.detach().float()))
         return hook
 
-    try:
-        stages = model.stages()
-        hooks.append(stages[0].register_forward_pre_hook(store_stage("stem")))
-        for stage_name, stage in zip(model.stage_names, stages):
-            hooks.append(stage.register_forward_hook(store_stage(stage_name)))
-            for i, block in enumerate(stage):
-                name = f"{stage_name}.{i}"
-                hooks.append(block.register_forward_pre_hook(store_input(name)))
-                hooks.append(block.register_forward_hook(store_output(name)))
-                hooks.append(branch_end(block).register_forward_hook(store_branch(name)))
-        logits, maps = grad_cam(model, x, targets)  # the one forward pass these hooks measure
-    finally:
-        for h in hooks:
-            h.remove()
+    with HOOKED_PASS:  # see gradcam.py: a shared model must not carry two callers' hooks at once
+        try:
+            stages = model.stages()
+            hooks.append(stages[0].register_forward_pre_hook(store_stage("stem")))
+            for stage_name, stage in zip(model.stage_names, stages):
+                hooks.append(stage.register_forward_hook(store_stage(stage_name)))
+                for i, block in enumerate(stage):
+                    name = f"{stage_name}.{i}"
+                    hooks.append(block.register_forward_pre_hook(store_input(name)))
+                    hooks.append(block.register_forward_hook(store_output(name)))
+                    hooks.append(branch_end(block).register_forward_hook(store_branch(name)))
+            logits, maps = grad_cam(model, x, targets)  # the one forward pass these hooks measure
+        finally:
+            for h in hooks:
+                h.remove()
     probabilities = torch.softmax(logits[0].float(), 0)
     views = [_stage_view(name, out[0], top_channels) for name, out in stage_out.items()]
     blocks = [BlockRatio(name, branch_norms[name] / max(input_norms[name], 1e-12), branch_norms[name],

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import struct
+import threading
 import time
 import tomllib
 import zlib
@@ -254,3 +255,26 @@ def test_the_servers_upload_limit_is_the_image_readers():
 
 def plotly_specs(at) -> list[dict]:
     return [json.loads(e.proto.spec) for e in at.main if e.type == "plotly_chart"]
+
+
+def test_sessions_inspecting_one_shared_model_at_once_each_get_their_own_numbers():
+    # A server caches one model per run for every session: hooks from two passes at once would cross.
+    model = net()
+    images = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(s)) for s in range(4)]
+    alone = [inspect_model(model, x, CLASSES, [s])[0]["blocks"][0].residual_ratio for s, x in enumerate(images)]
+    seen, errors = {}, []
+
+    def session(s: int) -> None:
+        try:
+            for _ in range(4):
+                measured, _ = inspect_model(model, images[s], CLASSES, [s])
+                seen.setdefault(s, set()).add(measured["blocks"][0].residual_ratio)
+        except Exception as exc:  # reported below; a thread's exception would otherwise only be printed
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=session, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and seen == {s: {alone[s]} for s in range(4)} and hook_count(model) == 0
