@@ -57,6 +57,7 @@ from .runstore import CONFIG, RunWriter, create_run, read_run
 from .settings import resolve_settings
 from .summary import BYTES_PER_FLOAT, natural_input_size, summarize
 from .train import Diverged, FitResult, fit, initial_model, load_data
+from .transfer import check_init_from
 
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
 MEMORY_BUDGET_ENV = "RESNET_EXPLORER_MEMORY_BUDGET"  # e.g. 8G; unset: MEMORY_FRACTION of the available RAM
@@ -221,6 +222,8 @@ class JobRunner:
         Jobs submitted with the same data settings and seed train on the same batches in the same order.
         """
         config.validate()
+        if config.init_from is not None:
+            check_init_from(config)  # a page shows a missing or unfitting source at once, not as a failed run
         guard_memory(config, self.memory_budget, data)
         job = Job(config, owner, run_dir, data, self.memory_budget)
         job._queue_position = lambda: self._position(job)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .config import TrainConfig
 from .model import ResNet, _torchvision_weights
-from .presets import get_preset, matching_preset
+from .presets import Preset, get_preset, matching_preset, resolve_spec
 from .records import TransferFacts
 from .spec import OVERRIDABLE, ModelSpec
 from .validation import shown
@@ -55,6 +55,17 @@ def parse_init_from(text: str) -> InitSource:
                      f"{shown(text)} is none of these")
 
 
+def check_init_from(config: TrainConfig) -> None:
+    """What can be checked before data are loaded or weights read, with `apply_init`'s ValueErrors: the source
+    exists, a run has weights and the model's architecture, torchvision has weights for the model."""
+    source = parse_init_from(config.init_from)
+    spec = resolve_spec(config.model, **config.overrides)
+    if source.kind == "run":
+        _source_run(source.path, spec, config)
+    elif source.kind == TORCHVISION:
+        _torchvision_preset(spec, config)
+
+
 def apply_init(model: ResNet, config: TrainConfig) -> TransferFacts:
     """Load `config.init_from` into `model` (a fresh model of the config's spec), then freeze what
     `config.finetune` does not train. A ValueError (nothing changed) for a source that does not fit."""
@@ -70,27 +81,46 @@ def _source_state(source: InitSource, spec: ModelSpec, config: TrainConfig) -> t
     if source.kind == "run":
         from . import runstore  # the run store imports the trainer, which imports this module
 
+        info = _source_run(source.path, spec, config)
         try:
-            info = runstore.read_run(source.path)
             state = runstore.load_weights(source.path)
         except ValueError as exc:
             raise ValueError(f"init_from: {exc}") from None
-        theirs, ours = info.config.spec, spec
-        if theirs.replace(num_classes=ours.num_classes) != ours:
-            raise ValueError(f"init_from: run {info.run_id} is {describe_spec(info.config.train.model, theirs)} but "
-                             f"the model to train is {describe_spec(config.model, ours)}; fine-tuning needs the "
-                             "same architecture")
         return state, f"run {info.run_id} ({info.config.train.model})"
     if source.kind == TORCHVISION:
-        preset = get_preset(config.model)
-        if preset.torchvision is None or preset.spec.replace(num_classes=spec.num_classes) != spec:
-            raise ValueError(f"init_from torchvision: torchvision has weights only for its own ResNets "
-                             f"(resnet18 ... resnext101_32x8d, unmodified); the model to train is "
-                             f"{describe_spec(config.model, spec)}")
+        preset = _torchvision_preset(spec, config)
         with contextlib.redirect_stderr(io.StringIO()):  # torch hub's "Downloading: ..." line, before its error
             state = _torchvision_weights(config.model, preset.spec, source.weights)
         return state, f"torchvision {preset.torchvision} {source.weights}"
     return load_state_file(source.path), f"file {source.path}"
+
+
+def _source_run(path: Path, spec: ModelSpec, config: TrainConfig) -> Any:
+    """The source run's RunInfo, if it has weights and `spec`'s architecture (any class count)."""
+    from . import runstore
+
+    try:
+        info = runstore.read_run(path)
+    except ValueError as exc:
+        raise ValueError(f"init_from: {exc}") from None
+    if not info.has_weights:
+        raise ValueError(f"init_from: run {info.run_id} has no weights yet ({runstore.WEIGHTS} is written when the "
+                         "run ends)")
+    theirs = info.config.spec
+    if theirs.replace(num_classes=spec.num_classes) != spec:
+        raise ValueError(f"init_from: run {info.run_id} is {describe_spec(info.config.train.model, theirs)} but "
+                         f"the model to train is {describe_spec(config.model, spec)}; fine-tuning needs the "
+                         "same architecture")
+    return info
+
+
+def _torchvision_preset(spec: ModelSpec, config: TrainConfig) -> Preset:
+    preset = get_preset(config.model)
+    if preset.torchvision is None or preset.spec.replace(num_classes=spec.num_classes) != spec:
+        raise ValueError(f"init_from torchvision: torchvision has weights only for its own ResNets "
+                         f"(resnet18 ... resnext101_32x8d, unmodified); the model to train is "
+                         f"{describe_spec(config.model, spec)}")
+    return preset
 
 
 def load_state_file(path: Path) -> dict[str, Tensor]:

@@ -156,6 +156,11 @@ def test_train_page_queues_the_three_strategies_and_shows_them_side_by_side(tmp_
     titles = [json.loads(e.proto.spec)["layout"]["yaxis"]["title"]["text"] for e in at.main
               if e.type == "plotly_chart" and "train_strategies" in e.proto.id]
     assert titles == ["test accuracy", "train loss"]
+    (tmp_path / "runs" / "source" / runstore.WEIGHTS).unlink()  # the source loses its weights: Start says so at once
+    at.button(key="train_start").click().run()
+    assert [e.value for e in at.error] == ["init_from: run source has no weights yet (weights.pt is written when the "
+                                           "run ends)"]
+    assert len(list((tmp_path / "runs").iterdir())) == 4  # the source and the three strategies: nothing new
 
 
 def test_a_spoilt_transfer_record_in_config_json_is_one_line(source, tmp_path):

@@ -28,7 +28,7 @@ from ..records import Record, Status, TestRecord, TrainRecord
 from ..runstore import check_run_dir
 from ..settings import precision_warning
 from ..train import Diverged
-from ..transfer import parse_init_from, transfer_summary
+from ..transfer import check_init_from, transfer_summary
 from .spec_args import add_spec_arguments, number, spec_overrides, whole_number
 
 _SKIP_IN_FINAL = ("kind", "confusion", "classes", "step", "epoch", "time")
@@ -111,7 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.run_dir:
         check_run_dir(args.run_dir)  # before the data are loaded, which can take minutes
     if config.init_from is not None:
-        parse_init_from(config.init_from)
+        check_init_from(config)  # before the data are loaded
     try:
         with _ctrl_c_sets(stop), contextlib.closing(progress):  # Ctrl-C: "stopped", weights and status saved
             result = execute(config, run_dir=args.run_dir, on_record=on_record, stop=stop,
