@@ -6,8 +6,8 @@ load the weights, decode the image, one forward pass with the hooks, Grad-CAM, t
 several; against a baseline measured in the same run: one plain forward pass of the same model (no_grad, no
 hooks), the least any prediction costs. Also one `python -m resnet_core inspect` subprocess, wall clock, which adds
 the interpreter's start and torch's import. The machine is shared: the load average is printed, and the in-process
-figures are taken with torch's threads (all cores) and with one thread (a busy machine delays a parallel region's
-second thread; one thread does not wait for it).
+figures are taken with all cores (--threads 2 here) and with one thread, the command's default (a busy machine
+delays a parallel region's second thread; one thread does not wait for it).
 Run from the repo root: .venv/bin/python -m benchmarks.bench_inspect [--repeats 5]
 """
 
@@ -83,11 +83,10 @@ def main() -> None:
         root = Path(tmp)
         for model, side, goal in CASES:
             run_dir, image = write_run(root, model, side), write_image(root, side)
-            argv = ["inspect", str(run_dir), "--image", str(image), "--json"]
+            argv = ["inspect", str(run_dir), "--image", str(image), "--json"]  # the command's default: one thread
             net, x = ResNet(resolve_spec(model).replace(num_classes=10)).eval(), torch.randn(1, 3, side, side)
             for threads in sorted({all_threads, 1}, reverse=True):
-                torch.set_num_threads(threads)
-                ours = timed(args.repeats, inspect_command, argv)
+                ours = timed(args.repeats, inspect_command, [*argv, "--threads", str(threads)])
                 with torch.no_grad():
                     forward = timed(args.repeats, net, x)
                 best, median = ours[0], ours[len(ours) // 2]

@@ -32,16 +32,16 @@ def register(sub) -> None:
     source.add_argument("--image", help="a PNG or JPEG file")
     source.add_argument("--test-image", type=whole_number("test-image"), help="image N of the run's test set")
     p.add_argument("--class", dest="target", help="Grad-CAM for this class (index or name; default: the predicted)")
-    p.add_argument("--threads", type=whole_number("threads"),
-                   help="torch threads (default: all cores; on a busy machine 1 is faster, see bench_inspect)")
+    p.add_argument("--threads", type=whole_number("threads"), default=1,
+                   help="torch threads (default 1: one image gains little from more, and on a busy machine a second "
+                        "thread made it several times slower, see bench_inspect)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=run_inspect)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        check_int("threads", args.threads, 1, os.cpu_count() or 1)
-        torch.set_num_threads(args.threads)
+    check_int("threads", args.threads, 1, os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     info = read_run(args.run_dir)
     classes = info.config.data.classes
     target = class_index(args.target, classes) if args.target is not None else None
