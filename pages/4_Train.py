@@ -36,6 +36,14 @@ from ui.train_figures import (
     run_title,
     training_curves,
 )
+from ui.transfer_controls import (
+    TRANSFER_WIDGETS,
+    strategies_button,
+    strategies_section,
+    transfer_controls,
+    transfer_fields,
+    widgets_from_transfer,
+)
 from ui.widgets import ModelChoice, model_picker, or_error, remember_choice, session_owner, skipped_runs_note
 
 setup_page("Train")
@@ -53,7 +61,7 @@ WIDGETS: dict[str, Any] = dict(  # widget key -> default, from TrainConfig's def
     train_nesterov=DEFAULTS.nesterov, train_subset=0, train_augment=DEFAULTS.augment,
     train_precision=DEFAULTS.precision, train_seed=DEFAULTS.seed, train_probe_every=DEFAULTS.probe_every,
     train_channels_last=DEFAULTS.channels_last, train_device=DEFAULTS.device, train_threads=0,
-    **{f"train_lr_{name}": lr for name, lr in DEFAULT_LR.items()},
+    **{f"train_lr_{name}": lr for name, lr in DEFAULT_LR.items()}, **TRANSFER_WIDGETS,
 )
 
 
@@ -102,7 +110,7 @@ def widgets_from_config(config: TrainConfig) -> dict[str, Any]:
         train_nesterov=config.nesterov, train_wd=config.weight_decay, train_schedule=config.schedule,
         train_warmup=config.warmup, train_smoothing=config.label_smoothing, train_augment=config.augment,
         train_precision=config.precision, train_seed=config.seed, train_probe_every=config.probe_every,
-        train_channels_last=config.channels_last, train_device=config.device,
+        train_channels_last=config.channels_last, train_device=config.device, **widgets_from_transfer(config),
     )
 
 
@@ -116,6 +124,7 @@ def config_from_state(choice: ModelChoice) -> TrainConfig:
         schedule=s.train_schedule, warmup=s.train_warmup, label_smoothing=s.train_smoothing,
         augment=s.train_augment, precision=s.train_precision, seed=s.train_seed, probe_every=s.train_probe_every,
         channels_last=s.train_channels_last, device=s.train_device, threads=s.train_threads or None,
+        **transfer_fields(),
     )
 
 
@@ -146,6 +155,7 @@ def controls() -> ModelChoice:
                            "or with train/ and test/ (or val/)")
         st.caption(f"This server reads data only inside {', '.join(f'`{r}`' for r in data_roots())} "
                    f"(its operator can add folders with `{DATA_ROOTS_ENV}`).")
+    transfer_controls(choice)
     c = st.columns(2)
     c[0].number_input("Epochs", 1, 500, key="train_epochs")
     c[1].number_input("Step budget (0: use epochs)", 0, 10**7, key="train_steps")
@@ -184,6 +194,13 @@ def controls() -> ModelChoice:
                       help="NHWC tensors: usually faster convolutions on CPUs and recent GPUs")
         c[1].selectbox("Device", available_devices(), key="train_device")
     return choice
+
+
+def config_or_none(choice: ModelChoice) -> TrainConfig | None:
+    try:
+        return config_from_state(choice)
+    except ValueError:
+        return None  # the settings' error is shown when Start is pressed
 
 
 def memory_caption(choice: ModelChoice) -> None:
@@ -401,6 +418,7 @@ def main() -> None:
         c[0].button("Start training", type="primary", on_click=start, args=(choice,), disabled=live,
                     key="train_start", width="stretch")
         c[1].button("Stop", on_click=stop, disabled=not live, key="train_stop", width="stretch")
+        strategies_button(config_or_none(choice))
         memory_caption(choice)
         settings_caption(choice)
         if ERROR_KEY in st.session_state:
@@ -424,6 +442,7 @@ def main() -> None:
         snap = job.snapshot()
         results("Results", snap.run_dir, snap.records, job.result.settings, job.result.evaluation,
                 job.result.data.test_images, run_title(snap.run_id, snap.config))
+    strategies_section()
     st.divider()
     server_runs(job)
     past_runs(job.snapshot().run_id if job is not None else None)

@@ -25,6 +25,7 @@ SCHEDULES = ("onecycle", "cosine", "multistep", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the hardware has native bf16 math, else fp32
 AUGMENTS = ("auto", "none", "crop", "crop+flip")  # auto: crop, and flip only data known to be mirror-invariant
 DEFAULT_LR = {"sgd": 0.1, "adam": 2e-3, "adamw": 2e-3}  # used when lr is None
+FINETUNES = ("head", "last-stage", "all")  # what trains when a run starts from other weights (transfer.py)
 
 
 @dataclass
@@ -64,6 +65,10 @@ class TrainConfig:
     # logging
     log_every: int = 5  # steps between train records (step 1 is always logged)
     probe_every: int = 20  # steps between probe records; 0 turns probes off
+    # transfer learning (transfer.py)
+    init_from: str | None = None  # a run folder, torchvision[:WEIGHTS] or a state_dict file; None: fresh weights
+    finetune: str = "all"  # head | last-stage | all: what trains when init_from is set
+    backbone_lr_scale: float = 1.0  # trainable parameters outside the classifier train at lr × this
 
     def validate(self, check_device: bool = True) -> TrainConfig:
         """ValueError naming the first bad field. `check_device=False` accepts a device or a thread count this
@@ -108,6 +113,13 @@ class TrainConfig:
             device = resolve_device(self.device)
             if self.precision == "bf16" and device.type == "mps":
                 raise ValueError("precision bf16 is not supported on mps; use fp32")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise ValueError("init_from must be a run folder, torchvision[:WEIGHTS] or a file; "
+                             f"got {shown(self.init_from)}")
+        check_choice("finetune", self.finetune, FINETUNES)
+        if self.init_from is None and self.finetune != "all":
+            raise ValueError(f"finetune {self.finetune} needs init_from: the weights to start from")
+        check_float("backbone_lr_scale", self.backbone_lr_scale, 0.0, 10.0, low_open=True)
         resolve_spec(self.model, **self.overrides)
         return self
 

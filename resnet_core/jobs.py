@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, resolve_device
 from .data import NATIVE_SIZE, ImageData, held_bytes, train_size
 from .format import format_bytes
 from .presets import resolve_spec
@@ -56,7 +56,8 @@ from .records import (
 from .runstore import CONFIG, RunWriter, create_run, read_run
 from .settings import resolve_settings
 from .summary import BYTES_PER_FLOAT, natural_input_size, summarize
-from .train import Diverged, FitResult, fit, load_data, model_spec
+from .train import Diverged, FitResult, fit, initial_model, load_data
+from .transfer import check_init_from
 
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
 MEMORY_BUDGET_ENV = "RESNET_EXPLORER_MEMORY_BUDGET"  # e.g. 8G; unset: MEMORY_FRACTION of the available RAM
@@ -221,6 +222,8 @@ class JobRunner:
         Jobs submitted with the same data settings and seed train on the same batches in the same order.
         """
         config.validate()
+        if config.init_from is not None:
+            check_init_from(config)  # a page shows a missing or unfitting source at once, not as a failed run
         guard_memory(config, self.memory_budget, data)
         job = Job(config, owner, run_dir, data, self.memory_budget)
         job._queue_position = lambda: self._position(job)
@@ -345,9 +348,10 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
     config.validate()
     guard_memory(config, memory_budget, data)
     data = data if data is not None else load_data(config)
-    spec = model_spec(config, data)
+    model, transfer = initial_model(config, data, resolve_device(config.device))  # a bad init_from: nothing written
     settings = resolve_settings(config)
-    writer = create_run(RunConfig(config, spec, DataFacts.from_dict(data.describe()), settings), run_dir)
+    writer = create_run(RunConfig(config, model.spec, DataFacts.from_dict(data.describe()), settings,
+                                  transfer=transfer), run_dir)
     try:
         writer.set_status(Status.RUNNING)
         if on_start is not None:
@@ -358,7 +362,7 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
             if on_record is not None:
                 on_record(r)
 
-        result = fit(config, data=data, on_record=record, stop=stop, settings=settings)
+        result = fit(config, data=data, model=model, on_record=record, stop=stop, settings=settings)
         writer.save_weights(result.model)
         stopped = result.status == Status.STOPPED
         writer.set_status(result.status, "stopped by the user" if stopped else "", result.final)

@@ -115,6 +115,10 @@ def _check(name: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ValueError(f"{name} must be text; got {shown(value)}")
+    if text in ("bool", "<class 'bool'>"):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be true or false; got {shown(value)}")
     raise TypeError(f"no check for {hint}")  # a field type this module does not handle: a bug here
 
 
@@ -279,6 +283,25 @@ class DataFacts:
 
 
 @dataclass(frozen=True)
+class TransferFacts:
+    """How a run that started from other weights began (see transfer.py)."""
+
+    init_from: str  # as asked: a run folder, torchvision[:WEIGHTS] or a file
+    source: str  # what it was: "run <id> (<model>)", "torchvision resnet18 IMAGENET1K_V1", "file <path>"
+    finetune: str  # head | last-stage | all
+    trainable_params: int
+    total_params: int
+    new_head: bool  # the classifier was created afresh (the source had another number of classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TransferFacts:
+        return _from_fields(cls, data, "transfer")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     train: TrainConfig  # what was asked for
     spec: ModelSpec  # the model built: the preset with its overrides and num_classes set to the data's
@@ -286,6 +309,7 @@ class RunConfig:
     settings: RunSettings  # augmentation and precision as used (TrainConfig may say "auto")
     run_id: str = ""  # the folder's name
     created: float = 0.0  # epoch seconds
+    transfer: TransferFacts | None = None  # a run that started from other weights (train --init-from)
 
     @property
     def skip(self) -> bool:
@@ -293,8 +317,9 @@ class RunConfig:
         return self.spec.skip
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(train=self.train.to_dict(), spec=self.spec.to_dict(), data=self.data.to_dict(),
-                    settings=self.settings.to_dict(), run_id=self.run_id, created=self.created)
+        d = dict(train=self.train.to_dict(), spec=self.spec.to_dict(), data=self.data.to_dict(),
+                 settings=self.settings.to_dict(), run_id=self.run_id, created=self.created)
+        return d | ({"transfer": self.transfer.to_dict()} if self.transfer else {})
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
@@ -320,5 +345,6 @@ class RunConfig:
             raise ValueError("config.json has no 'settings' to say what its auto values became")
         else:  # written before settings were stored: the run used what it asked for
             settings = RunSettings.as_set(train)
+        transfer = TransferFacts.from_dict(data["transfer"]) if data.get("transfer") is not None else None
         return cls(train, ModelSpec.from_dict(data["spec"]), DataFacts.from_dict(data["data"]), settings, run_id,
-                   float(created))
+                   float(created), transfer)

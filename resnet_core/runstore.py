@@ -248,7 +248,7 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> ResNet:
     """The run's model with its final weights, in eval mode; a ValueError when the weights do not fit its spec."""
     info = read_run(path)
-    model, state = ResNet(info.config.spec), load_weights(path)
+    model, state = ResNet(info.config.spec, init_weights=False), load_weights(path)  # every value is loaded below
     expected = model.state_dict()
     for key in sorted(set(expected) | set(state)):
         if key not in state or key not in expected or state[key].shape != expected[key].shape:

@@ -39,10 +39,11 @@ from .data import NATIVE_SIZE, ImageData, augment, normalize, prepare
 from .model import ResNet
 from .presets import resolve_spec
 from .probes import Probes
-from .records import FinalRecord, ProbeRecord, Record, Status, TestRecord, TrainRecord, of_kind
+from .records import FinalRecord, ProbeRecord, Record, Status, TestRecord, TrainRecord, TransferFacts, of_kind
 from .settings import RunSettings, resolve_settings
 from .spec import ModelSpec
 from .summary import natural_input_size
+from .transfer import apply_init, param_groups
 
 ONECYCLE_WARMUP = 0.25  # one-cycle's rising phase when warmup is 0
 ONECYCLE_DIV = 25.0  # one-cycle starts at lr/25 (torch's OneCycleLR default)
@@ -108,6 +109,13 @@ def build_seeded_model(spec: ModelSpec, seed: int, device: str | torch.device = 
     return model.to(device)
 
 
+def initial_model(config: TrainConfig, data: ImageData,
+                  device: str | torch.device = "cpu") -> tuple[ResNet, TransferFacts | None]:
+    """The model a run starts from: fresh and seeded, then loaded from `config.init_from` if set (transfer.py)."""
+    model = build_seeded_model(model_spec(config, data), config.seed, device)
+    return model, apply_init(model, config) if config.init_from is not None else None
+
+
 def steps_per_epoch(config: TrainConfig, train_size: int) -> int:
     return max(1, train_size // min(config.batch_size, train_size))
 
@@ -141,7 +149,7 @@ def warm_up() -> None:
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = param_groups(model, config.backbone_lr_scale)  # the trainable ones (transfer.py)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.peak_lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
@@ -154,14 +162,15 @@ def fit(config: TrainConfig, *, data: ImageData | None = None, model: ResNet | N
         stop: threading.Event | None = None, settings: RunSettings | None = None) -> FitResult:
     """Train one model as `config` says; report every record through `on_record`.
 
-    `data` defaults to `load_data(config)` and `model` to a fresh seeded model of the config's spec
-    (pass either to reuse them; a passed model is trained in place). `stop` is polled inside every
-    block's forward and backward pass. Raises `Diverged` on a NaN/inf loss and ValueError on a bad config.
+    `data` defaults to `load_data(config)` and `model` to `initial_model` (a fresh seeded model of the config's
+    spec, loaded from config.init_from if set); pass either to reuse them: a passed model is trained in place.
+    `stop` is polled inside every block's forward and backward pass. Raises `Diverged` on a NaN/inf loss and
+    ValueError on a bad config.
     """
     config.validate()
     device = resolve_device(config.device)
     data = data if data is not None else load_data(config)
-    model = model if model is not None else build_seeded_model(model_spec(config, data), config.seed, device)
+    model = model if model is not None else initial_model(config, data, device)[0]
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -259,7 +268,7 @@ class _Trainer:
             y = self.train_y[idx]
             lr = lr_at(cfg, self.step, self.total)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             probing = self.probes.arm(self.step + 1)
             with self._autocast():
                 logits = model(x)

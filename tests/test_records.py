@@ -145,6 +145,7 @@ def test_run_config_and_spec_round_trip():
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     written_before_settings = fixture_config()
     written_before_settings["train"]["augment"] = "crop+flip"  # its True, as the modes name it now
+    written_before_settings["train"] |= dict(init_from=None, finetune="all", backbone_lr_scale=1.0)  # fresh weights
     assert config.to_dict() == written_before_settings | {"settings": dict(
         augment="crop+flip", augment_reason="set in the run's config", precision="fp32",
         precision_reason="set in the run's config")}

@@ -3,8 +3,9 @@
 Without --json it shows a progress bar on stderr (step/total, loss, images/s, time left) and one line
 per epoch on stdout. With --json stdout holds only JSON: one object per epoch (the test records, see
 records.py) and last a final object with test_acc, test_loss, images_per_sec, seconds, precision,
-augment, run_dir and status. A run that diverges or fails still ends with a final object (status
-"diverged" or "failed", its message, test figures None, run_dir), then prints its error line and exits 1.
+augment, run_dir, status, init_from, finetune and trainable_params. A run that diverges or fails still ends
+with a final object (status "diverged" or "failed", its message, test figures None, run_dir), then prints its
+error line and exits 1.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from ..config import AUGMENTS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from ..config import AUGMENTS, FINETUNES, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from ..data import DATASETS
 from ..format import format_seconds
 from ..jobs import describe_error, execute
@@ -27,6 +28,7 @@ from ..records import Record, Status, TestRecord, TrainRecord
 from ..runstore import check_run_dir
 from ..settings import precision_warning
 from ..train import Diverged
+from ..transfer import check_init_from, transfer_summary
 from .spec_args import add_spec_arguments, number, spec_overrides, whole_number
 
 _SKIP_IN_FINAL = ("kind", "confusion", "classes", "step", "epoch", "time")
@@ -62,6 +64,11 @@ def register(sub) -> None:
     p.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or auto")
     p.add_argument("--probe-every", type=whole_number("probe-every"), default=defaults.probe_every,
                    help="0 turns probes off")
+    p.add_argument("--init-from", help="start from a run folder, torchvision[:WEIGHTS] or a state_dict file")
+    p.add_argument("--finetune", default=defaults.finetune,
+                   help=f"with --init-from, what trains: one of {', '.join(FINETUNES)} (default all)")
+    p.add_argument("--backbone-lr-scale", type=number("backbone-lr-scale"), default=defaults.backbone_lr_scale,
+                   help="the lr of what is not the classifier, as a fraction of --lr (the tutorials use 0.1)")
     p.add_argument("--run-dir", help="folder for this run (default: runs/<new id>, or $RESNET_EXPLORER_RUNS/<new id>)")
     p.add_argument("--json", action="store_true", help="JSON lines: one per epoch, then a final object")
     p.set_defaults(func=run_train)
@@ -76,7 +83,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         label_smoothing=args.label_smoothing, augment="none" if args.no_augment else args.augment,
         precision=args.precision,
         channels_last=not args.no_channels_last, seed=args.seed, threads=args.threads, device=args.device,
-        probe_every=args.probe_every,
+        probe_every=args.probe_every, init_from=args.init_from, finetune=args.finetune,
+        backbone_lr_scale=args.backbone_lr_scale,
     ).validate()
 
 
@@ -102,6 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.run_dir:
         check_run_dir(args.run_dir)  # before the data are loaded, which can take minutes
+    if config.init_from is not None:
+        check_init_from(config)  # before the data are loaded
     try:
         with _ctrl_c_sets(stop), contextlib.closing(progress):  # Ctrl-C: "stopped", weights and status saved
             result = execute(config, run_dir=args.run_dir, on_record=on_record, stop=stop,
@@ -119,7 +129,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise RuntimeError(f"{message}; run stored in {started['path']}") from None
     final = {k: v for k, v in result.final.to_dict().items() if k not in _SKIP_IN_FINAL}
     settings = result.settings
-    final.update(precision=settings.precision, augment=settings.augment, run_dir=started["path"])
+    final.update(precision=settings.precision, augment=settings.augment, run_dir=started["path"],
+                 **transfer_summary(started["path"]))
     if args.json:
         print(json.dumps(final), flush=True)
     else:
