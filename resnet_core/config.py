@@ -64,6 +64,7 @@ class TrainConfig:
     # logging
     log_every: int = 5  # steps between train records (step 1 is always logged)
     probe_every: int = 20  # steps between probe records; 0 turns probes off
+    checkpoint_every: int = 50  # steps between checkpoints (also at every epoch's end and on a stop); see checkpoint.py
 
     def validate(self, check_device: bool = True) -> TrainConfig:
         """ValueError naming the first bad field. `check_device=False` accepts a device or a thread count this
@@ -85,6 +86,7 @@ class TrainConfig:
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_int("log_every", self.log_every, 1, 1_000_000)
         check_int("probe_every", self.probe_every, 0, 1_000_000)
+        check_int("checkpoint_every", self.checkpoint_every, 1, 1_000_000)
         for name, upper in (("max_steps", 10**9), ("train_subset", 10**9), ("test_subset", 10**9),
                             ("threads", 1024), ("image_size", 512)):  # threads: this machine's cores, below
             if getattr(self, name) is not None:

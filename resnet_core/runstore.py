@@ -81,9 +81,18 @@ class RunInfo:
 
 
 class RunWriter:
-    """Writes one run folder: config first, then records as they come, then weights and status."""
+    """Writes one run folder: config first, then records as they come, then weights and status.
 
-    def __init__(self, path: str | Path, config: RunConfig) -> None:
+    `existing=True` goes on writing a run folder (a resumed run, see resume.py): its config.json is replaced by
+    `config`, whose run id and creation time are kept, and records are appended to its metrics."""
+
+    def __init__(self, path: str | Path, config: RunConfig, *, existing: bool = False) -> None:
+        if existing:
+            self.path, self.run_id, self.config = Path(path), Path(path).name, config
+            _write_json(self.path / CONFIG, config.to_dict())
+            self._metrics = open(self.path / METRICS, "a", encoding="utf-8")
+            self.set_status(Status.QUEUED)
+            return
         self.path = check_run_dir(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
