@@ -211,12 +211,14 @@ class _Trainer:
         self.window = _sums()
         self.order: Tensor | None = None  # the current epoch's batch order
         self.boundary_rng = self.generator.get_state()  # the generator at the last step boundary
+        self.boundary_buffers: list[Tensor] = []  # BatchNorm statistics there (a stopped forward moves them)
         self.step = 0
         self.train_seconds = 0.0
         self.elapsed_before = 0.0  # wall clock of the run's earlier parts (a resumed run)
         self.eval_seconds: list[float] = []
         if resume is not None:
             self._restore(resume)
+        self._keep_buffers()
 
     def emit(self, record: Record) -> None:
         self.records.append(record)
@@ -234,6 +236,9 @@ class _Trainer:
                     self._checkpoint()
         except _StopRequested:
             status = Status.STOPPED
+            with torch.no_grad():  # the model as it was after its last step
+                for buffer, kept in zip(self.model.buffers(), self.boundary_buffers):
+                    buffer.copy_(kept)
             self._checkpoint()
             if self.step > 0 and self.tested_at != self.step:
                 self._test(stoppable=False)  # a stopped run is still measured on the test set
@@ -305,6 +310,7 @@ class _Trainer:
             self.optimizer.step()
             self.step += 1
             self.boundary_rng = self.generator.get_state()
+            self._keep_buffers()
             seconds = time.perf_counter() - tick
             self.train_seconds += seconds
             for acc in (window, epoch_sum):
@@ -319,6 +325,9 @@ class _Trainer:
                 self.emit(ProbeRecord(**self._where(), **probe))
             if self.step % cfg.checkpoint_every == 0 and i < self.steps_per_epoch - 1 and self.step < self.total:
                 self._checkpoint()  # an epoch's last step is checkpointed after its test, in `run`
+
+    def _keep_buffers(self) -> None:
+        self.boundary_buffers = [buffer.detach().clone() for buffer in self.model.buffers()]
 
     def _checkpoint(self) -> None:
         if self.checkpoint is None or self.order is None:
