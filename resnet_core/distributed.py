@@ -30,6 +30,14 @@ from torch.nn.parallel import DistributedDataParallel
 from .validation import shown
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+# How a collective fails when another process of the job has ended: gloo raises a plain RuntimeError naming its
+# transport, nccl a DistError.
+PEER_SIGNS = ("/gloo/transport/", "Connection reset by peer", "Connection closed by peer", "Broken pipe")
+
+
+class PeerLost(RuntimeError):
+    """A collective failed because another process of the job ended (killed, crashed or failed): the run is
+    interrupted, not failed, and can go on with --resume."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,15 @@ class Replicas:
         parts: list[str | None] = [None] * self.world_size
         dist.all_gather_object(parts, digest)
         return [str(p) for p in parts]
+
+    def peer_lost(self, exc: BaseException) -> PeerLost | None:
+        """`exc` as a PeerLost when it is a collective that failed because another process ended, else None."""
+        text = str(exc)
+        if not self.distributed or not (isinstance(exc, dist.DistError) or any(s in text for s in PEER_SIGNS)):
+            return None
+        detail = " ".join(text.split("] ", 1)[-1].split(". ")[0].split())[:160]
+        return PeerLost(f"another process of this {self.world_size}-process job ended ({detail}); the run is "
+                        "interrupted and can go on with --resume")
 
     def close(self) -> None:
         if self.distributed and dist.is_initialized():

@@ -355,7 +355,13 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
     settings = resume.info.config.settings if resume else resolve_settings(config)
     state = resume.state if resume else None
     if not replicas.writes:
-        return fit(config, data=data, stop=stop, settings=settings, replicas=replicas, resume=state)
+        try:
+            return fit(config, data=data, stop=stop, settings=settings, replicas=replicas, resume=state)
+        except RuntimeError as exc:
+            lost = replicas.peer_lost(exc)
+            if lost is None:
+                raise
+            raise lost from None
     batch = min(config.batch_size, len(data.train_labels))
     facts = DistributedFacts(replicas.world_size, replicas.backend, batch // replicas.world_size, replicas.sync_bn)
     run_config = RunConfig(config, spec, DataFacts.from_dict(data.describe()), settings, distributed=facts)
@@ -386,6 +392,10 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
         writer.set_status(Status.DIVERGED, str(exc))
         raise
     except BaseException as exc:
+        lost = replicas.peer_lost(exc)
+        if lost is not None:  # another process of a torchrun job ended: interrupted, resumable
+            writer.set_status(Status.INTERRUPTED, str(lost))
+            raise lost from None
         writer.set_status(Status.FAILED, describe_error(exc))
         raise
     finally:

@@ -87,29 +87,48 @@ def test_two_processes_train_one_run_like_one_process(tmp_path, capsys, monkeypa
     assert gaps["sync"] < gaps["plain"], gaps
 
 
-def test_a_killed_run_resumes_without_a_gap_or_a_duplicate(tmp_path, capsys):
+def _child_with_rank(parent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker process holding RANK=`rank`, if it has started."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent and \
+                    f"RANK={rank}".encode() in (stat.parent / "environ").read_bytes().split(b"\0"):
+                return int(stat.parent.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def test_a_killed_process_interrupts_the_run_which_resumes_without_a_gap_or_a_duplicate(tmp_path, capsys):
+    """kill -9 of rank 1 mid-epoch: the run reads as interrupted (never running); resumed in one process from its
+    checkpoint, its steps and curves go on in the same folder."""
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "resnet_core", "train", "resnet20", "--width", "8", "--layers", "1,1,1",
-         "--train-subset", "256", "--batch-size", "32", "--steps", "40", "--threads", "1", "--probe-every", "0",
-         "--checkpoint-every", "3", "--run-dir", str(run_dir), "--json"],
-        cwd=ROOT, env=_env(tmp_path / "runs"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _torchrun(tmp_path / "runs", "resnet20", "--width", "8", "--layers", "1,1,1", "--train-subset", "256",
+                     "--batch-size", "32", "--steps", "40", "--threads", "1", "--probe-every", "0",
+                     "--checkpoint-every", "3", "--run-dir", str(run_dir), "--json")
 
     def mid_epoch_checkpoint() -> bool:
-        assert proc.poll() is None, proc.stderr.read().decode()
+        assert proc.poll() is None, proc.communicate()[1]
         return (run_dir / CHECKPOINT).is_file() and load_checkpoint(run_dir).step >= 3
 
     try:
-        wait_until(mid_epoch_checkpoint, timeout=90, message="no checkpoint from the CLI run")
+        wait_until(mid_epoch_checkpoint, timeout=120, message="no checkpoint from the torchrun job")
+        os.kill(wait_until(lambda: _child_with_rank(proc.pid, 1), timeout=10), signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
     finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    assert runstore.read_run(run_dir).status == Status.INTERRUPTED
+        proc.kill()
+    assert proc.returncode != 0
+    info = runstore.read_run(run_dir)
+    assert info.status == Status.INTERRUPTED, (info, err)
+    ours = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(ours) <= 1 and all(line.startswith("error: rank 0 of 2: another process of this 2-process job "
+                                                  "ended") for line in ours), err  # unless torchrun stopped it first
     resumed_from = load_checkpoint(run_dir).step
     assert resumed_from % 8 and resumed_from < 40  # 8 steps an epoch: killed mid-epoch, before the end
     assert main(["train", "--resume", str(run_dir), "--threads", "1", "--json"]) == 0
     final = _final(capsys.readouterr().out)
     assert final["status"] == "finished" and final["steps"] == 40 and final["resumed_from"] == resumed_from
+    assert final["world_size"] == 1 and runstore.read_run(run_dir).config.distributed.world_size == 1
     records = runstore.read_metrics(run_dir)
     train_steps = [r.step for r in records if isinstance(r, TrainRecord)]
     assert train_steps == [1, 5, 10, 15, 20, 25, 30, 35, 40]  # the CLI logs every 5 steps: no gap, no duplicate

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..config import AUGMENTS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
 from ..data import DATASETS
-from ..distributed import Replicas, torchrun_label
+from ..distributed import PeerLost, Replicas, torchrun_label
 from ..format import format_seconds
 from ..jobs import describe_error, execute
 from ..records import Record, Status, TestRecord, TrainRecord
@@ -164,6 +164,7 @@ def _train(args: argparse.Namespace, config: TrainConfig, replicas: Replicas, re
         if "path" not in started:  # no run folder yet: main reports the bad argument or missing data
             raise
         status, message = ((Status.DIVERGED, str(exc)) if isinstance(exc, Diverged)
+                           else (Status.INTERRUPTED, str(exc)) if isinstance(exc, PeerLost)
                            else (Status.FAILED, describe_error(exc)))
         if args.json:
             print(json.dumps(dict(status=status.value, message=message, test_acc=None, test_loss=None,
