@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +282,19 @@ def _chart_steps(at: AppTest) -> list[float]:
                     return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]).tolist()
                 return list(x)
     return []
+
+
+def test_a_live_run_from_another_machine_reads_as_running_until_it_falls_silent(tmp_path):
+    run_dir = _stored_run(tmp_path / "remote", Status.RUNNING)
+    status = json.loads((run_dir / runstore.STATUS).read_text())
+    (run_dir / runstore.STATUS).write_text(json.dumps(status | dict(host="another-machine", pid=2**22 + 7)))
+    assert runstore.read_run(run_dir).status == Status.RUNNING  # its pid means nothing here; it wrote just now
+    long_ago = time.time() - runstore.REMOTE_SILENCE - 60
+    for name in (runstore.STATUS, runstore.METRICS):
+        os.utime(run_dir / name, (long_ago, long_ago))
+    info = runstore.read_run(run_dir)
+    assert (info.status, info.message) == (Status.INTERRUPTED,
+                                           "no news from its machine 'another-machine' for 16 minutes")
+    status_here = dict(status, pid=2**22 + 7)  # this machine's own run with a dead pid: interrupted at once
+    (run_dir / runstore.STATUS).write_text(json.dumps(status_here))
+    assert runstore.read_run(run_dir).message == "the process running it ended before the run finished"
