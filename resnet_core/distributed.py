@@ -9,6 +9,8 @@ the same augmentation of the global batch, then keeps its equal share (`shard`);
 the gradients, so the update is the single-process update on that batch (up to BatchNorm, which normalises each
 rank's share unless `sync_bn`). Loss, accuracy and the stop flag are summed over ranks once per step, so every rank
 sees the same numbers and stops or diverges at the same step. Test metrics are summed over ranks' test shards.
+A collective that fails because another process of the job ended becomes a `PeerLost`: the run is then marked
+interrupted (resumable) rather than failed.
 
 `sync_bn`: torch's nn.SyncBatchNorm on CUDA; on CPU (which nn.SyncBatchNorm refuses) `GlobalBatchNorm2d`, the same
 statistics over the global batch through an all_reduce whose backward is an all_reduce (as nn.SyncBatchNorm's).
@@ -31,7 +33,7 @@ from .validation import shown
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 # How a collective fails when another process of the job has ended: gloo raises a plain RuntimeError naming its
-# transport, nccl a DistError.
+# transport (seen here); torch's own DistError types are taken as such too.
 PEER_SIGNS = ("/gloo/transport/", "Connection reset by peer", "Connection closed by peer", "Broken pipe")
 
 
@@ -172,7 +174,8 @@ class Replicas:
                         "interrupted and can go on with --resume")
 
     def close(self) -> None:
-        if self.distributed and dist.is_initialized():
+        """End the process group `from_env` started (one of a single process too: torchrun --nproc_per_node=1)."""
+        if self.backend and dist.is_initialized():
             dist.destroy_process_group()
 
 
