@@ -2,12 +2,14 @@
 
     .venv/bin/python -m benchmarks.bench_distributed [--steps 60]
 
-Both runs are `train resnet20 --dataset synthetic --steps N --json` (global batch 128, seeded), each timed as a
-whole process; printed side by side: training images/s, test accuracy, wall clock, and their ratios. Then the
+The runs are `train resnet20 --dataset synthetic --steps N --json` (global batch 128, seeded), each timed as a
+whole process; printed side by side: training images/s, test accuracy, wall clock, and their ratios, for 1 process,
+2 processes, and 2 processes with --sync-bn. Then the
 communication share of a data-parallel step: under torchrun, this script times training steps of the same
 model with DistributedDataParallel's gradient all_reduce (a normal step) and without it (`no_sync()`, each rank
-only computing), interleaved in rounds, the fastest of each kind; share = 1 - without / with. The 1-minute
-load average is printed before and after.
+only computing), interleaved in rounds, the fastest of each kind; share = 1 - without / with. On a busy machine
+that difference drowns in noise, so the all_reduce of one step's gradients is also timed alone, as a share of a
+step. The 1-minute load average is printed before and after.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 COMM_STEPS, COMM_ROUNDS, COMM_WARMUP = 8, 5, 3
 
 
-def train(launcher: list[str], threads: int, steps: int, runs: str) -> tuple[dict, float]:
+def train(launcher: list[str], threads: int, steps: int, runs: str, *flags: str) -> tuple[dict, float]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), RESNET_EXPLORER_RUNS=runs)
     tick = time.perf_counter()
     out = subprocess.run([*launcher, "-m", "resnet_core", "train", "resnet20", "--dataset", "synthetic", "--steps",
-                          str(steps), "--threads", str(threads), "--json"], cwd=ROOT, env=env, check=True,
+                          str(steps), "--threads", str(threads), "--json", *flags], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1]), time.perf_counter() - tick
 
@@ -71,8 +73,16 @@ def communication_share() -> None:
         step()
     rounds = [(seconds(True), seconds(False)) for _ in range(COMM_ROUNDS)]  # interleaved, against a busy machine
     with_comm, without = (min(times) for times in zip(*rounds))
+    gradients = torch.cat([p.detach().reshape(-1) for p in model.parameters()])  # what DDP all_reduces a step
+    allreduce = []
+    for _ in range(COMM_STEPS * COMM_ROUNDS):
+        torch.distributed.barrier()
+        tick = time.perf_counter()
+        torch.distributed.all_reduce(gradients)
+        allreduce.append(time.perf_counter() - tick)
     if replicas.writes:
-        print(json.dumps(dict(step_with_allreduce=with_comm, step_without=without)))
+        print(json.dumps(dict(step_with_allreduce=with_comm, step_without=without, allreduce=min(allreduce),
+                              gradient_bytes=gradients.numel() * gradients.element_size())))
     replicas.close()
 
 
@@ -89,12 +99,17 @@ def main() -> None:
     one, one_wall = train([sys.executable], 2, args.steps, runs)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     two, two_wall = train(torchrun, 1, args.steps, runs)
-    print(f"{'':28}{'1 process x 2 threads':>24}{'2 processes x 1 thread':>24}{'ratio 2p/1p':>14}")
+    sync, sync_wall = train(torchrun, 1, args.steps, runs, "--sync-bn")
+    print(f"{'':22}{'1 process x 2 threads':>22}{'2 processes x 1 thread':>24}{'ratio':>7}{'same, --sync-bn':>17}"
+          f"{'ratio':>7}")
     for label, key in (("training images/s", "images_per_sec"), ("test accuracy", "test_acc"),
                        ("training seconds", "seconds")):
-        print(f"{label:28}{one[key]:>24.4g}{two[key]:>24.4g}{two[key] / one[key]:>14.3f}")
-    print(f"{'whole command, s':28}{one_wall:>24.1f}{two_wall:>24.1f}{two_wall / one_wall:>14.3f}")
-    print(f"accuracy gap: {abs(two['test_acc'] - one['test_acc']) * 100:.2f} points (world_size {two['world_size']})")
+        print(f"{label:22}{one[key]:>22.4g}{two[key]:>24.4g}{two[key] / one[key]:>7.3f}{sync[key]:>17.4g}"
+              f"{sync[key] / one[key]:>7.3f}")
+    print(f"{'whole command, s':22}{one_wall:>22.1f}{two_wall:>24.1f}{two_wall / one_wall:>7.3f}{sync_wall:>17.1f}"
+          f"{sync_wall / one_wall:>7.3f}")
+    print(f"accuracy gap to 1 process: {abs(two['test_acc'] - one['test_acc']) * 100:.2f} points, --sync-bn "
+          f"{abs(sync['test_acc'] - one['test_acc']) * 100:.2f} (world_size {two['world_size']})")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([*torchrun, "-m", "benchmarks.bench_distributed", "--comm"], cwd=ROOT, env=env,
                          check=True, capture_output=True, text=True).stdout
@@ -102,6 +117,9 @@ def main() -> None:
     share = 1 - comm["step_without"] / comm["step_with_allreduce"]
     print(f"DDP step, resnet20, 64 images a rank: {comm['step_with_allreduce'] * 1000:.1f} ms with the gradient "
           f"all_reduce, {comm['step_without'] * 1000:.1f} ms without: communication share {share:.1%}")
+    print(f"all_reduce of the {comm['gradient_bytes'] / 2**20:.2f} MiB of gradients alone (fastest of "
+          f"{COMM_STEPS * COMM_ROUNDS}): {comm['allreduce'] * 1000:.2f} ms = "
+          f"{comm['allreduce'] / comm['step_with_allreduce']:.1%} of a step")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
