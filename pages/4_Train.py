@@ -331,6 +331,11 @@ def past_runs(current_run: str | None) -> None:
         return
     st.caption(f"{len(runs)} run(s) stored on this server, from every session (interrupted: the process training "
                "it ended early; its curves are kept).")
+    ours = {job.snapshot().run_id for job in default_runner().jobs()}
+    elsewhere = [r for r, info in runs.items() if info.status.live and r not in ours]
+    if elsewhere:
+        st.caption(f"Training now in other processes (the command line, torchrun, another machine): "
+                   f"{', '.join(f'`{r}`' for r in elsewhere)}; inspect one below to watch its curves grow.")
     c = st.columns([3, 1])
     default = [current_run] if current_run in runs else list(runs)[:1]
     picked = c[0].multiselect("Overlay runs", list(runs), default=default, format_func=lambda r: run_label(runs[r]),

@@ -17,6 +17,10 @@ test accuracy and loss; its status stays "stopped".
 
 A NaN, infinite or absurd (> 1e4) loss raises `Diverged` ("diverged at step N ... lower the learning rate").
 `stop.set()` ends the run within one block's forward or backward pass; `fit` then returns with status "stopped".
+
+Under torchrun (`replicas`, see distributed.py) every rank runs this loop on its share of each global batch.
+`checkpoint(state)` receives the state at step boundaries and `resume=state` goes on from one exactly
+(checkpoint.py): a stopped and resumed run ends with the weights of an unbroken one.
 """
 
 from __future__ import annotations

@@ -257,6 +257,8 @@ def test_the_train_page_follows_a_run_another_process_writes(tmp_path, monkeypat
         assert not at.exception
         assert any("torchrun --standalone --nproc_per_node=2 -m resnet_core train resnet20" in c.value
                    for c in at.code)
+        assert any(f"Training now in other processes (the command line, torchrun, another machine): `{run.run_id}`"
+                   in c.value for c in at.caption)
         at.selectbox(key="train_inspect").set_value(run.run_id).run()
         assert any("Written by another process: **running**" in c.value for c in at.caption)
         seen = len(_chart_steps(at))
