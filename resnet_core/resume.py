@@ -12,9 +12,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import TrainState, load_checkpoint
+from .checkpoint import CHECKPOINT, TrainState, load_checkpoint
+from .model import ResNet
 from .records import FinalRecord, Record, Status, TestRecord, record_from_dict
 from .runstore import METRICS, RunInfo, read_run
+from .train import make_optimizer
 
 RESUMABLE = (Status.STOPPED, Status.FAILED, Status.INTERRUPTED)
 
@@ -40,7 +42,21 @@ def prepare_resume(run_dir: str | Path) -> Resume:
                "learning rate)"}.get(info.status, f"it is still {info.status} (its process is alive)")
         raise ValueError(f"resume must name a stopped, failed or interrupted run; run {info.run_id}: {why}")
     state = load_checkpoint(run_dir)
+    check_fits(info, state)
     return Resume(info, state, kept_records(info.path, state))
+
+
+def check_fits(info: RunInfo, state: TrainState) -> None:
+    """A ValueError, before anything is written, when the checkpoint's model or optimizer state does not load into
+    the run's model and optimizer."""
+    model = ResNet(info.config.spec)
+    try:
+        model.load_state_dict(state.model, strict=True)
+        make_optimizer(info.config.train, model).load_state_dict(state.optimizer)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise ValueError(f"run {info.run_id}: {CHECKPOINT} does not fit the run's model and optimizer ({first})") \
+            from None
 
 
 def kept_records(run_dir: str | Path, state: TrainState) -> list[Record]:

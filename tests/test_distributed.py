@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 from torch import nn
 
 from resnet_core import runstore
-from resnet_core.checkpoint import CHECKPOINT, load_checkpoint
+from resnet_core.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from resnet_core.cli import build_parser, main
 from resnet_core.cli.train import config_from_args
 from resnet_core.config import TrainConfig
@@ -209,14 +209,21 @@ def test_runs_that_cannot_resume_are_one_line(tmp_path, capsys):
     (failed / CHECKPOINT).write_bytes(b"not a checkpoint")
     bare = _stored_run(tmp_path / "bare", Status.STOPPED)
     (bare / CHECKPOINT).unlink()
+    alien = _stored_run(tmp_path / "alien", Status.INTERRUPTED)
+    state = load_checkpoint(alien)
+    state.model = {name: value[:1] if value.dim() else value for name, value in state.model.items()}  # wrong shapes
+    save_checkpoint(alien, state)
     for run, message in ((done, "resume must name a stopped, failed or interrupted run; run done: it has finished"),
                          (tmp_path, f"run_dir must be a run folder holding config.json; {tmp_path} has none"),
                          (failed, "run failed: checkpoint.pt cannot be read (UnpicklingError)"),
-                         (bare, "run bare has no checkpoint.pt to resume from")):
+                         (bare, "run bare has no checkpoint.pt to resume from"),
+                         (alien, "run alien: checkpoint.pt does not fit the run's model and optimizer (Error(s) in "
+                                 "loading state_dict for ResNet: size mismatch")):
         assert main(["train", "--resume", str(run)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert runstore.read_run(failed).status == Status.FAILED  # nothing was touched
+    assert runstore.read_run(alien).status == Status.INTERRUPTED
     assert main(["train", "--json"]) == 2
     assert "model must be a preset name (see `list`), unless --resume" in capsys.readouterr().err
 
