@@ -365,7 +365,8 @@ def past_runs(current_run: str | None) -> None:
 
 
 def stored_live_panel(info: RunInfo) -> None:
-    """A run another process is writing: its status and curves, re-read from its folder while it is live."""
+    """A live stored run (another process may be writing it): its status and curves, re-read from its folder while
+    it is live."""
 
     def draw() -> bool:
         try:
@@ -376,8 +377,8 @@ def stored_live_panel(info: RunInfo) -> None:
         records = read_metrics(info.path)
         steps = of_kind(records, TrainRecord)
         progress = f" · step {steps[-1].step} of {steps[-1].total_steps}" if steps else ""
-        st.caption(f"Written by another process: **{state.label}**{progress}" + (f" — {state.message}"
-                                                                                 if state.message else ""))
+        note = f" — {state.message}" if state.message else ""
+        st.caption(f"Live from its run folder: **{state.label}**{progress}{note}")
         st.plotly_chart(training_curves(records), width="stretch", key="train_inspect_curves")
         return state.live
 

@@ -4,6 +4,7 @@
     runs/<run id>/metrics.jsonl  one record per line (records.py), appended and flushed
     runs/<run id>/status.json    status, message, final record, owner process; replaced atomically
     runs/<run id>/weights.pt     the final state_dict (load with weights_only=True)
+    runs/<run id>/checkpoint.pt  the state to resume from (checkpoint.py, resume.py)
 
 A "queued" or "running" folder whose owning process is gone reads as interrupted. A run written from another machine
 (a torchrun job on a shared runs folder) cannot have its process checked from here: it reads as interrupted once

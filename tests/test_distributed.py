@@ -267,7 +267,7 @@ def test_the_train_page_follows_a_run_another_process_writes(tmp_path, monkeypat
         assert any(f"Training now in other processes (the command line, torchrun, another machine): `{run.run_id}`"
                    in c.value for c in at.caption)
         at.selectbox(key="train_inspect").set_value(run.run_id).run()
-        assert any("Written by another process: **running**" in c.value for c in at.caption)
+        assert any("Live from its run folder: **running** · step " in c.value for c in at.caption)
         seen = len(_chart_steps(at))
         assert seen >= 2
         rerun_until(at, lambda a: len(_chart_steps(a)) > seen + 1)  # the curve grows as the other process trains

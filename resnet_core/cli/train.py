@@ -4,8 +4,8 @@ Without --json it shows a progress bar on stderr (step/total, loss, images/s, ti
 per epoch on stdout. With --json stdout holds only JSON: one object per epoch (the test records, see
 records.py) and last a final object with test_acc, test_loss, images_per_sec, seconds, precision,
 augment, run_dir, status, world_size and weights_sha256 (one digest per process). A run that diverges or fails
-still ends with a final object (status "diverged" or "failed", its message, test figures None, run_dir), then
-prints its error line and exits 1.
+still ends with a final object (status "diverged", "failed", or "interrupted" when another torchrun process was
+lost; its message, test figures None, run_dir), then prints its error line and exits 1.
 
 Under torchrun the same command trains data-parallel (distributed.py): rank 0 alone prints and writes the run;
 an error on any rank is one line naming it. `--resume RUN_DIR` continues a stored run from its checkpoint.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -113,6 +114,10 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         return _run_train(args)
     except BrokenPipeError:
+        raise
+    except Diverged:
+        if label and os.environ.get("RANK") != "0":
+            return 1  # the loss is summed over ranks, so every rank diverges at the same step: rank 0 says it
         raise
     except (ValueError, RuntimeError, OSError) as exc:
         if not label:
