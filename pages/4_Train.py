@@ -19,8 +19,9 @@ from resnet_core.data import DATASETS, default_data_dir, load_dataset
 from resnet_core.fence import DATA_ROOTS_ENV, check_run_data, data_roots, fenced_data_dir
 from resnet_core.format import format_bytes, format_seconds
 from resnet_core.jobs import Job, JobSnapshot, default_runner, memory_check
-from resnet_core.records import Record, Status, final_of
-from resnet_core.runstore import RunInfo, evaluate_run, metrics_csv, read_metrics, scan_runs, weights_file
+from resnet_core.launch import train_command
+from resnet_core.records import Record, Status, TrainRecord, final_of, of_kind
+from resnet_core.runstore import RunInfo, evaluate_run, metrics_csv, read_metrics, read_run, scan_runs, weights_file
 from resnet_core.settings import RunSettings, precision_warning, resolve_settings
 from resnet_core.train import Evaluation, warm_up
 from ui.charts import show_chart
@@ -61,6 +62,7 @@ WIDGETS: dict[str, Any] = dict(  # widget key -> default, from TrainConfig's def
     train_nesterov=DEFAULTS.nesterov, train_subset=0, train_augment=DEFAULTS.augment,
     train_precision=DEFAULTS.precision, train_seed=DEFAULTS.seed, train_probe_every=DEFAULTS.probe_every,
     train_channels_last=DEFAULTS.channels_last, train_device=DEFAULTS.device, train_threads=0,
+    train_processes=2,  # for the torchrun command shown (the server itself trains in one process)
     **{f"train_lr_{name}": lr for name, lr in DEFAULT_LR.items()}, **TRANSFER_WIDGETS,
 )
 
@@ -227,6 +229,22 @@ def settings_caption(choice: ModelChoice) -> None:
         st.warning(warning[0].upper() + warning[1:], icon="⚠️")
 
 
+def launch_help(choice: ModelChoice) -> None:
+    """The exact command for the current settings, for a terminal or torchrun (st.code has a copy button)."""
+    with st.expander("Run it from a terminal, on several processes"):
+        processes = st.number_input("Processes (torchrun --nproc_per_node)", 1, 64, key="train_processes",
+                                    help="data-parallel: each process takes an equal share of the batch size")
+        try:
+            command = train_command(config_from_state(choice), int(processes))
+        except ValueError as exc:
+            st.caption(f"No command for these settings: {exc}")
+            return
+        st.code(command, language="bash")
+        st.caption("Run it where the runs folder of this server is shared (`RESNET_EXPLORER_RUNS`): the run appears "
+                   "under Past runs with its status, and its curves grow there as it trains. Several machines: "
+                   "see the README.")
+
+
 def settings_text(settings: RunSettings) -> str:
     return (f"Augmentation **{settings.augment}** ({settings.augment_reason}); precision **{settings.precision}** "
             f"({settings.precision_reason}).")
@@ -330,7 +348,9 @@ def stored_evaluation(run_dir: str, weights_mtime: float):
 def run_label(info: RunInfo) -> str:
     acc = info.final.test_acc if info.final else None
     score = f" · test acc {acc:.1%}" if acc is not None else ""
-    return f"{info.run_id} · {info.config.train.dataset} · {info.status}{score}"
+    processes = info.config.distributed.world_size
+    where = f" · {processes} processes" if processes > 1 else ""
+    return f"{info.run_id} · {info.config.train.dataset} · {info.status}{where}{score}"
 
 
 def past_runs(current_run: str | None) -> None:
@@ -345,6 +365,11 @@ def past_runs(current_run: str | None) -> None:
     st.caption(f"{len(runs)} run(s) stored on this server, from every session."
                + (f" {interrupted} interrupted: the process training it ended before the run finished; its curves "
                   "are kept." if interrupted else ""))
+    ours = {job.snapshot().run_id for job in default_runner().jobs()}
+    elsewhere = [r for r, info in runs.items() if info.status.live and r not in ours]
+    if elsewhere:
+        st.caption(f"Training now in other processes (the command line, torchrun, another machine): "
+                   f"{', '.join(f'`{r}`' for r in elsewhere)}; inspect one below to watch its curves grow.")
     c = st.columns([3, 1])
     default = [current_run] if current_run in runs else list(runs)[:1]
     picked = c[0].multiselect("Overlay runs", list(runs), default=default, format_func=lambda r: run_label(runs[r]),
@@ -359,6 +384,9 @@ def past_runs(current_run: str | None) -> None:
                            run_label(runs[r]), key="train_inspect")
     if inspect != "—":
         info = runs[inspect]
+        if info.status.live:
+            stored_live_panel(info)  # written by another process (a CLI or torchrun run, another server)
+            return
         records = read_metrics(info.path)
         show_chart(training_curves(records), key="train_inspect_curves", name=run_title(info.run_id, info.config.train),
                    title=run_title(info.run_id, info.config.train), width="stretch")
@@ -372,6 +400,27 @@ def past_runs(current_run: str | None) -> None:
                 st.warning(f"Cannot re-evaluate this run: {exc}")
         results(f"Stored run {info.run_id}", str(info.path), records, info.config.settings, evaluation, images,
                 run_title(info.run_id, info.config.train))
+
+
+def stored_live_panel(info: RunInfo) -> None:
+    """A live stored run (another process may be writing it): its status and curves, re-read from its folder while
+    it is live."""
+
+    def draw() -> bool:
+        try:
+            state = read_run(info.path).state
+        except ValueError as exc:
+            st.warning(str(exc))
+            return False
+        records = read_metrics(info.path)
+        steps = of_kind(records, TrainRecord)
+        progress = f" · step {steps[-1].step} of {steps[-1].total_steps}" if steps else ""
+        note = f" — {state.message}" if state.message else ""
+        st.caption(f"Live from its run folder: **{state.label}**{progress}{note}")
+        st.plotly_chart(training_curves(records), width="stretch", key="train_inspect_curves")
+        return state.live
+
+    live_fragment(draw, True, POLL_SECONDS)
 
 
 def server_runs(shown: Job | None) -> None:
@@ -421,6 +470,7 @@ def main() -> None:
         strategies_button(config_or_none(choice))
         memory_caption(choice)
         settings_caption(choice)
+        launch_help(choice)
         if ERROR_KEY in st.session_state:
             st.error(st.session_state[ERROR_KEY], icon="⚠️")
     with right:

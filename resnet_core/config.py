@@ -65,6 +65,7 @@ class TrainConfig:
     # logging
     log_every: int = 5  # steps between train records (step 1 is always logged)
     probe_every: int = 20  # steps between probe records; 0 turns probes off
+    checkpoint_every: int = 50  # steps between checkpoints (also at every epoch's end and on a stop); see checkpoint.py
     # transfer learning (transfer.py)
     init_from: str | None = None  # a run folder, torchvision[:WEIGHTS] or a state_dict file; None: fresh weights
     finetune: str = "all"  # head | last-stage | all: what trains when init_from is set
@@ -90,6 +91,7 @@ class TrainConfig:
         check_int("seed", self.seed, 0, 2**63 - 1)
         check_int("log_every", self.log_every, 1, 1_000_000)
         check_int("probe_every", self.probe_every, 0, 1_000_000)
+        check_int("checkpoint_every", self.checkpoint_every, 1, 1_000_000)
         for name, upper in (("max_steps", 10**9), ("train_subset", 10**9), ("test_subset", 10**9),
                             ("threads", 1024), ("image_size", 512)):  # threads: this machine's cores, below
             if getattr(self, name) is not None:

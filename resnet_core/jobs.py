@@ -30,18 +30,21 @@ import traceback
 import types
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
+from .checkpoint import save_checkpoint
 from .config import TrainConfig, resolve_device
 from .data import NATIVE_SIZE, ImageData, held_bytes, train_size
+from .distributed import SINGLE, Replicas
 from .format import format_bytes
 from .presets import resolve_spec
 from .records import (
     DataFacts,
+    DistributedFacts,
     FinalRecord,
     R,
     Record,
@@ -53,6 +56,7 @@ from .records import (
     final_of,
     of_kind,
 )
+from .resume import Resume, continue_metrics
 from .runstore import CONFIG, RunWriter, create_run, read_run
 from .settings import resolve_settings
 from .summary import BYTES_PER_FLOAT, natural_input_size, summarize
@@ -338,20 +342,41 @@ def default_max_concurrent() -> int:
 
 def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: ImageData | None = None,
             on_record: Callable[[Record], None] | None = None, stop: threading.Event | None = None,
-            on_start: Callable[[RunWriter], None] | None = None, memory_budget: int | None = None) -> FitResult:
+            on_start: Callable[[RunWriter], None] | None = None, memory_budget: int | None = None,
+            replicas: Replicas = SINGLE, resume: Resume | None = None) -> FitResult:
     """One run into the store, in this thread: load data, write the run folder, train, save weights and status.
 
-    The run folder is runs_root()/<new id> unless `run_dir` is given. Raises MemoryRefused (against
-    `memory_budget`, default `default_memory_budget`) before anything is written; later errors propagate
-    after being written to the folder's status.
+    The run folder is runs_root()/<new id> unless `run_dir` is given; `resume` goes on in its stored run's folder
+    from its checkpoint, with its stored settings. Raises MemoryRefused (against `memory_budget`, default
+    `default_memory_budget`) before anything is written; later errors propagate after being written to the
+    folder's status. In a torchrun job (`replicas`) every rank trains and rank 0 alone writes.
     """
     config.validate()
     guard_memory(config, memory_budget, data)
     data = data if data is not None else load_data(config)
     model, transfer = initial_model(config, data, resolve_device(config.device))  # a bad init_from: nothing written
-    settings = resolve_settings(config)
-    writer = create_run(RunConfig(config, model.spec, DataFacts.from_dict(data.describe()), settings,
-                                  transfer=transfer), run_dir)
+    settings = resume.info.config.settings if resume else resolve_settings(config)
+    state = resume.state if resume else None
+    if not replicas.writes:  # every rank starts from the same weights and freezes the same parameters
+        try:
+            return fit(config, data=data, model=model, stop=stop, settings=settings, replicas=replicas,
+                       resume=state)
+        except RuntimeError as exc:
+            lost = replicas.peer_lost(exc)
+            if lost is None:
+                raise
+            raise lost from None
+    batch = min(config.batch_size, len(data.train_labels))
+    facts = DistributedFacts(replicas.world_size, replicas.backend, batch // replicas.world_size, replicas.sync_bn)
+    run_config = RunConfig(config, model.spec, DataFacts.from_dict(data.describe()), settings, transfer=transfer,
+                           distributed=facts)
+    if resume:
+        continue_metrics(resume.path, resume.records)
+        stored = resume.info.config
+        writer = RunWriter(resume.path, replace(run_config, run_id=stored.run_id, created=stored.created),
+                           existing=True)
+    else:
+        writer = create_run(run_config, run_dir)
     try:
         writer.set_status(Status.RUNNING)
         if on_start is not None:
@@ -362,7 +387,9 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
             if on_record is not None:
                 on_record(r)
 
-        result = fit(config, data=data, model=model, on_record=record, stop=stop, settings=settings)
+        result = fit(config, data=data, model=model, on_record=record, stop=stop, settings=settings,
+                     replicas=replicas, resume=state,
+                     checkpoint=lambda train_state: save_checkpoint(writer.path, train_state))
         writer.save_weights(result.model)
         stopped = result.status == Status.STOPPED
         writer.set_status(result.status, "stopped by the user" if stopped else "", result.final)
@@ -371,6 +398,10 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
         writer.set_status(Status.DIVERGED, str(exc))
         raise
     except BaseException as exc:
+        lost = replicas.peer_lost(exc)
+        if lost is not None:  # another process of a torchrun job ended: interrupted, resumable
+            writer.set_status(Status.INTERRUPTED, str(lost))
+            raise lost from None
         writer.set_status(Status.FAILED, describe_error(exc))
         raise
     finally:

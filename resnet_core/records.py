@@ -27,7 +27,7 @@ from typing import Any, ClassVar, TypeVar, get_type_hints
 from .config import TrainConfig
 from .settings import RunSettings
 from .spec import ModelSpec
-from .validation import is_int, shown
+from .validation import check_bool, check_choice, check_int, is_int, shown
 
 
 class Status(StrEnum):
@@ -302,6 +302,30 @@ class TransferFacts:
 
 
 @dataclass(frozen=True)
+class DistributedFacts:
+    """How many processes trained the run (torchrun) and how they shared each batch (see distributed.py)."""
+
+    world_size: int = 1
+    backend: str = ""  # gloo | nccl; "" for one process
+    per_rank_batch: int = 0  # each process's share of the global batch_size
+    sync_bn: bool = False  # BatchNorm statistics over the global batch
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DistributedFacts:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"distributed must be a JSON object; got {type(data).__name__}")
+        facts = cls(**{f.name: data.get(f.name, f.default) for f in dataclasses.fields(cls)})
+        check_int("distributed.world_size", facts.world_size, 1, 1_000_000)
+        check_int("distributed.per_rank_batch", facts.per_rank_batch, 0, 1_000_000)
+        check_choice("distributed.backend", facts.backend, ("", "gloo", "nccl"))
+        check_bool("distributed.sync_bn", facts.sync_bn)
+        return facts
+
+
+@dataclass(frozen=True)
 class RunConfig:
     train: TrainConfig  # what was asked for
     spec: ModelSpec  # the model built: the preset with its overrides and num_classes set to the data's
@@ -310,6 +334,7 @@ class RunConfig:
     run_id: str = ""  # the folder's name
     created: float = 0.0  # epoch seconds
     transfer: TransferFacts | None = None  # a run that started from other weights (train --init-from)
+    distributed: DistributedFacts = DistributedFacts()  # the processes of its latest start (one, unless torchrun)
 
     @property
     def skip(self) -> bool:
@@ -318,7 +343,8 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(train=self.train.to_dict(), spec=self.spec.to_dict(), data=self.data.to_dict(),
-                 settings=self.settings.to_dict(), run_id=self.run_id, created=self.created)
+                 settings=self.settings.to_dict(), run_id=self.run_id, created=self.created,
+                 distributed=self.distributed.to_dict())
         return d | ({"transfer": self.transfer.to_dict()} if self.transfer else {})
 
     @classmethod
@@ -346,5 +372,7 @@ class RunConfig:
         else:  # written before settings were stored: the run used what it asked for
             settings = RunSettings.as_set(train)
         transfer = TransferFacts.from_dict(data["transfer"]) if data.get("transfer") is not None else None
+        distributed = (DistributedFacts.from_dict(data["distributed"]) if "distributed" in data
+                       else DistributedFacts(per_rank_batch=train.batch_size))  # written before torchrun runs
         return cls(train, ModelSpec.from_dict(data["spec"]), DataFacts.from_dict(data["data"]), settings, run_id,
-                   float(created), transfer)
+                   float(created), transfer, distributed)

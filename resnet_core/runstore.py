@@ -4,8 +4,11 @@
     runs/<run id>/metrics.jsonl  one record per line (records.py), appended and flushed
     runs/<run id>/status.json    status, message, final record, owner process; replaced atomically
     runs/<run id>/weights.pt     the final state_dict (load with weights_only=True)
+    runs/<run id>/checkpoint.pt  the state to resume from (checkpoint.py, resume.py)
 
-A "queued" or "running" folder whose owning process is gone reads as interrupted. Its metrics stay
+A "queued" or "running" folder whose owning process is gone reads as interrupted. A run written from another machine
+(a torchrun job on a shared runs folder) cannot have its process checked from here: it reads as interrupted once
+neither its status nor its metrics have changed for REMOTE_SILENCE seconds. Its metrics stay
 readable: a half-written or invalid line is skipped. Everything read here is validated (see records.py).
 """
 
@@ -15,6 +18,7 @@ import dataclasses
 import itertools
 import json
 import os
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +48,7 @@ from .validation import is_int, shown
 
 RUNS_ENV = "RESNET_EXPLORER_RUNS"
 CONFIG, METRICS, STATUS, WEIGHTS = "config.json", "metrics.jsonl", "status.json", "weights.pt"
+REMOTE_SILENCE = 900.0  # seconds without news after which another machine's live run reads as interrupted
 
 
 def runs_root() -> Path:
@@ -81,9 +86,18 @@ class RunInfo:
 
 
 class RunWriter:
-    """Writes one run folder: config first, then records as they come, then weights and status."""
+    """Writes one run folder: config first, then records as they come, then weights and status.
 
-    def __init__(self, path: str | Path, config: RunConfig) -> None:
+    `existing=True` goes on writing a run folder (a resumed run, see resume.py): its config.json is replaced by
+    `config`, whose run id and creation time are kept, and records are appended to its metrics."""
+
+    def __init__(self, path: str | Path, config: RunConfig, *, existing: bool = False) -> None:
+        if existing:
+            self.path, self.run_id, self.config = Path(path), Path(path).name, config
+            _write_json(self.path / CONFIG, config.to_dict())
+            self._metrics = open(self.path / METRICS, "a", encoding="utf-8")
+            self.set_status(Status.QUEUED)
+            return
         self.path = check_run_dir(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -106,6 +120,7 @@ class RunWriter:
     def set_status(self, status: Status, message: str = "", final: FinalRecord | None = None) -> None:
         _write_json(self.path / STATUS, dict(status=status.value, message=message,
                                              final=final.to_dict() if final else None, pid=os.getpid(),
+                                             host=socket.gethostname(),
                                              proc_start=_process_start(os.getpid()), updated=time.time()))
 
     def save_weights(self, model: torch.nn.Module) -> None:
@@ -164,7 +179,13 @@ def _read_status(path: Path) -> tuple[RunState, FinalRecord | None]:
     if not isinstance(message, str):
         raise ValueError(f"message must be text; got {shown(message)}")
     final = FinalRecord.from_dict(raw["final"]) if raw.get("final") is not None else None
-    if status.live and not _owner_alive(raw.get("pid"), raw.get("proc_start")):
+    host = raw.get("host")
+    if status.live and isinstance(host, str) and host != socket.gethostname():
+        silent = time.time() - max(f.stat().st_mtime for f in (path / STATUS, path / METRICS) if f.is_file())
+        if silent > REMOTE_SILENCE:
+            status, message = Status.INTERRUPTED, (f"no news from its machine {shown(host)} for "
+                                                   f"{silent / 60:.0f} minutes")
+    elif status.live and not _owner_alive(raw.get("pid"), raw.get("proc_start")):
         status, message = Status.INTERRUPTED, "the process running it ended before the run finished"
     return RunState(status, message), final
 

@@ -17,6 +17,10 @@ test accuracy and loss; its status stays "stopped".
 
 A NaN, infinite or absurd (> 1e4) loss raises `Diverged` ("diverged at step N ... lower the learning rate").
 `stop.set()` ends the run within one block's forward or backward pass; `fit` then returns with status "stopped".
+
+Under torchrun (`replicas`, see distributed.py) every rank runs this loop on its share of each global batch.
+`checkpoint(state)` receives the state at step boundaries and `resume=state` goes on from one exactly
+(checkpoint.py): a stopped and resumed run ends with the weights of an unbroken one.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import TrainState
 from .config import TrainConfig, resolve_device
 from .data import NATIVE_SIZE, ImageData, augment, normalize, prepare
+from .distributed import SINGLE, Replicas
 from .model import ResNet
 from .presets import resolve_spec
 from .probes import Probes
@@ -82,6 +88,10 @@ class FitResult:
 
 class _StopRequested(Exception):
     pass
+
+
+def _sums() -> dict[str, float]:
+    return dict(loss=0.0, correct=0, images=0, seconds=0.0)
 
 
 _SEED_LOCK = threading.Lock()  # torch's global RNG seeds model init; one run at a time may use it
@@ -159,13 +169,16 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 
 def fit(config: TrainConfig, *, data: ImageData | None = None, model: ResNet | None = None,
         on_record: Callable[[Record], None] | None = None,
-        stop: threading.Event | None = None, settings: RunSettings | None = None) -> FitResult:
+        stop: threading.Event | None = None, settings: RunSettings | None = None, replicas: Replicas = SINGLE,
+        resume: TrainState | None = None, checkpoint: Callable[[TrainState], None] | None = None) -> FitResult:
     """Train one model as `config` says; report every record through `on_record`.
 
     `data` defaults to `load_data(config)` and `model` to `initial_model` (a fresh seeded model of the config's
     spec, loaded from config.init_from if set); pass either to reuse them: a passed model is trained in place.
     `stop` is polled inside every block's forward and backward pass. Raises `Diverged` on a NaN/inf loss and
     ValueError on a bad config.
+    `replicas`: this process's place in a torchrun job (distributed.py); `resume` goes on from a checkpoint;
+    `checkpoint(state)` is called every `config.checkpoint_every` steps, at epoch ends and on a stop.
     """
     config.validate()
     device = resolve_device(config.device)
@@ -179,14 +192,17 @@ def fit(config: TrainConfig, *, data: ImageData | None = None, model: ResNet | N
         torch.set_num_threads(config.threads)
     try:
         settings = settings or resolve_settings(config)
-        return _Trainer(config, settings, data, model, device, on_record, stop or threading.Event()).run()
+        return _Trainer(config, settings, data, model, device, on_record, stop or threading.Event(), replicas,
+                        resume, checkpoint).run()
     finally:
         torch.set_num_threads(threads_before)
 
 
 class _Trainer:
     def __init__(self, config: TrainConfig, settings: RunSettings, data: ImageData, model: ResNet,
-                 device: torch.device, on_record: Callable[[Record], None] | None, stop: threading.Event) -> None:
+                 device: torch.device, on_record: Callable[[Record], None] | None, stop: threading.Event,
+                 replicas: Replicas, resume: TrainState | None,
+                 checkpoint: Callable[[TrainState], None] | None) -> None:
         self.config, self.settings, self.data, self.model, self.device = config, settings, data, model, device
         self.stop = stop
         self.on_record = on_record
@@ -194,17 +210,28 @@ class _Trainer:
         self.train_x = data.train_images.to(device)
         self.train_y = data.train_labels.to(device)
         self.batch = min(config.batch_size, len(self.train_y))
+        replicas.check_batch(self.batch)
+        self.replicas, self.checkpoint = replicas, checkpoint
+        self.net = replicas.prepare(model)  # what runs forward: the model, or its DistributedDataParallel wrapper
         self.steps_per_epoch = steps_per_epoch(config, len(self.train_y))
         self.total = total_steps(config, len(self.train_y))
         self.optimizer = make_optimizer(config, model)
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.probes = Probes(model, config.probe_every)
+        self.probes = Probes(model, config.probe_every if replicas.writes else 0)
         self.evaluation: Evaluation | None = None
         self.tested_at: int | None = None  # the step of the last test evaluation
-        self.epoch_sum = dict(loss=0.0, correct=0, images=0, seconds=0.0)
+        self.epoch_sum = _sums()
+        self.window = _sums()
+        self.order: Tensor | None = None  # the current epoch's batch order
+        self.boundary_rng = self.generator.get_state()  # the generator at the last step boundary
+        self.boundary_buffers: list[Tensor] = []  # BatchNorm statistics there (a stopped forward moves them)
         self.step = 0
         self.train_seconds = 0.0
+        self.elapsed_before = 0.0  # wall clock of the run's earlier parts (a resumed run)
         self.eval_seconds: list[float] = []
+        if resume is not None:
+            self._restore(resume)
+        self._keep_buffers()
 
     def emit(self, record: Record) -> None:
         self.records.append(record)
@@ -212,15 +239,20 @@ class _Trainer:
             self.on_record(record)
 
     def run(self) -> FitResult:
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() - self.elapsed_before
         status = Status.FINISHED
         try:
             with self._stop_hooks():
                 while self.step < self.total:
                     self._epoch()
                     self._test()
+                    self._checkpoint()
         except _StopRequested:
             status = Status.STOPPED
+            with torch.no_grad():  # the model as it was after its last step
+                for buffer, kept in zip(self.model.buffers(), self.boundary_buffers):
+                    buffer.copy_(kept)
+            self._checkpoint()
             if self.step > 0 and self.tested_at != self.step:
                 self._test(stoppable=False)  # a stopped run is still measured on the test set
         finally:
@@ -232,7 +264,11 @@ class _Trainer:
 
     @contextlib.contextmanager
     def _stop_hooks(self) -> Iterator[None]:
-        """Stop is polled before every block's forward pass and at every block's gradient."""
+        """Stop is polled before every block's forward pass and at every block's gradient (in one process; ranks
+        of a torchrun job agree on stopping once a step, in `step_totals`)."""
+        if self.replicas.distributed:
+            yield
+            return
         blocks = [block for stage in self.model.stages() for block in stage]
         hooks = [block.register_forward_pre_hook(self._check_stop) for block in blocks]
         hooks += [block.register_forward_hook(self._check_stop_in_backward) for block in blocks]
@@ -251,29 +287,34 @@ class _Trainer:
             out.register_hook(self._check_stop)
 
     def _epoch(self) -> None:
-        cfg, model = self.config, self.model
+        cfg, model, replicas = self.config, self.model, self.replicas
         model.train()
-        order = torch.randperm(len(self.train_y), generator=self.generator).to(self.device)
-        window = dict(loss=0.0, correct=0, images=0, seconds=0.0)
-        epoch_sum = self.epoch_sum = dict(loss=0.0, correct=0, images=0, seconds=0.0)
-        for i in range(self.steps_per_epoch):
+        first = self.step % self.steps_per_epoch  # > 0 only when resuming mid-epoch
+        if first == 0 or self.order is None:
+            self.order = torch.randperm(len(self.train_y), generator=self.generator).to(self.device)
+            self.epoch_sum = _sums()
+        order, window, epoch_sum = self.order, self.window, self.epoch_sum
+        for i in range(first, self.steps_per_epoch):
             if self.step >= self.total:
                 break
             tick = time.perf_counter()
             idx = order[i * self.batch:(i + 1) * self.batch]
             images = self.train_x[idx]
-            if self.settings.crop:
+            if self.settings.crop:  # the global batch's augmentation, so every rank draws alike
                 images = augment(images, self.generator, pad=cfg.pad, flip=self.settings.flip)
-            x = normalize(images, self.data.mean, self.data.std, cfg.channels_last)
-            y = self.train_y[idx]
+            x = normalize(replicas.shard(images), self.data.mean, self.data.std, cfg.channels_last)
+            y = replicas.shard(self.train_y[idx])
             lr = lr_at(cfg, self.step, self.total)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             probing = self.probes.arm(self.step + 1)
             with self._autocast():
-                logits = model(x)
+                logits = self.net(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            loss_value = loss.item()
+            loss_value, correct, images_seen, stop = replicas.step_totals(
+                loss, (logits.argmax(1) == y).sum(), len(y), replicas.distributed and self.stop.is_set())
+            if stop:
+                raise _StopRequested
             if not loss_value < DIVERGED_LOSS:  # also catches NaN
                 raise Diverged(self.step + 1, loss_value, lr)
             self.optimizer.zero_grad(set_to_none=True)
@@ -281,19 +322,48 @@ class _Trainer:
             probe = self.probes.collect() if probing else None
             self.optimizer.step()
             self.step += 1
+            self.boundary_rng = self.generator.get_state()
+            self._keep_buffers()
             seconds = time.perf_counter() - tick
             self.train_seconds += seconds
-            correct = int((logits.argmax(1) == y).sum())
             for acc in (window, epoch_sum):
-                acc["loss"] += loss_value * len(y)
+                acc["loss"] += loss_value * images_seen
                 acc["correct"] += correct
-                acc["images"] += len(y)
+                acc["images"] += images_seen
                 acc["seconds"] += seconds
             if self.step == 1 or self.step % cfg.log_every == 0 or self.step == self.total:
                 self.emit(self._train_record(window, lr))
-                window = dict(loss=0.0, correct=0, images=0, seconds=0.0)
+                window.update(_sums())
             if probe is not None:
                 self.emit(ProbeRecord(**self._where(), **probe))
+            if self.step % cfg.checkpoint_every == 0 and i < self.steps_per_epoch - 1 and self.step < self.total:
+                self._checkpoint()  # an epoch's last step is checkpointed after its test, in `run`
+
+    def _keep_buffers(self) -> None:
+        self.boundary_buffers = [buffer.detach().clone() for buffer in self.model.buffers()]
+
+    def _checkpoint(self) -> None:
+        if self.checkpoint is None or self.order is None:
+            return
+        self.checkpoint(TrainState(
+            step=self.step, model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
+            order=self.order.cpu(), generator=self.boundary_rng, epoch_sum=dict(self.epoch_sum),
+            window=dict(self.window), tested_at=self.tested_at, train_seconds=self.train_seconds,
+            elapsed=time.perf_counter() - self.start, eval_seconds=list(self.eval_seconds)))
+
+    def _restore(self, state: TrainState) -> None:
+        if len(state.order) != len(self.train_y):
+            raise ValueError(f"resume: the checkpoint's epoch covers {len(state.order)} training images, the data "
+                             f"now hold {len(self.train_y)}; the run's data set has changed")
+        self.model.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.generator.set_state(state.generator)
+        self.boundary_rng = state.generator
+        self.order = state.order.to(self.device)
+        self.step, self.tested_at = state.step, state.tested_at
+        self.epoch_sum, self.window = dict(state.epoch_sum), dict(state.window)
+        self.train_seconds, self.elapsed_before = state.train_seconds, state.elapsed
+        self.eval_seconds = list(state.eval_seconds)
 
     def _where(self) -> dict[str, Any]:
         return dict(step=self.step, epoch=round(self.step / self.steps_per_epoch, 4),
@@ -313,9 +383,13 @@ class _Trainer:
         return (self.total - self.step) * per_step + evals_left * per_eval
 
     def _test(self, stoppable: bool = True) -> None:
-        cfg = self.config
+        cfg, replicas = self.config, self.replicas
+        if replicas.distributed:
+            stoppable = False  # a stop is agreed on between steps, never inside one rank's evaluation
+        replicas.sync_buffers(self.model)
         ev = evaluate(self.model, self.data, batch_size=max(256, cfg.batch_size), precision=self.settings.precision,
-                      channels_last=cfg.channels_last, limit=cfg.test_subset, stop=self.stop if stoppable else None)
+                      channels_last=cfg.channels_last, limit=cfg.test_subset, stop=self.stop if stoppable else None,
+                      replicas=replicas)
         self.evaluation, self.tested_at = ev, self.step
         self.eval_seconds.append(ev.seconds)
         e = self.epoch_sum
@@ -342,10 +416,11 @@ class _Trainer:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageData, *, split: str = "test", batch_size: int = 500,
              precision: str = "fp32", channels_last: bool = False, limit: int | None = None,
-             stop: threading.Event | None = None) -> Evaluation:
+             stop: threading.Event | None = None, replicas: Replicas = SINGLE) -> Evaluation:
     """Loss, accuracy, predictions and confusion matrix of `model` (in eval mode) on a split of `data`.
 
-    Runs on the device of the model's parameters; the model is left in eval mode.
+    Runs on the device of the model's parameters; the model is left in eval mode. In a torchrun job each rank
+    evaluates its share of the images and every rank returns the sums over all of them.
     """
     if split not in ("test", "train"):
         raise ValueError(f"split must be test or train; got {split!r}")
@@ -353,6 +428,8 @@ def evaluate(model: nn.Module, data: ImageData, *, split: str = "test", batch_si
     labels = data.test_labels if split == "test" else data.train_labels
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
+    share = replicas.test_share(len(labels))
+    images, labels = images[share], labels[share]
     device = next(model.parameters()).device
     model.eval()
     tick = time.perf_counter()
@@ -367,6 +444,9 @@ def evaluate(model: nn.Module, data: ImageData, *, split: str = "test", batch_si
         total_loss += float(F.cross_entropy(logits, y, reduction="sum"))
         predictions.append(logits.argmax(1).cpu())
     pred = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.int64)
+    if replicas.distributed:
+        total_loss = float(replicas.sum_tensor(torch.tensor([total_loss], dtype=torch.float64, device=device)))
+        pred, labels = replicas.gather(pred), replicas.gather(labels)
     k = data.num_classes
     confusion = torch.bincount(labels * k + pred, minlength=k * k).view(k, k)
     n = max(1, len(labels))

@@ -146,9 +146,11 @@ def test_run_config_and_spec_round_trip():
     written_before_settings = fixture_config()
     written_before_settings["train"]["augment"] = "crop+flip"  # its True, as the modes name it now
     written_before_settings["train"] |= dict(init_from=None, finetune="all", backbone_lr_scale=1.0)  # fresh weights
+    written_before_settings["train"]["checkpoint_every"] = TrainConfig().checkpoint_every  # the default since then
     assert config.to_dict() == written_before_settings | {"settings": dict(
         augment="crop+flip", augment_reason="set in the run's config", precision="fp32",
-        precision_reason="set in the run's config")}
+        precision_reason="set in the run's config"), "distributed": dict(  # one process, before torchrun runs
+        world_size=1, backend="", per_rank_batch=written_before_settings["train"]["batch_size"], sync_bn=False)}
     other = RunConfig(TrainConfig(model="resnext50_32x4d", overrides=dict(layers=(1, 2), groups=4), optimizer="adamw",
                                   lr=1e-3, schedule="multistep", milestones=(0.3, 0.6, 0.9), image_size=64,
                                   max_steps=10, threads=2),
