@@ -22,6 +22,7 @@ import pandas as pd
 
 from .config import TrainConfig
 from .data import DATASETS
+from .degradation_status import write_queued
 from .jobs import Job, JobRunner, execute, run_state
 from .presets import HE2015, PRESETS
 from .records import FinalRecord, Record, RunState, TestRecord, TrainRecord, final_of, new_run_id, of_kind
@@ -124,6 +125,7 @@ def start(config: DegradationConfig, runner: JobRunner, owner: str = "",
     configs = config.validate().train_configs()
     group_id = new_group_id()
     dirs = run_dirs(group_id, configs, root)
+    write_queued(group_id, configs, root)  # a net stopped while queued gets no folder: this file still names it
     jobs: dict[str, Job] = {}
     try:
         for name, train_config in configs.items():
@@ -278,8 +280,8 @@ def describe(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
     tested = sorted((n for n, s in summaries.items() if s.get("test_acc") is not None),
                     key=lambda n: (nets[n]["skip"], nets[n]["depth"]))
     if tested:
-        lines.append("Test error: " + ", ".join(f"{n} {100 * (1 - summaries[n]['test_acc']):.1f}%" for n in tested)
-                     + ".")
+        lines.append("Test accuracy (last evaluation): "
+                     + ", ".join(f"{n} {100 * summaries[n]['test_acc']:.1f}%" for n in tested) + ".")
     return lines
 
 

@@ -7,14 +7,46 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 LOG_FLOOR = 1e-300  # below any float64 value a measurement can produce; keeps log10 finite
 
 
-def log_dtick(values: Sequence[float]) -> int | str:
-    """Powers of ten (about 8 labels) when the data span more than three decades, else also 2 and 5."""
+def log_axis(values: Sequence[float]) -> dict:
+    """Properties of a log axis over `values`, so that it always carries several labelled ticks: powers of ten in
+    exponent format (about 8) over two decades or more; 1, 2 and 5 × 10^k over one to two; evenly spaced round
+    values over less than one decade (a loss from 1.5 to 2.3 gets 1.6, 1.8, 2, 2.2)."""
     magnitudes = [abs(v) for v in values if v and math.isfinite(v)]
-    decades = math.log10(max(magnitudes) / min(magnitudes)) if magnitudes else 0.0
-    return max(1, math.ceil(decades / 8)) if decades > 3 else "D2"
+    axis: dict = dict(type="log", exponentformat="power")
+    if not magnitudes:
+        return axis
+    low, high = min(magnitudes), max(magnitudes)
+    decades = math.log10(high / low)
+    if decades >= 2:
+        return dict(axis, dtick=max(1, math.ceil(decades / 8)))
+    if decades >= 1:
+        ticks = [m * 10.0**k for k in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+                 for m in (1, 2, 5)]
+    else:
+        step = _round_step((high - low) / 4) if high > low else _round_step(low / 2)
+        ticks = [i * step for i in range(math.floor(low / step), math.ceil(high / step) + 1) if i > 0]
+    ticks = [float(f"{t:.6g}") for t in ticks if low / 1.05 <= t <= high * 1.05] or [float(f"{low:.3g}")]
+    return dict(axis, tickmode="array", tickvals=ticks, ticktext=[tick_text(t) for t in ticks])
+
+
+def _round_step(raw: float) -> float:
+    """The 1, 2 or 5 × 10^k nearest above `raw`."""
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def tick_text(value: float) -> str:
+    """1, 0.02, 500 in full; 2×10⁻⁵ and 5×10⁶ beyond."""
+    if 1e-3 <= value < 1e4:
+        return f"{value:.4g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    power = "10" + str(int(exponent)).translate(SUPERSCRIPTS)
+    return power if mantissa == "1" else f"{mantissa}×{power}"
 
 
 def positive(values: Sequence[float | None]) -> list[float | None]:
