@@ -84,10 +84,12 @@ def train_page() -> AppTest:
 
 
 def signal_flow_page() -> AppTest:
-    """The Signal flow page with small settings in its first two tabs (the third reads the stored runs)."""
+    """The Signal flow page open on its "During training" tab, which reads the stored runs (only the open tab is
+    computed), with small settings in the other two."""
     at = AppTest.from_file(str(PAGES / "5_Signal_flow.py"), default_timeout=180)
     at.session_state["flow_blocks"] = 5
     at.session_state["model_choice"] = SMALL_MODEL
+    at.session_state["flow_tab"] = "During training"
     at.run()
     assert not at.exception
     return at
@@ -112,7 +114,12 @@ def test_signal_flow_page_measures_and_finds_vanishing(runs_root):
     at.button(key="flow_try_No BatchNorm, sigmoid, normal(0.05)").click().run()
     assert not at.exception and at.session_state["flow_activation"] == "sigmoid"
     assert "vanish" in text(at)
-    assert "resnet56" in text(at) or "layer1.0" in text(at)  # the whole-model tab measured too
+    assert "layer1.0" not in text(at)  # the whole-model tab is measured only when it is opened
+    at.session_state["flow_tab"] = "A whole model"
+    at.run()
+    assert not at.exception and "layer1.0" in text(at) and "Gradient-norm spread" not in text(at)  # one tab drawn
+    at.session_state["flow_tab"] = "During training"
+    at.run()
     assert "No run with probes yet" in "\n".join(i.value for i in at.info)
 
 
@@ -136,7 +143,7 @@ def test_degradation_page_runs_four_nets_and_lesion_and_heatmap_pages_read_them(
     assert "Final train loss" in text(at)
 
     flow = AppTest.from_file(str(PAGES / "5_Signal_flow.py"), default_timeout=180)
-    flow.session_state["flow_blocks"] = 5
+    flow.session_state["flow_tab"] = "During training"
     flow.run()
     assert not flow.exception
     heatmap = next(c for c in charts(flow) if any(t["type"] == "heatmap" for t in c["data"]))
