@@ -194,7 +194,8 @@ def test_a_run_of_the_first_format_shows_on_train_signal_flow_and_lesion(old_run
 
     lesion = lesion_page()
     assert lesion.multiselect(key="lesion_runs").value == [OLD_RUN]
-    assert lesion.multiselect(key="lesion_runs").options == ["resnet20-fix1 · residual · test acc 12.0%"]
+    assert lesion.multiselect(key="lesion_runs").options == [
+        "resnet20-fix1 · residual · final test acc 12.0% on 50 images"]
     lesion.button(key="lesion_start").click().run()
     rerun_until(lesion, lambda a: "intact" in text(a), 120, 0.5)
     assert f"**{OLD_RUN}** (residual): intact" in text(lesion)  # its weights loaded and evaluated
@@ -219,8 +220,10 @@ def test_malformed_run_folders_leave_the_pages_working(old_run, broken_runs):
 
     lesion = lesion_page()
     assert set(lesion.multiselect(key="lesion_runs").options) == {
-        "resnet20-fix1 · residual · test acc 12.0%", "degradation-fix2-resnet8 · residual · test acc 12.0%"}
-    assert lesion.multiselect(key="lesion_runs").value == [f"{GROUP}-resnet8"]  # the newest degradation group's
+        "resnet20-fix1 · residual · final test acc 12.0% on 50 images",
+        "degradation-fix2-resnet8 · residual · final test acc 12.0% on 50 images"}
+    assert len(lesion.multiselect(key="lesion_runs").value) == 1  # only residual runs: the newest one
+    assert "Only residual runs are stored" in lesion.info[0].value
 
     degr = AppTest.from_file(str(PAGES / "6_Degradation.py"), default_timeout=60).run()
     assert not degr.exception
