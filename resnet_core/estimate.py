@@ -3,9 +3,7 @@
 `time_run` builds the run's model on its own data, times TIMED_STEPS optimizer steps after one warm-up step
 and one evaluation of up to EVAL_SAMPLE of the run's test images, and scales them to the run: steps × step time
 + evaluations × evaluation time per image × test images (the trainer evaluates at each epoch's end and at the
-end of the budget). Model building,
-data loading and the probes are not included; the page states that, and the README compares the estimate
-with a real run.
+end of the budget). Model building, data loading and the probes are not included, and the page says so.
 """
 
 from __future__ import annotations
