@@ -185,11 +185,11 @@ def results_panel() -> None:
                 st.progress(p.fraction, text=p.text())
         st.caption(group_text(group["names"], progress))
         rows = []
-        for name in group["names"]:
+        for name, net_state in zip(group["names"], progress):
             summary = summaries.get(name, {})
             status = state[name].label if state[name] else "not started"
             acc = summary.get("test_acc")
-            rows.append({"net": name, "status": status, "step": (summary.get("steps") or [0])[-1],
+            rows.append({"net": name, "status": status, "step": net_state.step,
                          "final train loss": summary.get("final_train_loss"),
                          "test accuracy %": None if acc is None else round(100 * acc, 1)})
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
@@ -205,10 +205,11 @@ def results_panel() -> None:
 
 def reference_panel() -> None:
     rows = degradation.reference_rows()
-    st.dataframe(pd.DataFrame([{"net": r["name"], "params": r["params"],
-                                "test accuracy %": round(100 - r["test_error"], 2), "test error %": r["test_error"]}
-                               for r in rows]), hide_index=True, width="stretch")
-    st.caption(f"CIFAR-10 test error as published, and test accuracy = 100 − error. Source: {rows[0]['source']}. "
+    st.dataframe(pd.DataFrame([{"net": r["name"], "params": r["params"], "error %": r["test_error"],
+                                "acc. %": round(100 - r["test_error"], 2)} for r in rows]),
+                 hide_index=True, width="stretch")
+    st.caption(f"CIFAR-10 test error as published (error %) and the test accuracy it means (acc. % = 100 − error). "
+               f"Source: {rows[0]['source']}. "
                + degradation.PLAIN_REFERENCE
                + " The paper trains 64k iterations "
                "of batch 128 on 32×32 CIFAR-10 with augmentation; the runs here are far shorter, so compare the "

@@ -17,6 +17,7 @@ from ui.widgets import skipped_runs_note
 setup_page("Lesion study")
 
 TASK_KEY = "lesion_task"  # {"key": (run ids, limit), "task": BackgroundRows}
+TEST_IMAGES = [100, 250, 500, 1000, 2000]  # the choices of the "Test images" slider
 
 
 def finished_runs() -> tuple[dict[str, RunInfo], list[SkippedRun]]:
@@ -59,7 +60,7 @@ if note := lesion_notes.kinds_note(runs.values()):
 c = st.columns([4, 1, 1])
 chosen = c[0].multiselect("Trained runs", list(runs), key="lesion_runs", max_selections=4,
                           format_func=lambda rid: lesion_notes.run_label(runs[rid]))
-limit = c[1].select_slider("Test images", [100, 250, 500, 1000, 2000], value=250, key="lesion_limit",
+limit = c[1].select_slider("Test images", TEST_IMAGES, value=250, key="lesion_limit",
                            help="each deletion is one evaluation on this many test images")
 start = c[2].button("Run the lesion study", type="primary", disabled=not chosen, key="lesion_start")
 key = (tuple(chosen), limit)
@@ -89,7 +90,7 @@ def results() -> bool:
         for r in measured:
             st.markdown("- " + lesion.describe(lesion.LesionResult(**r)))
             if r["name"] in runs:
-                st.caption(lesion_notes.compare_with_stored(r, runs[r["name"]]))
+                st.caption(lesion_notes.compare_with_stored(r, runs[r["name"]], TEST_IMAGES))
                 chance_warning(r["name"], r["baseline_acc"])
         st.caption(f"Source of the method: {lesion.VEIT2016}.")
     if done and job["key"] != key:

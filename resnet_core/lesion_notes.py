@@ -5,7 +5,7 @@ lesion study to mean anything. Every number comes from the run store or from the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .records import short_label
@@ -66,8 +66,9 @@ def chance_warning(name: str, acc: float, num_classes: int) -> str | None:
             "train it longer first.")
 
 
-def compare_with_stored(row: Mapping[str, Any], info: RunInfo) -> str:
-    """The intact accuracy measured now beside the run's own final test, and why they differ when they do."""
+def compare_with_stored(row: Mapping[str, Any], info: RunInfo, choices: Sequence[int] = ()) -> str:
+    """The intact accuracy measured now beside the run's own final test, and why they differ when they do;
+    `choices` are the test-image counts the page offers (a hint names the run's own count when it is one)."""
     acc, images = row["baseline_acc"], row["test_images"]
     text = f"Intact accuracy measured now: {acc:.1%} on the first {images} test images"
     stored = stored_test(info)
@@ -78,9 +79,10 @@ def compare_with_stored(row: Mapping[str, Any], info: RunInfo) -> str:
     text += f"; the run's own final test{stop}: {stored_acc:.1%} on its first {stored_images} test images"
     if images != stored_images:
         se = 100 * math.sqrt(max(acc * (1 - acc), 1e-12) / min(images, stored_images))
+        hint = (f"; set “Test images” to {stored_images} to measure on the run's own images"
+                if stored_images in choices else "")
         return (text + f". They are measured on different numbers of test images, so they differ by sampling (one "
-                f"standard error on {min(images, stored_images)} images is about {se:.1f} points); set “Test "
-                f"images” to {stored_images} to measure on the run's own images.")
+                f"standard error on {min(images, stored_images)} images is about {se:.1f} points){hint}.")
     if abs(acc - stored_acc) * images < 0.5:  # the same count of correct predictions
         return text + ": the same images, the same accuracy."
     return (text + f". The same images but a different accuracy: this measurement ({acc:.1%}, fp32) and the run's "

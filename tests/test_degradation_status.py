@@ -83,6 +83,11 @@ def test_stop_says_what_was_queued_what_ran_and_what_never_started(runs_root):
     table = at.dataframe[0].value.set_index("net")
     assert table.loc["plain8", "test accuracy %"] == round(100 * stopped.final.test_acc, 1)
 
+    assert table.loc["plain8", "step"] == stopped.final.steps
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    (test_point,) = [t for t in figure["data"] if t["xaxis"] == "x3"]  # its evaluation at the stop
+    assert values(test_point["x"]) == [stopped.final.steps] <= [figure["layout"]["xaxis3"]["range"][1]]
+
     again = page()  # another session, after a reload: the queued file still names the four
     assert "Queued: plain8, plain14, resnet8, resnet14." in captions(again)
     assert "Not started (stopped while queued): plain14, resnet8, resnet14." in captions(again)

@@ -24,7 +24,8 @@ def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
     Each run maps to {"skip": bool, "depth": int, "train": DataFrame(step, loss),
     "test": DataFrame(step, loss, acc)}. The deeper net of each kind is drawn solid, the shallower dashed.
     """
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test accuracy (%)"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test accuracy (%)"),
+                        horizontal_spacing=0.09)
     depths = sorted({r["depth"] for r in runs.values()})
     for name, run in runs.items():
         line = dict(color=path_colour(run["skip"]), dash="solid" if run["depth"] == depths[-1] else "dash")
@@ -34,7 +35,8 @@ def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
         for col, values in ((2, test.loss), (3, 100 * test.acc)):
             fig.add_trace(go.Scatter(x=test.step, y=values, name=name, showlegend=False, mode="lines+markers",
                                      line=line, legendgroup=name), row=1, col=col)
-    last = max([int(run["train"].step.max()) for run in runs.values() if len(run["train"])] or [1])
+    last = max([int(run[kind].step.max()) for run in runs.values() for kind in ("train", "test") if len(run[kind])]
+               or [1])
     fig.update_xaxes(title_text="step", range=[0, last * 1.03])  # from step 0, so one point still has ticks
     losses = [v for run in runs.values() for v in run["train"].loss]
     fig.update_yaxes(title_text="train loss (log)", row=1, col=1, **log_axis(losses))
