@@ -187,9 +187,8 @@ def results_panel() -> None:
         rows = []
         for name, net_state in zip(group["names"], progress):
             summary = summaries.get(name, {})
-            status = state[name].label if state[name] else "not started"
             acc = summary.get("test_acc")
-            rows.append({"net": name, "status": status, "step": net_state.step,
+            rows.append({"net": name, "status": net_state.label, "step": net_state.step,
                          "final train loss": summary.get("final_train_loss"),
                          "test accuracy %": None if acc is None else round(100 * acc, 1)})
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

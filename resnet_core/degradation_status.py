@@ -48,9 +48,13 @@ def read_queued(group_id: str, root: str | Path | None = None) -> list[str] | No
     return list(dict.fromkeys(nets))
 
 
+NOT_STARTED = "not started (stopped while queued)"
+
+
 @dataclass(frozen=True)
 class NetProgress:
     name: str
+    label: str  # "running", "queued (queue position 2)", NOT_STARTED, …
     status: Status | None  # None: no job and no folder (stopped while queued, in another session)
     step: int  # optimizer steps done
     total: int | None  # steps planned (None until the first train record, unless estimated)
@@ -64,10 +68,7 @@ class NetProgress:
 
     def text(self) -> str:
         """"plain20: running, step 130 of 600, about 40 s left"."""
-        status = self.status.value if self.status else "not started"
-        if self.status == Status.STOPPED and self.step == 0:
-            status = "stopped before it started"
-        parts = [f"{self.name}: {status}"]
+        parts = [f"{self.name}: {self.label}"]
         if self.step:
             parts.append(f"step {self.step} of {self.total}" if self.total else f"step {self.step}")
         if self.status is not None and self.status.live and self.seconds_left is not None:
@@ -84,15 +85,17 @@ def net_progress(name: str, state: RunState | None, records: Sequence[Record],
     train = of_kind(records, TrainRecord)
     final = final_of(records)
     if final is not None:
-        return NetProgress(name, status, final.steps, train[-1].total_steps if train else final.steps, 0.0)
+        return NetProgress(name, state.label if state else final.status, status, final.steps,
+                           train[-1].total_steps if train else final.steps, 0.0)
     if train:
         last = train[-1]
         left = last.eta_sec if status is not None and status.live else 0.0
-        return NetProgress(name, status, last.step, last.total_steps, left)
+        return NetProgress(name, state.label, status, last.step, last.total_steps, left)
     if status is not None and status.live:
-        return NetProgress(name, status, 0, estimate["steps"] if estimate else None,
+        return NetProgress(name, state.label, status, 0, estimate["steps"] if estimate else None,
                            estimate["seconds"] if estimate else None)
-    return NetProgress(name, status, 0, None, 0.0)
+    never = status is None or status == Status.STOPPED  # stopped with no record: it never trained a step
+    return NetProgress(name, NOT_STARTED if never else state.label, status, 0, None, 0.0)
 
 
 def seconds_left(progress: Iterable[NetProgress]) -> float | None:
@@ -107,14 +110,13 @@ def group_text(queued: Sequence[str], progress: Sequence[NetProgress]) -> str:
     """"Queued: a, b, c, d. Finished: a. Stopped: b at step 130 of 600. Not started: c, d." from the states."""
     by_status: dict[str, list[str]] = {}
     for p in progress:
-        if p.status is None or (p.status == Status.STOPPED and p.step == 0):
-            by_status.setdefault("not started (stopped while queued)", []).append(p.name)
+        if p.label == NOT_STARTED:
+            by_status.setdefault(NOT_STARTED, []).append(p.name)
         elif p.status in (Status.STOPPED, Status.INTERRUPTED, Status.RUNNING) and p.step:
             of = f" of {p.total}" if p.total else ""
             by_status.setdefault(p.status.value, []).append(f"{p.name} at step {p.step}{of}")
         else:
             by_status.setdefault(p.status.value, []).append(p.name)
-    order = ["finished", "running", "queued", "stopped", "interrupted", "diverged", "failed",
-             "not started (stopped while queued)"]
+    order = ["finished", "running", "queued", "stopped", "interrupted", "diverged", "failed", NOT_STARTED]
     parts = [f"{status.capitalize()}: {', '.join(by_status[status])}" for status in order if status in by_status]
     return f"Queued: {', '.join(queued)}. " + ("; ".join(parts) + "." if parts else "")

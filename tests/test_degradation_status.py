@@ -84,6 +84,7 @@ def test_stop_says_what_was_queued_what_ran_and_what_never_started(runs_root):
     assert table.loc["plain8", "test accuracy %"] == round(100 * stopped.final.test_acc, 1)
 
     assert table.loc["plain8", "step"] == stopped.final.steps
+    assert table.status.tolist() == ["stopped"] + ["not started (stopped while queued)"] * 3
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     (test_point,) = [t for t in figure["data"] if t["xaxis"] == "x3"]  # its evaluation at the stop
     assert values(test_point["x"]) == [stopped.final.steps] <= [figure["layout"]["xaxis3"]["range"][1]]
@@ -122,7 +123,7 @@ def test_progress_and_group_text_from_states_and_records(tmp_path):
     never = net_progress("resnet20", RunState(Status.STOPPED, "stopped before it started"), [])
     assert (running.fraction, running.seconds_left) == (130 / 600, 40.0)
     assert running.text() == "plain20: running, step 130 of 600, about 40 s left"
-    assert queued.text() == "plain56: queued, about 5 min 00 s left (estimated)"
+    assert queued.text() == "plain56: queued (queue position 1), about 5 min 00 s left (estimated)"
     assert seconds_left([running, queued, never]) == 340.0
     assert seconds_left([running, net_progress("resnet56", RunState(Status.QUEUED), [])]) is None  # no estimate
     assert group_text(["plain20", "plain56", "resnet20"], [running, queued, never]) == (
