@@ -107,7 +107,8 @@ def seconds_left(progress: Iterable[NetProgress]) -> float | None:
 
 
 def group_text(queued: Sequence[str], progress: Sequence[NetProgress]) -> str:
-    """"Queued: a, b, c, d. Finished: a. Stopped: b at step 130 of 600. Not started: c, d." from the states."""
+    """"Queued together: a, b, c, d. Finished: a; Stopped: b at step 130 of 600; Not started (…): c, d." from the
+    states (a net still waiting for its turn is "waiting in the queue")."""
     by_status: dict[str, list[str]] = {}
     for p in progress:
         if p.label == NOT_STARTED:
@@ -118,5 +119,7 @@ def group_text(queued: Sequence[str], progress: Sequence[NetProgress]) -> str:
         else:
             by_status.setdefault(p.status.value, []).append(p.name)
     order = ["finished", "running", "queued", "stopped", "interrupted", "diverged", "failed", NOT_STARTED]
-    parts = [f"{status.capitalize()}: {', '.join(by_status[status])}" for status in order if status in by_status]
-    return f"Queued: {', '.join(queued)}. " + ("; ".join(parts) + "." if parts else "")
+    names = {"queued": "waiting in the queue"}
+    parts = [f"{names.get(status, status).capitalize()}: {', '.join(by_status[status])}"
+             for status in order if status in by_status]
+    return f"Queued together: {', '.join(queued)}. " + ("; ".join(parts) + "." if parts else "")

@@ -75,7 +75,7 @@ def test_stop_says_what_was_queued_what_ran_and_what_never_started(runs_root):
     rerun_until(at, lambda a: a.dataframe and "running" not in set(a.dataframe[0].value.status), 60, 0.3)
     at.run()
     text = captions(at)
-    assert "Queued: plain8, plain14, resnet8, resnet14." in text
+    assert "Queued together: plain8, plain14, resnet8, resnet14." in text
     assert "Stopped: plain8 at step" in text
     assert "Not started (stopped while queued): plain14, resnet8, resnet14." in text
     # a stopped run is still evaluated: its accuracy in % in the table, as the run stored it
@@ -90,7 +90,7 @@ def test_stop_says_what_was_queued_what_ran_and_what_never_started(runs_root):
     assert values(test_point["x"]) == [stopped.final.steps] <= [figure["layout"]["xaxis3"]["range"][1]]
 
     again = page()  # another session, after a reload: the queued file still names the four
-    assert "Queued: plain8, plain14, resnet8, resnet14." in captions(again)
+    assert "Queued together: plain8, plain14, resnet8, resnet14." in captions(again)
     assert "Not started (stopped while queued): plain14, resnet8, resnet14." in captions(again)
 
 
@@ -127,7 +127,8 @@ def test_progress_and_group_text_from_states_and_records(tmp_path):
     assert seconds_left([running, queued, never]) == 340.0
     assert seconds_left([running, net_progress("resnet56", RunState(Status.QUEUED), [])]) is None  # no estimate
     assert group_text(["plain20", "plain56", "resnet20"], [running, queued, never]) == (
-        "Queued: plain20, plain56, resnet20. Running: plain20 at step 130 of 600; Queued: plain56; "
+        "Queued together: plain20, plain56, resnet20. Running: plain20 at step 130 of 600; Waiting in the queue: "
+        "plain56; "
         "Not started (stopped while queued): resnet20.")
     for bad in ("[1, 2]", '{"nets": ["rm -rf"]}', '{"nets": []}', "{{{"):
         queued_file("g", tmp_path).write_text(bad)
