@@ -10,7 +10,7 @@ import streamlit as st
 from resnet_core import degradation
 from resnet_core.data import DATASETS
 from resnet_core.degradation_status import group_text, net_progress, read_queued, seconds_left
-from resnet_core.estimate import time_run
+from resnet_core.estimate import time_runs
 from resnet_core.format import format_seconds
 from resnet_core.jobs import BackgroundRows, Job, default_runner
 from resnet_core.records import RunState
@@ -82,8 +82,8 @@ def estimate_task(config: degradation.DegradationConfig | None) -> BackgroundRow
         if current is not None:
             current["task"].cancel()
         configs, threads = config.train_configs(), default_runner().threads_per_run
-        task = BackgroundRows(lambda name: dict(name=name, **time_run(configs[name], threads).to_dict()),
-                              list(configs))
+        task = BackgroundRows(lambda _: {name: e.to_dict() for name, e in time_runs(configs, threads).items()},
+                              ["the four nets"])
         st.session_state[ESTIMATE_KEY] = current = dict(key=config, task=task)
     return current["task"]
 
@@ -94,12 +94,14 @@ def expected_time(task: BackgroundRows | None) -> None:
         if error:
             st.caption(f"No time estimate: {error}")
         elif not done:
-            st.caption(f"Expected time: timing a step of each net on this machine… ({len(rows)} of {task.total})")
+            st.caption("Expected time: timing a few steps of each net on this machine…")
         else:
-            total = sum(r["seconds"] for r in rows)
-            nets = ", ".join(f"{r['name']} {format_seconds(r['seconds'])}" for r in rows)
+            estimates = rows[0]
+            total = sum(e["seconds"] for e in estimates.values())
+            nets = ", ".join(f"{name} {format_seconds(e['seconds'])}" for name, e in estimates.items())
             st.markdown(f"**Expected time: about {format_seconds(total)}** for the four, one after another ({nets}).")
-            st.caption(f"Each net: {rows[0]['steps']} steps × its own step time and {rows[0]['evaluations']} "
+            first = next(iter(estimates.values()))
+            st.caption(f"Each net: {first['steps']} steps × its own step time and {first['evaluations']} "
                        f"evaluations × its own evaluation time, both timed here just now (load average "
                        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); model building and data loading are "
                        "not included, and other runs on this server slow it down.")
@@ -173,7 +175,8 @@ def results_panel() -> None:
         summaries = {name: degradation.summarize_records(r) for name, r in records.items() if r}
         nets = {name: degradation.parse_net(name) for name in group["names"]}
         task = group.get("estimate")
-        estimates = {r["name"]: r for r in task.snapshot()[0]} if task else {}
+        timed = task.snapshot()[0] if task else []
+        estimates = timed[0] if timed else {}
         progress = [net_progress(name, state[name], records[name], estimates.get(name)) for name in group["names"]]
         live = [p for p in progress if p.status is not None and p.status.live]
         if live:
