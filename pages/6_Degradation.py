@@ -9,7 +9,7 @@ import streamlit as st
 
 from resnet_core import degradation
 from resnet_core.data import DATASETS
-from resnet_core.degradation_status import group_text, net_progress, read_queued, seconds_left
+from resnet_core.degradation_status import group_text, net_progress, overall, read_queued
 from resnet_core.estimate import time_runs
 from resnet_core.format import format_seconds
 from resnet_core.jobs import BackgroundRows, Job, default_runner
@@ -166,7 +166,7 @@ def results_panel() -> None:
     if not group or chosen != group["id"]:
         group = dict(id=chosen, names=read_queued(chosen) or list(stored.get(chosen, {})), jobs={})
     if stored.get(chosen):
-        st.caption("Settings: " + degradation.config_of_group(stored[chosen]).describe().split(": ", 1)[1])
+        st.caption("Settings: " + degradation.config_of_group(stored[chosen]).settings_text())
 
     def draw() -> bool:
         state = states(group)
@@ -178,12 +178,9 @@ def results_panel() -> None:
         timed = task.snapshot()[0] if task else []
         estimates = timed[0] if timed else {}
         progress = [net_progress(name, state[name], records[name], estimates.get(name)) for name in group["names"]]
-        live = [p for p in progress if p.status is not None and p.status.live]
-        if live:
-            left = seconds_left(progress)
-            done = sum(p.fraction for p in progress) / len(progress)
-            st.progress(done, text=f"Overall: {len(progress) - len(live)} of {len(progress)} nets done"
-                        + (f" · about {format_seconds(left)} left" if left is not None else ""))
+        if any(p.status is not None and p.status.live for p in progress):
+            done, text = overall(progress)
+            st.progress(done, text=text)
             for p in progress:
                 st.progress(p.fraction, text=p.text())
         st.caption(group_text(group["names"], progress))

@@ -94,8 +94,11 @@ class DegradationConfig:
 
     def describe(self) -> str:
         """What is run, in one sentence for the page and the CLI."""
-        names = ", ".join(self.nets())
-        return (f"{names}: width {self.width}, {self.image_size}×{self.image_size} `{self.dataset}` images"
+        return f"{', '.join(self.nets())}: {self.settings_text()}"
+
+    def settings_text(self) -> str:
+        """The settings the four nets share, without their names."""
+        return (f"width {self.width}, {self.image_size}×{self.image_size} `{self.dataset}` images"
                 f"{' with crop+flip augmentation' if self.augment else ' without augmentation'}, {self.steps} SGD "
                 f"steps of batch {self.batch_size} (one-cycle, peak lr {self.lr:g}, nesterov momentum 0.9, "
                 f"weight decay 5e-4), "

@@ -106,6 +106,15 @@ def seconds_left(progress: Iterable[NetProgress]) -> float | None:
     return math.fsum(p.seconds_left for p in live)
 
 
+def overall(progress: Sequence[NetProgress]) -> tuple[float, str]:
+    """The whole group's share done and its line: "Overall: 1 of 4 nets done · about 3 min 10 s left"."""
+    live = [p for p in progress if p.status is not None and p.status.live]
+    left = seconds_left(progress)
+    text = f"Overall: {len(progress) - len(live)} of {len(progress)} nets done" + (
+        f" · about {format_seconds(left)} left" if left is not None else "")
+    return sum(p.fraction for p in progress) / max(1, len(progress)), text
+
+
 def group_text(queued: Sequence[str], progress: Sequence[NetProgress]) -> str:
     """"Queued together: a, b, c, d. Finished: a; Stopped: b at step 130 of 600; Not started (…): c, d." from the
     states (a net still waiting for its turn is "waiting in the queue")."""

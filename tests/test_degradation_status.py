@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import degradation
-from resnet_core.degradation_status import group_text, net_progress, queued_file, read_queued, seconds_left
+from resnet_core.degradation_status import group_text, net_progress, overall, queued_file, read_queued, seconds_left
 from resnet_core.estimate import time_run
 from resnet_core.records import RunState, Status, TrainRecord
 from resnet_core.runstore import list_runs
@@ -125,6 +125,8 @@ def test_progress_and_group_text_from_states_and_records(tmp_path):
     assert running.text() == "plain20: running, step 130 of 600, about 40 s left"
     assert queued.text() == "plain56: queued (queue position 1), about 5 min 00 s left (estimated)"
     assert seconds_left([running, queued, never]) == 340.0
+    assert overall([running, queued, never]) == pytest.approx(
+        ((130 / 600 + 0 + 0) / 3, "Overall: 1 of 3 nets done · about 5 min 40 s left"))
     assert seconds_left([running, net_progress("resnet56", RunState(Status.QUEUED), [])]) is None  # no estimate
     assert group_text(["plain20", "plain56", "resnet20"], [running, queued, never]) == (
         "Queued together: plain20, plain56, resnet20. Running: plain20 at step 130 of 600; Waiting in the queue: "
