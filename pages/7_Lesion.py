@@ -36,9 +36,9 @@ def finished_runs() -> tuple[dict[str, RunInfo], list[SkippedRun]]:
     return runs, skipped
 
 
-def chance_warning(name: str, acc: float | None) -> None:
+def chance_warning(name: str, acc: float, what: str = "intact accuracy") -> None:
     final = runs[name].final
-    warning = lesion_notes.chance_warning(name, acc, len(final.classes)) if acc is not None and final else None
+    warning = lesion_notes.chance_warning(name, acc, len(final.classes), what) if final else None
     if warning:
         st.warning(warning, icon="⚠️")
 
@@ -70,7 +70,8 @@ if start:
 job = st.session_state.get(TASK_KEY)
 if not job or job["key"] != key:  # before a study, from the runs' own final tests
     for rid in chosen:
-        chance_warning(rid, (lesion_notes.stored_test(runs[rid]) or (None,))[0])
+        if stored := lesion_notes.stored_test(runs[rid]):
+            chance_warning(rid, stored[0], "final test accuracy (stored)")
 
 
 def results() -> bool:

@@ -55,13 +55,13 @@ def chance(num_classes: int) -> float:
     return 1.0 / num_classes
 
 
-def chance_warning(name: str, acc: float, num_classes: int) -> str | None:
-    """A warning when `acc` is below NEAR_CHANCE × chance: deleting blocks of a net that has learnt next to
-    nothing cannot show which blocks matter."""
+def chance_warning(name: str, acc: float, num_classes: int, what: str = "intact accuracy") -> str | None:
+    """A warning when `acc` (`what`: the intact accuracy measured now, or the run's stored final test) is below
+    NEAR_CHANCE × chance: deleting blocks of a net that has learnt next to nothing cannot show which matter."""
     level = chance(num_classes)
     if acc >= NEAR_CHANCE * level:
         return None
-    return (f"{name}: intact accuracy {acc:.1%} is near chance ({level:.1%} = 1/{num_classes} classes; below "
+    return (f"{name}: {what} {acc:.1%} is near chance ({level:.1%} = 1/{num_classes} classes; below "
             f"{NEAR_CHANCE:g}× chance): this net has learnt too little for its lesion study to mean anything — "
             "train it longer first.")
 

@@ -70,7 +70,8 @@ def test_page_preselects_both_kinds_labels_the_stored_test_and_warns_near_chance
     assert all(f"final test acc {acc:.1%} on 64 images" in lesion_notes.run_label(runs[rid])
                for rid, (acc, _) in stored.items())
     near = [rid for rid, (acc, _) in stored.items() if acc < 0.2]  # 10 synthetic classes: chance is 10%
-    assert near and len([w for w in at.warning if "near chance" in w.value]) == len(near)
+    warned = [w.value for w in at.warning if "near chance" in w.value]
+    assert near and len(warned) == len(near) and all("final test accuracy (stored)" in w for w in warned)
     at.select_slider(key="lesion_limit").set_value(100).run()
     at.button(key="lesion_start").click().run()
     rerun_until(at, lambda a: sum("Intact accuracy measured now" in c.value for c in a.caption) == 4, 60, 0.3)
