@@ -142,4 +142,5 @@ def test_log_axes_label_powers_of_ten_or_several_round_values():
     assert wide["type"] == "log" and wide["exponentformat"] == "power" and wide["dtick"] == 5  # 33 decades / 8
     assert log_axis([1.5, 2.3])["ticktext"] == ["1.6", "1.8", "2", "2.2", "2.4"]  # a loss over a few hundred steps
     assert log_axis([0.01, 0.5])["ticktext"] == ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]
-    assert log_axis([2e-5, 3e-5])["ticktext"] == ["2×10⁻⁵", "2.5×10⁻⁵", "3×10⁻⁵"]
+    assert log_axis([0.569, 2.6])["ticktext"] == ["1", "1.5", "2", "2.5"]  # activation std of a ResNet-56
+    assert log_axis([2e-5, 3e-5])["ticktext"] == ["2×10⁻⁵", "2.2×10⁻⁵", "2.4×10⁻⁵", "2.6×10⁻⁵", "2.8×10⁻⁵", "3×10⁻⁵"]

@@ -27,16 +27,19 @@ def log_axis(values: Sequence[float]) -> dict:
         ticks = [m * 10.0**k for k in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
                  for m in (1, 2, 5)]
     else:
-        step = _round_step((high - low) / 4) if high > low else _round_step(low / 2)
-        ticks = [i * step for i in range(math.floor(low / step), math.ceil(high / step) + 1) if i > 0]
+        ticks = _round_ticks(low / 1.05, high * 1.05)
     ticks = [float(f"{t:.6g}") for t in ticks if low / 1.05 <= t <= high * 1.05] or [float(f"{low:.3g}")]
     return dict(axis, tickmode="array", tickvals=ticks, ticktext=[tick_text(t) for t in ticks])
 
 
-def _round_step(raw: float) -> float:
-    """The 1, 2 or 5 × 10^k nearest above `raw`."""
-    power = 10.0 ** math.floor(math.log10(raw))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+def _round_ticks(low: float, high: float, least: int = 4) -> list[float]:
+    """Multiples of the largest step of 1, 2 or 5 × 10^k that puts at least `least` of them in [low, high]."""
+    top = math.floor(math.log10(high))
+    for step in (m * 10.0**k for k in range(top, top - 6, -1) for m in (5, 2, 1)):
+        ticks = [i * step for i in range(math.ceil(low / step), math.floor(high / step) + 1) if i > 0]
+        if len(ticks) >= least:
+            return ticks
+    return [low, high]
 
 
 def tick_text(value: float) -> str:
