@@ -140,7 +140,10 @@ def test_progress_and_group_text_from_states_and_records(tmp_path):
 def test_log_axes_label_powers_of_ten_or_several_round_values():
     wide = log_axis([3.6e-35, 1.2e-2])
     assert wide["type"] == "log" and wide["exponentformat"] == "power" and wide["dtick"] == 5  # 33 decades / 8
-    assert log_axis([1.5, 2.3])["ticktext"] == ["1.6", "1.8", "2", "2.2", "2.4"]  # a loss over a few hundred steps
+    loss = log_axis([1.5, 2.3])  # a loss over a few hundred steps: labelled from just below to just above
+    assert loss["ticktext"] == ["1.4", "1.6", "1.8", "2", "2.2", "2.4"]
+    assert 10 ** loss["range"][0] < 1.4 and 10 ** loss["range"][1] > 2.4
     assert log_axis([0.01, 0.5])["ticktext"] == ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]
-    assert log_axis([0.569, 2.6])["ticktext"] == ["1", "1.5", "2", "2.5"]  # activation std of a ResNet-56
+    assert log_axis([0.569, 2.6])["ticktext"] == ["0.5", "1", "1.5", "2", "2.5", "3"]  # a ResNet-56's activation std
+    assert log_axis([1.0, 1.0])["ticktext"] == ["0.94", "0.96", "0.98", "1", "1.02", "1.04", "1.06"]
     assert log_axis([2e-5, 3e-5])["ticktext"] == ["2×10⁻⁵", "2.2×10⁻⁵", "2.4×10⁻⁵", "2.6×10⁻⁵", "2.8×10⁻⁵", "3×10⁻⁵"]
