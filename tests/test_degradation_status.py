@@ -145,5 +145,6 @@ def test_log_axes_label_powers_of_ten_or_several_round_values():
     assert 10 ** loss["range"][0] < 1.4 and 10 ** loss["range"][1] > 2.4
     assert log_axis([0.01, 0.5])["ticktext"] == ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]
     assert log_axis([0.569, 2.6])["ticktext"] == ["0.5", "1", "1.5", "2", "2.5", "3"]  # a ResNet-56's activation std
-    assert log_axis([1.0, 1.0])["ticktext"] == ["0.94", "0.96", "0.98", "1", "1.02", "1.04", "1.06"]
+    assert log_axis([1.0, 1.0])["ticktext"] == ["0.98", "0.99", "1", "1.01", "1.02"]
+    assert log_axis([2.29, 2.36])["ticktext"] == ["2.28", "2.3", "2.32", "2.34", "2.36"]
     assert log_axis([2e-5, 3e-5])["ticktext"] == ["2×10⁻⁵", "2.2×10⁻⁵", "2.4×10⁻⁵", "2.6×10⁻⁵", "2.8×10⁻⁵", "3×10⁻⁵"]

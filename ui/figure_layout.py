@@ -21,8 +21,8 @@ def log_axis(values: Sequence[float]) -> dict:
     if not magnitudes:
         return axis
     low, high = min(magnitudes), max(magnitudes)
-    if high / low < 1.1:  # (nearly) one value: label a few round values around it
-        low, high = low / 1.05, high * 1.05
+    if high / low < 1.01:  # (nearly) one value: label a few round values around it
+        low, high = low / 1.02, high * 1.02
     decades = math.log10(high / low)
     if decades >= 2:
         return dict(axis, dtick=max(1, math.ceil(decades / 8)))
@@ -44,8 +44,9 @@ def _round_ticks(low: float, high: float, least: int = 4) -> list[float]:
     the one just below `low` to the one just above `high`."""
     top = math.floor(math.log10(high))
     for step in (m * 10.0**k for k in range(top, top - 6, -1) for m in (5, 2, 1)):
-        if math.floor(high / step) - math.ceil(low / step) + 1 >= least:
-            return [i * step for i in range(math.floor(low / step), math.ceil(high / step) + 1) if i > 0]
+        first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)  # 2.36 / 0.02 is 117.99…
+        if last - first + 1 >= least:
+            return [i * step for i in range(first - (first * step > low), last + (last * step < high) + 1) if i > 0]
     return [low, high]
 
 
