@@ -5,6 +5,7 @@ with Signal flow carry several labelled ticks."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,10 @@ from streamlit.testing.v1 import AppTest
 from resnet_core import degradation
 from resnet_core.degradation_status import group_text, net_progress, overall, queued_file, read_queued, seconds_left
 from resnet_core.estimate import time_run
+from resnet_core.jobs import BackgroundRows
 from resnet_core.records import RunState, Status, TrainRecord
 from resnet_core.runstore import list_runs
-from tests.conftest import rerun_until
+from tests.conftest import rerun_until, wait_until
 from tests.test_flow_pages import values
 from ui.figure_layout import log_axis
 
@@ -148,3 +150,20 @@ def test_log_axes_label_powers_of_ten_or_several_round_values():
     assert log_axis([1.0, 1.0])["ticktext"] == ["0.98", "0.99", "1", "1.01", "1.02"]
     assert log_axis([2.29, 2.36])["ticktext"] == ["2.28", "2.3", "2.32", "2.34", "2.36"]
     assert log_axis([2e-5, 3e-5])["ticktext"] == ["2×10⁻⁵", "2.2×10⁻⁵", "2.4×10⁻⁵", "2.6×10⁻⁵", "2.8×10⁻⁵", "3×10⁻⁵"]
+
+
+def test_a_cancelled_estimate_computes_no_further_rows():
+    started, release = threading.Event(), threading.Event()
+
+    def slow(item: int) -> dict:
+        started.set()
+        release.wait(10)
+        return dict(item=item)
+
+    task = BackgroundRows(slow, [1, 2, 3])
+    started.wait(10)
+    task.cancel()  # the settings changed while the first row was being computed
+    release.set()
+    wait_until(lambda: task.snapshot()[1], 10)
+    rows, done, error = task.snapshot()
+    assert done and error is None and rows == [dict(item=1)]
