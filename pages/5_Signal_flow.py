@@ -164,18 +164,18 @@ def training_tab() -> None:
     live_fragment(draw, any(runs[r].status.live for r in chosen), 2.0)
 
 
+TABS = {"Plain vs residual stacks": stacks_tab, "A whole model": model_tab, "During training": training_tab}
 init_state()
 st.title("Signal flow")
 st.caption("Every number here is measured on this machine when you change a setting. Tutorials say gradients "
            "\"decay exponentially\" in deep plain nets; with BatchNorm in train mode the measurement says otherwise "
            "— look, then find the settings under which they do vanish.")
-tabs = st.tabs(["Plain vs residual stacks", "A whole model", "During training"])
-with tabs[0]:
-    stacks_tab()
-with tabs[1]:
-    model_tab()
-with tabs[2]:
-    training_tab()
+# on_change="rerun": only the open tab is computed (ResNet-56 and its twin are measured when that tab opens)
+tabs = st.tabs(list(TABS), key="flow_tab", on_change="rerun")
+for tab, draw_tab in zip(tabs, TABS.values()):
+    if tab.open:
+        with tab:
+            draw_tab()
 
 
 quick_check("Signal flow")

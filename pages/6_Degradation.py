@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import streamlit as st
 
 from resnet_core import degradation
 from resnet_core.data import DATASETS
-from resnet_core.jobs import Job, default_runner
+from resnet_core.degradation_status import group_text, net_progress, overall, read_queued
+from resnet_core.estimate import time_runs
+from resnet_core.format import format_seconds
+from resnet_core.jobs import BackgroundRows, Job, default_runner
 from resnet_core.records import RunState
 from resnet_core.runstore import read_metrics
 from ui.experiment_figures import degradation_figure
@@ -19,7 +24,8 @@ from ui.widgets import session_owner
 setup_page("Degradation")
 
 DEFAULT = degradation.DegradationConfig()
-GROUP_KEY = "degr_group"  # the group shown: {"id": group id, "names": [...], "jobs": {name: job id}}
+GROUP_KEY = "degr_group"  # the group shown: {"id", "names": [...], "jobs": {name: job id}, "estimate": its task}
+ESTIMATE_KEY = "degr_estimate"  # {"key": DegradationConfig, "task": BackgroundRows of the nets' timed estimates}
 
 
 def init_state() -> None:
@@ -33,7 +39,7 @@ def init_state() -> None:
         stored = degradation.list_groups()
         if stored:
             group_id, runs = next(iter(stored.items()))
-            st.session_state[GROUP_KEY] = dict(id=group_id, names=list(runs), jobs={})
+            st.session_state[GROUP_KEY] = dict(id=group_id, names=read_queued(group_id) or list(runs), jobs={})
 
 
 def config_from_widgets() -> degradation.DegradationConfig:
@@ -68,9 +74,48 @@ def controls() -> degradation.DegradationConfig | None:
     return config
 
 
+def estimate_task(config: degradation.DegradationConfig | None) -> BackgroundRows | None:
+    """The nets of `config` timed on this machine in the background, once per configuration."""
+    if config is None:
+        return None
+    current = st.session_state.get(ESTIMATE_KEY)
+    if current is None or current["key"] != config:
+        if current is not None:
+            current["task"].cancel()
+        configs, threads = config.train_configs(), default_runner().threads_per_run
+        task = BackgroundRows(lambda _: {name: e.to_dict() for name, e in time_runs(configs, threads).items()},
+                              ["the four nets"])
+        st.session_state[ESTIMATE_KEY] = current = dict(key=config, task=task)
+    return current["task"]
+
+
+def expected_time(task: BackgroundRows | None) -> None:
+    def draw() -> bool:
+        rows, done, error = task.snapshot()
+        if error:
+            st.caption(f"No time estimate: {error}")
+        elif not done:
+            st.caption("Expected time: timing a few steps of each net on this machine…")
+        else:
+            estimates = rows[0]
+            total = sum(e["seconds"] for e in estimates.values())
+            nets = ", ".join(f"{name} {format_seconds(e['seconds'])}" for name, e in estimates.items())
+            st.markdown(f"**Expected time: about {format_seconds(total)}** for the four, one after another ({nets}).")
+            first = next(iter(estimates.values()))
+            st.caption(f"Each net: {first['steps']} steps × its own step time and {first['evaluations']} "
+                       f"evaluations × its own evaluation time, both timed here just now (load average "
+                       f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); model building and data loading are "
+                       "not included, and other runs on this server slow it down.")
+        return not done
+
+    if task is not None:
+        live_fragment(draw, not task.snapshot()[1], 1.0)
+
+
 def start_buttons(config: degradation.DegradationConfig | None) -> None:
     group = st.session_state.get(GROUP_KEY)
     jobs = live_jobs(group)
+    task = None if jobs else estimate_task(config)
     c = st.columns([1, 1, 4])
     if c[0].button("Start the four runs", type="primary", disabled=config is None or bool(jobs), key="degr_start"):
         try:
@@ -79,7 +124,7 @@ def start_buttons(config: degradation.DegradationConfig | None) -> None:
             st.error(str(exc), icon="⚠️")
         else:
             st.session_state[GROUP_KEY] = dict(id=group_id, names=list(started),
-                                               jobs={name: job.id for name, job in started.items()})
+                                               jobs={name: job.id for name, job in started.items()}, estimate=task)
             st.session_state["degr_shown"] = group_id
             st.rerun()
     if c[1].button("Stop", disabled=not jobs, key="degr_stop"):
@@ -87,6 +132,8 @@ def start_buttons(config: degradation.DegradationConfig | None) -> None:
             job.stop()
     runner = default_runner()
     running, queued = runner.load()
+    with c[2]:
+        expected_time(task)
     c[2].caption(f"Job runner (shared by all sessions): {running} running, {queued} queued, at most "
                  f"{runner.max_concurrent} at a time.")
 
@@ -112,13 +159,15 @@ def results_panel() -> None:
     group = st.session_state.get(GROUP_KEY)
     options = list(dict.fromkeys(([group["id"]] if group else []) + list(stored)))
     if not options:
-        st.info("No degradation runs yet: press “Start the four runs”.")
+        st.info("No degradation runs yet. Press “Start the four runs”: the nets named above under “What runs” "
+                "train one after another in the background, with the expected time shown next to the button; "
+                "their curves, a table and a verdict from the numbers appear here as they train.")
         return
     chosen = st.selectbox("Runs shown", options, key="degr_shown")
     if not group or chosen != group["id"]:
-        group = dict(id=chosen, names=list(stored.get(chosen, {})), jobs={})
+        group = dict(id=chosen, names=read_queued(chosen) or list(stored.get(chosen, {})), jobs={})
     if stored.get(chosen):
-        st.caption("What was run: " + degradation.config_of_group(stored[chosen]).describe())
+        st.caption("Settings: " + degradation.config_of_group(stored[chosen]).settings_text())
 
     def draw() -> bool:
         state = states(group)
@@ -126,12 +175,23 @@ def results_panel() -> None:
         records = {name: read_metrics(dirs[name]) for name in group["names"]}
         summaries = {name: degradation.summarize_records(r) for name, r in records.items() if r}
         nets = {name: degradation.parse_net(name) for name in group["names"]}
+        task = group.get("estimate")
+        timed = task.snapshot()[0] if task else []
+        estimates = timed[0] if timed else {}
+        progress = [net_progress(name, state[name], records[name], estimates.get(name)) for name in group["names"]]
+        if any(p.status is not None and p.status.live for p in progress):
+            done, text = overall(progress)
+            st.progress(done, text=text)
+            for p in progress:
+                st.progress(p.fraction, text=p.text())
+        st.caption(group_text(group["names"], progress))
         rows = []
-        for name in group["names"]:
+        for name, net_state in zip(group["names"], progress):
             summary = summaries.get(name, {})
-            status = state[name].label if state[name] else "not started"
-            rows.append(dict(net=name, status=status, step=(summary.get("steps") or [0])[-1],
-                             final_train_loss=summary.get("final_train_loss"), test_acc=summary.get("test_acc")))
+            acc = summary.get("test_acc")
+            rows.append({"net": name, "status": net_state.label, "step": net_state.step,
+                         "final train loss": summary.get("final_train_loss"),
+                         "test accuracy %": None if acc is None else round(100 * acc, 1)})
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         curves = {name: dict(skip=nets[name]["skip"], depth=nets[name]["depth"], **degradation.curves(r))
                   for name, r in records.items() if r}
@@ -145,9 +205,12 @@ def results_panel() -> None:
 
 def reference_panel() -> None:
     rows = degradation.reference_rows()
-    st.dataframe(pd.DataFrame([{"net": r["name"], "params": r["params"], "test error %": r["test_error"]}
-                               for r in rows]), hide_index=True, width="stretch")
-    st.caption(f"CIFAR-10 test error of the ResNets. Source: {rows[0]['source']}. " + degradation.PLAIN_REFERENCE
+    st.dataframe(pd.DataFrame([{"net": r["name"], "params": r["params"], "error %": r["test_error"],
+                                "acc. %": round(100 - r["test_error"], 2)} for r in rows]),
+                 hide_index=True, width="stretch")
+    st.caption(f"CIFAR-10 test error as published (error %) and the test accuracy it means (acc. % = 100 − error). "
+               f"Source: {rows[0]['source']}. "
+               + degradation.PLAIN_REFERENCE
                + " The paper trains 64k iterations "
                "of batch 128 on 32×32 CIFAR-10 with augmentation; the runs here are far shorter, so compare the "
                "ordering of the curves, not the error levels.")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from resnet_core import degradation, lesion
+from resnet_core import degradation, lesion, lesion_notes
 from resnet_core.fence import check_run_data
 from resnet_core.jobs import BackgroundRows
-from resnet_core.records import Status, short_label
-from resnet_core.runstore import RunInfo, SkippedRun, newest_plain_and_residual, scan_runs
+from resnet_core.records import Status
+from resnet_core.runstore import RunInfo, SkippedRun, scan_runs
 from ui.experiment_figures import lesion_figure
 from ui.live import live_fragment
 from ui.page import setup_page
@@ -18,6 +18,7 @@ from ui.widgets import skipped_runs_note
 setup_page("Lesion study")
 
 TASK_KEY = "lesion_task"  # {"key": (run ids, limit), "task": BackgroundRows}
+TEST_IMAGES = [100, 250, 500, 1000, 2000]  # the choices of the "Test images" slider
 
 
 def finished_runs() -> tuple[dict[str, RunInfo], list[SkippedRun]]:
@@ -36,19 +37,11 @@ def finished_runs() -> tuple[dict[str, RunInfo], list[SkippedRun]]:
     return runs, skipped
 
 
-def default_choice(runs: dict[str, RunInfo]) -> list[str]:
-    """The newest degradation group's nets, else the newest plain and the newest residual run."""
-    for group in degradation.list_groups().values():
-        picks = [info.run_id for info in group.values() if info.run_id in runs]
-        if picks:
-            return picks
-    return [r.run_id for r in newest_plain_and_residual(runs.values())]
-
-
-def label(run: RunInfo) -> str:
-    kind = "residual" if run.skip else "plain"
-    acc = run.final.test_acc if run.final else None
-    return f"{short_label(run.run_id)} · {kind}" + (f" · test acc {acc:.1%}" if acc is not None else "")
+def chance_warning(name: str, acc: float, what: str = "intact accuracy") -> None:
+    final = runs[name].final
+    warning = lesion_notes.chance_warning(name, acc, len(final.classes), what) if final else None
+    if warning:
+        st.warning(warning, icon="⚠️")
 
 
 st.title("Lesion study")
@@ -63,11 +56,13 @@ if not runs:
     quick_check("Lesion study")
     st.stop()
 if "lesion_runs" not in st.session_state:
-    st.session_state.lesion_runs = default_choice(runs)
+    st.session_state.lesion_runs = lesion_notes.default_choice(runs, degradation.list_groups().values())
+if note := lesion_notes.kinds_note(runs.values()):
+    st.info(note)
 c = st.columns([4, 1, 1])
 chosen = c[0].multiselect("Trained runs", list(runs), key="lesion_runs", max_selections=4,
-                          format_func=lambda rid: label(runs[rid]))
-limit = c[1].select_slider("Test images", [100, 250, 500, 1000, 2000], value=250, key="lesion_limit",
+                          format_func=lambda rid: lesion_notes.run_label(runs[rid]))
+limit = c[1].select_slider("Test images", TEST_IMAGES, value=250, key="lesion_limit",
                            help="each deletion is one evaluation on this many test images")
 start = c[2].button("Run the lesion study", type="primary", disabled=not chosen, key="lesion_start")
 key = (tuple(chosen), limit)
@@ -75,6 +70,10 @@ if start:
     st.session_state[TASK_KEY] = dict(key=key, task=BackgroundRows(
         lambda rid: lesion.lesion_row(runs[rid].path, limit=limit), list(chosen)))
 job = st.session_state.get(TASK_KEY)
+if not job or job["key"] != key:  # before a study, from the runs' own final tests
+    for rid in chosen:
+        if stored := lesion_notes.stored_test(runs[rid]):
+            chance_warning(rid, stored[0], "final test accuracy (stored)")
 
 
 def results() -> bool:
@@ -93,6 +92,9 @@ def results() -> bool:
         st.plotly_chart(lesion_figure({r["name"]: r for r in measured}), width="stretch", key="lesion_fig")
         for r in measured:
             st.markdown("- " + lesion.describe(lesion.LesionResult(**r)))
+            if r["name"] in runs:
+                st.caption(lesion_notes.compare_with_stored(r, runs[r["name"]], TEST_IMAGES))
+                chance_warning(r["name"], r["baseline_acc"])
         st.caption(f"Source of the method: {lesion.VEIT2016}.")
     if done and job["key"] != key:
         st.caption("The results above are for an earlier choice of runs; press the button to measure this one.")

@@ -527,6 +527,10 @@ _TORCHVISION = {
 }
 
 
+# where a user chooses the data folder: the same message reaches the command line and the app's pages
+DATA_FOLDER_WHERE = "--data-dir on the command line, the “Data folder” field on the Train page"
+
+
 def _torchvision_set(name: str, root: Path) -> ImageData:
     import torchvision.datasets as tvd
 
@@ -538,8 +542,7 @@ def _torchvision_set(name: str, root: Path) -> ImageData:
         raise RuntimeError(
             f"dataset {name} is not in {root} and could not be downloaded ({type(exc).__name__}: {detail}). "
             f"Without internet, download them from {url} on another machine and place them as "
-            f"{placement.format(root=root)}; "
-            f"or pass another --data-dir"
+            f"{placement.format(root=root)}; or choose a data folder that holds them ({DATA_FOLDER_WHERE})"
         ) from None
     return from_torchvision(name, train, test, source=str(root))
 

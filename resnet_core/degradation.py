@@ -22,6 +22,7 @@ import pandas as pd
 
 from .config import TrainConfig
 from .data import DATASETS
+from .degradation_status import write_queued
 from .jobs import Job, JobRunner, execute, run_state
 from .presets import HE2015, PRESETS
 from .records import FinalRecord, Record, RunState, TestRecord, TrainRecord, final_of, new_run_id, of_kind
@@ -93,8 +94,11 @@ class DegradationConfig:
 
     def describe(self) -> str:
         """What is run, in one sentence for the page and the CLI."""
-        names = ", ".join(self.nets())
-        return (f"{names}: width {self.width}, {self.image_size}×{self.image_size} `{self.dataset}` images"
+        return f"{', '.join(self.nets())}: {self.settings_text()}"
+
+    def settings_text(self) -> str:
+        """The settings the four nets share, without their names."""
+        return (f"width {self.width}, {self.image_size}×{self.image_size} `{self.dataset}` images"
                 f"{' with crop+flip augmentation' if self.augment else ' without augmentation'}, {self.steps} SGD "
                 f"steps of batch {self.batch_size} (one-cycle, peak lr {self.lr:g}, nesterov momentum 0.9, "
                 f"weight decay 5e-4), "
@@ -124,6 +128,7 @@ def start(config: DegradationConfig, runner: JobRunner, owner: str = "",
     configs = config.validate().train_configs()
     group_id = new_group_id()
     dirs = run_dirs(group_id, configs, root)
+    write_queued(group_id, configs, root)  # a net stopped while queued gets no folder: this file still names it
     jobs: dict[str, Job] = {}
     try:
         for name, train_config in configs.items():
@@ -278,8 +283,8 @@ def describe(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
     tested = sorted((n for n, s in summaries.items() if s.get("test_acc") is not None),
                     key=lambda n: (nets[n]["skip"], nets[n]["depth"]))
     if tested:
-        lines.append("Test error: " + ", ".join(f"{n} {100 * (1 - summaries[n]['test_acc']):.1f}%" for n in tested)
-                     + ".")
+        lines.append("Test accuracy (last evaluation): "
+                     + ", ".join(f"{n} {100 * summaries[n]['test_acc']:.1f}%" for n in tested) + ".")
     return lines
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import normalize, prepare
-from .flow_stack import LOSSES, MODES, FlowConfig, FlowStack
+from .flow_stack import LOSSES, MODES, FlowConfig, FlowStack, activation_slope
 from .model import ResNet
 from .presets import resolve_spec
 from .train import build_seeded_model
@@ -38,6 +38,7 @@ class StackFlow:
     grad_norm: list[float]  # ||dL/dW|| of each block's first conv weight
     act_mean: list[float]  # mean of each block's output
     act_std: list[float]  # std of each block's output
+    act_slope: list[float]  # mean derivative of each block's last activation (the one after the addition)
     loss: float
     seconds: float  # forward + backward + measurement
 
@@ -56,6 +57,7 @@ class StackFlow:
 
     def to_dict(self) -> dict:
         return dict(kind=self.kind, grad_norm=self.grad_norm, act_mean=self.act_mean, act_std=self.act_std,
+                    act_slope=self.act_slope,
                     grad_spread=_finite_or_none(self.grad_spread), act_std_spread=_finite_or_none(self.act_std_spread),
                     zero_grad_blocks=self.zero_grad_blocks, loss=_finite_or_none(self.loss), seconds=self.seconds)
 
@@ -130,8 +132,9 @@ def _measure_stack(kind: str, stack: FlowStack, config: FlowConfig, x: Tensor, y
     loss = _loss(outputs_for_loss, y, config.loss)
     loss.backward()
     means, stds = _moments(outputs)
+    slopes = [float(activation_slope(config.activation, o.double()).mean()) for o in outputs]
     grads = _norms([b.conv1.weight.grad for b in stack.blocks])
-    return StackFlow(kind, grads, means, stds, float(loss.detach()), time.perf_counter() - start)
+    return StackFlow(kind, grads, means, stds, slopes, float(loss.detach()), time.perf_counter() - start)
 
 
 def _run_stack(stack: FlowStack, x: Tensor, record: list[Tensor] | None) -> Tensor:

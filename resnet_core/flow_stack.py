@@ -55,6 +55,17 @@ def make_activation(name: str) -> nn.Module:
     return {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}[name]()
 
 
+def activation_slope(name: str, output: Tensor) -> Tensor:
+    """The activation's derivative at each element, from its output: sigmoid a(1 - a) (at most 0.25),
+    tanh 1 - a² and relu 1 where a > 0, else 0."""
+    check_choice("activation", name, ACTIVATIONS)
+    if name == "sigmoid":
+        return output * (1 - output)
+    if name == "tanh":
+        return 1 - output * output
+    return (output > 0).to(output.dtype)
+
+
 class FlowBlock(nn.Module):
     """act(norm(conv2(act(norm(conv1(x))))) [+ x]): the CIFAR basic block with a chosen activation and norm."""
 

@@ -26,7 +26,37 @@ def describe_stacks(result: FlowResult) -> list[str]:
     lines.append(_compare_spreads(result.plain, result.residual))
     for stack in (result.plain, result.residual):
         lines.append(_activation_sentence(stack))
+    shortcut = _shortcut_sentence(result.residual, c.activation)
+    if shortcut:
+        lines.append(shortcut)
     return lines
+
+
+def _shortcut_sentence(residual: StackFlow, activation: str) -> str | None:
+    """Why a residual stack's gradient vanishes too, when it does: the activation after the addition sits on the
+    shortcut. Its measured slope, multiplied over the blocks, is what the shortcut alone would pass back."""
+    grads, slopes = residual.grad_norm, residual.act_slope
+    if len(grads) < 2 or grads[-1] <= 0 or grads[0] / grads[-1] > 1 / STEEP:
+        return None
+    ratio = grads[0] / grads[-1]
+    through = math.prod(slopes[1:])  # block n back to block 1 crosses the activations of blocks 2..n
+    bound = " (the sigmoid's slope is at most 0.25)" if activation == "sigmoid" else ""
+    text = (f"**Why the residual stack vanishes too:** these blocks (the original ResNet's) apply the {activation} "
+            f"*after* the addition, act(F(x) + x), so the shortcut passes through its slope at every block{bound}. "
+            f"Measured mean slope after each block: {_num(statistics.mean(slopes))} ({_num(min(slopes))} to "
+            f"{_num(max(slopes))}); multiplied over the {len(slopes) - 1} blocks between block {len(slopes)} and "
+            f"block 1: {_num(through)}, against the measured gradient ratio {_num(ratio)} (block 1 / block "
+            f"{len(grads)})")
+    if through == 0 or ratio == 0:
+        text += "."
+    elif abs(math.log10(ratio / through)) <= 2:
+        text += " — the shortcut's own slope accounts for the loss; the identity path is not an identity here."
+    elif ratio > through:
+        text += " — the residual branches carry back more gradient than the shortcut alone would."
+    else:
+        text += " — steeper than the shortcut's slope alone."
+    return text + (" A pre-activation block (He et al. 2016, *Identity Mappings in Deep Residual Networks*) "
+                   "puts nothing after the addition, x + F(x), so its shortcut's slope is exactly 1.")
 
 
 def describe_model(flow: ModelFlow, model_name: str) -> list[str]:

@@ -521,6 +521,10 @@ class BackgroundRows:
         self._stop.set()
         self._thread.join()
 
+    def cancel(self) -> None:
+        """Compute no further rows (the one under way still ends); for work whose answer is no longer wanted."""
+        self._stop.set()
+
     def snapshot(self) -> tuple[list[dict[str, Any]], bool, str | None]:
         """(rows so far, finished?, error message or None)."""
         with self._lock:

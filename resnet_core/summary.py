@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .depth import published_depth
 from .model import ResNet
 from .presets import get_preset, resolve_spec
 from .spec import ModelSpec
@@ -325,5 +326,5 @@ def preset_row(name: str) -> dict[str, Any]:
     preset = get_preset(name)
     summary = summarize(preset.spec, natural_input_size(preset.spec), 1)
     return dict(model=name, family=preset.family, block=preset.spec.block, skip=preset.spec.skip,
-                depth=summary.depth, params=summary.total_params, mult_adds=summary.mult_adds,
-                torchvision=preset.torchvision)
+                depth=summary.depth, published_depth=published_depth(name), params=summary.total_params,
+                mult_adds=summary.mult_adds, torchvision=preset.torchvision)

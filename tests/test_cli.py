@@ -11,6 +11,8 @@ import pytest
 
 from resnet_core import runstore
 from resnet_core.cli import join_negative_values, main
+from resnet_core.depth import conv_layers
+from resnet_core.presets import resolve_spec
 from resnet_core.records import Status
 
 TINY_TRAIN = ["resnet20", "--width", "4", "--layers", "1,1,1", "--train-subset", "256", "--batch-size", "128",
@@ -32,6 +34,22 @@ def test_list_prints_every_preset_with_its_count(capsys):
     code, out, _ = run(capsys, "list", "--json")
     counts = {r["model"]: r["params"] for r in json.loads(out)}
     assert counts["resnet152"] == 60_192_808 and counts["wide_resnet50_2"] == 68_883_240
+
+
+def test_list_shows_the_published_depth_where_the_paper_counts_differently(capsys):
+    code, out, _ = run(capsys, "list", "--json")
+    rows = {r["model"]: r for r in json.loads(out)}
+    # the number in every preset's name, recovered by counting layers of the built model the way its paper does
+    for name in ("resnet50", "resnet56", "plain20", "wrn16_4", "wrn28_10"):
+        assert rows[name]["published_depth"] == int(name.split("_")[0].removeprefix("plain").removeprefix("resnet")
+                                                    .removeprefix("wrn"))
+    # ours: stem + block convs + classifier, 6N + 2; Zagoruyko & Komodakis: every conv, 6N + 4 (N = 2 and 4)
+    assert (rows["wrn16_4"]["depth"], rows["wrn28_10"]["depth"]) == (14, 26)
+    assert conv_layers(resolve_spec("wrn28_10")) == 6 * 4 + 4 and conv_layers(resolve_spec("wrn16_4")) == 6 * 2 + 4
+    code, out, _ = run(capsys, "list")
+    lines = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert lines["wrn28_10"].split()[3] == "26" and lines["wrn28_10"].endswith("(named 28*)")
+    assert "(named" not in lines["resnet56"] and "1×1 shortcut convs" in out and "6N+4" in out
 
 
 def test_summary_json_has_totals_and_stages(capsys):

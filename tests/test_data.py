@@ -362,6 +362,9 @@ def test_offline_message_says_where_to_put_the_files(tmp_path, offline):
     message = str(info.value)
     assert "cifar10 is not in" in message and "could not be downloaded" in message
     assert str(tmp_path / "nothing" / "cifar-10-python.tar.gz") in message
+    # one message for the command line and the pages: it names both places where the folder is chosen
+    assert "--data-dir on the command line" in message and "“Data folder” field on the Train page" in message
+    assert "pass another --data-dir" not in message
     with pytest.raises(RuntimeError, match=r"MNIST/raw/\{train-images-idx3"):
         D.load_dataset("mnist", tmp_path / "nothing")
     with pytest.raises(RuntimeError) as info:

@@ -84,10 +84,12 @@ def train_page() -> AppTest:
 
 
 def signal_flow_page() -> AppTest:
-    """The Signal flow page with small settings in its first two tabs (the third reads the stored runs)."""
+    """The Signal flow page open on its "During training" tab, which reads the stored runs (only the open tab is
+    computed), with small settings in the other two."""
     at = AppTest.from_file(str(PAGES / "5_Signal_flow.py"), default_timeout=180)
     at.session_state["flow_blocks"] = 5
     at.session_state["model_choice"] = SMALL_MODEL
+    at.session_state["flow_tab"] = "During training"
     at.run()
     assert not at.exception
     return at
@@ -112,7 +114,12 @@ def test_signal_flow_page_measures_and_finds_vanishing(runs_root):
     at.button(key="flow_try_No BatchNorm, sigmoid, normal(0.05)").click().run()
     assert not at.exception and at.session_state["flow_activation"] == "sigmoid"
     assert "vanish" in text(at)
-    assert "resnet56" in text(at) or "layer1.0" in text(at)  # the whole-model tab measured too
+    assert "layer1.0" not in text(at)  # the whole-model tab is measured only when it is opened
+    at.session_state["flow_tab"] = "A whole model"
+    at.run()
+    assert not at.exception and "layer1.0" in text(at) and "Gradient-norm spread" not in text(at)  # one tab drawn
+    at.session_state["flow_tab"] = "During training"
+    at.run()
     assert "No run with probes yet" in "\n".join(i.value for i in at.info)
 
 
@@ -136,7 +143,7 @@ def test_degradation_page_runs_four_nets_and_lesion_and_heatmap_pages_read_them(
     assert "Final train loss" in text(at)
 
     flow = AppTest.from_file(str(PAGES / "5_Signal_flow.py"), default_timeout=180)
-    flow.session_state["flow_blocks"] = 5
+    flow.session_state["flow_tab"] = "During training"
     flow.run()
     assert not flow.exception
     heatmap = next(c for c in charts(flow) if any(t["type"] == "heatmap" for t in c["data"]))
@@ -187,7 +194,8 @@ def test_a_run_of_the_first_format_shows_on_train_signal_flow_and_lesion(old_run
 
     lesion = lesion_page()
     assert lesion.multiselect(key="lesion_runs").value == [OLD_RUN]
-    assert lesion.multiselect(key="lesion_runs").options == ["resnet20-fix1 · residual · test acc 12.0%"]
+    assert lesion.multiselect(key="lesion_runs").options == [
+        "resnet20-fix1 · residual · final test acc 12.0% on 50 images"]
     lesion.button(key="lesion_start").click().run()
     rerun_until(lesion, lambda a: "intact" in text(a), 120, 0.5)
     assert f"**{OLD_RUN}** (residual): intact" in text(lesion)  # its weights loaded and evaluated
@@ -212,8 +220,10 @@ def test_malformed_run_folders_leave_the_pages_working(old_run, broken_runs):
 
     lesion = lesion_page()
     assert set(lesion.multiselect(key="lesion_runs").options) == {
-        "resnet20-fix1 · residual · test acc 12.0%", "degradation-fix2-resnet8 · residual · test acc 12.0%"}
-    assert lesion.multiselect(key="lesion_runs").value == [f"{GROUP}-resnet8"]  # the newest degradation group's
+        "resnet20-fix1 · residual · final test acc 12.0% on 50 images",
+        "degradation-fix2-resnet8 · residual · final test acc 12.0% on 50 images"}
+    assert len(lesion.multiselect(key="lesion_runs").value) == 1  # only residual runs: the newest one
+    assert "Only residual runs are stored" in lesion.info[0].value
 
     degr = AppTest.from_file(str(PAGES / "6_Degradation.py"), default_timeout=60).run()
     assert not degr.exception

@@ -15,28 +15,38 @@ from plotly.subplots import make_subplots
 from resnet_core.records import short_label
 
 from .colors import path_colour
-from .figure_layout import layout, log_dtick
+from .figure_layout import layout, log_axis
 
 
 def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
-    """Train loss, test loss and test error over steps for every run.
+    """Train loss, test loss and test accuracy (%) over steps for every run.
 
     Each run maps to {"skip": bool, "depth": int, "train": DataFrame(step, loss),
     "test": DataFrame(step, loss, acc)}. The deeper net of each kind is drawn solid, the shallower dashed.
     """
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test error (%)"))
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test accuracy (%)"),
+                        horizontal_spacing=0.12)
     depths = sorted({r["depth"] for r in runs.values()})
     for name, run in runs.items():
         line = dict(color=path_colour(run["skip"]), dash="solid" if run["depth"] == depths[-1] else "dash")
         train, test = run["train"], run["test"]
-        fig.add_trace(go.Scatter(x=train.step, y=train.loss, name=name, mode="lines", line=line, legendgroup=name),
-                      row=1, col=1)
-        for col, values in ((2, test.loss), (3, 100 * (1 - test.acc))):
+        fig.add_trace(go.Scatter(x=train.step, y=train.loss, name=name, mode="lines+markers" if len(train) < 3
+                                 else "lines", line=line, legendgroup=name), row=1, col=1)
+        for col, values in ((2, test.loss), (3, 100 * test.acc)):
             fig.add_trace(go.Scatter(x=test.step, y=values, name=name, showlegend=False, mode="lines+markers",
-                                     line=line, legendgroup=name), row=1, col=col)
-    fig.update_xaxes(title_text="step")
+                                     line=line, legendgroup=name, cliponaxis=False), row=1, col=col)
+    last = max([int(run[kind].step.max()) for run in runs.values() for kind in ("train", "test") if len(run[kind])]
+               or [1])
+    fig.update_xaxes(title_text="step", range=[0, last * 1.05])  # from step 0, so one point still has ticks
+    if not any(len(run["test"]) for run in runs.values()):
+        for col in (2, 3):
+            fig.add_annotation(text="no evaluation yet:<br>the first comes at an<br>epoch's end or at the stop",
+                               showarrow=False, xref=f"x{col} domain", yref=f"y{col} domain", x=0.5, y=0.5)
+            fig.update_yaxes(showticklabels=False, row=1, col=col)
     losses = [v for run in runs.values() for v in run["train"].loss]
-    fig.update_yaxes(type="log", dtick=log_dtick(losses), row=1, col=1)
+    fig.update_yaxes(title_text="train loss (log)", row=1, col=1, **log_axis(losses))
+    fig.update_yaxes(title_text="test loss", row=1, col=2)
+    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=3)
     return layout(fig, height=420)
 
 

@@ -17,7 +17,7 @@ from resnet_core.flow import spread
 from resnet_core.flow_text import format_ratio
 
 from .colors import PLAIN, RESIDUAL, path_colour
-from .figure_layout import LOG_FLOOR, layout, log_dtick, positive
+from .figure_layout import LOG_FLOOR, layout, log_axis, positive
 
 
 def stack_flow_figure(plain: Mapping, residual: Mapping) -> go.Figure:
@@ -35,8 +35,8 @@ def stack_flow_figure(plain: Mapping, residual: Mapping) -> go.Figure:
                                  mode="lines", line=dict(color=color, dash="dot"), legendgroup=label), row=1, col=2)
     grads = [g for stack in (plain, residual) for g in stack["grad_norm"]]
     acts = [a for stack in (plain, residual) for key in ("act_std", "act_mean") for a in stack[key]]
-    fig.update_yaxes(type="log", exponentformat="power", dtick=log_dtick(grads), row=1, col=1)
-    fig.update_yaxes(type="log", exponentformat="power", dtick=log_dtick(acts), row=1, col=2)
+    fig.update_yaxes(title_text="‖∂loss/∂W‖ of conv1", row=1, col=1, **log_axis(grads))
+    fig.update_yaxes(title_text="std (solid), |mean| (dotted)", row=1, col=2, **log_axis(acts))
     fig.update_xaxes(title_text="block (1 = next to the input)")
     return layout(fig, height=420)
 
@@ -56,7 +56,9 @@ def spread_figure(plain: Mapping, residual: Mapping) -> go.Figure:
                                      text=["∞: exact zeros"] * len(unbounded),
                                      textposition="top center", textfont=dict(color=color), showlegend=False,
                                      offsetgroup=label))
-    fig.update_yaxes(type="log", title_text="max / min over blocks", exponentformat="power")
+    spreads = [spread(stack[key]) for stack in (plain, residual) for _, key in metrics]
+    fig.update_yaxes(title_text="max / min over blocks", **log_axis([1.0] + spreads))
+    fig.update_xaxes(title_text="measured per block")
     return layout(fig, height=320, barmode="group", scattermode="group")
 
 
@@ -73,10 +75,10 @@ def model_flow_figure(models: Mapping[str, Mapping]) -> go.Figure:
         fig.add_trace(go.Scatter(x=blocks.block, y=positive(blocks.grad_norm), name=name, **style), row=1, col=1)
         fig.add_trace(go.Scatter(x=blocks.block, y=positive(blocks.act_std), name=name, showlegend=False, **style),
                       row=1, col=2)
-    for col, key in ((1, "grad_norm"), (2, "act_std")):
+    for col, key, title in ((1, "grad_norm", "‖∂loss/∂W‖ of conv1"), (2, "act_std", "std of the block's output")):
         values = [v for model in models.values() for v in model["blocks"][key]]
-        fig.update_yaxes(type="log", exponentformat="power", dtick=log_dtick(values), row=1, col=col)
-    fig.update_xaxes(type="category")
+        fig.update_yaxes(title_text=title, row=1, col=col, **log_axis(values))
+    fig.update_xaxes(type="category", title_text="block (stage.index, input end on the left)")
     return layout(fig, height=400)
 
 
@@ -97,6 +99,7 @@ def gradient_heatmap(panels: Mapping[str, pd.DataFrame], value: str = "grad_norm
                                  hovertemplate="step %{x}<br>%{y}<br>log10 " + value + " %{z:.2f}<extra>" + name
                                  + "</extra>"), row=1, col=i)
         fig.update_xaxes(title_text="step", row=1, col=i)
+    fig.update_yaxes(title_text="unit (input end at the bottom)", col=1)
     fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=zmin, cmax=zmax,
                                       colorbar=dict(title=f"log10 {value}")))
     return layout(fig, height=360)
@@ -114,7 +117,8 @@ def activation_curves(runs: Mapping[str, pd.DataFrame], skip: Mapping[str, bool]
             fig.add_trace(go.Scatter(x=rows.step, y=rows[stat], mode="lines", name=f"{name} · {stage}",
                                      line=dict(color=path_colour(skip[name]), dash=dashes[j % len(dashes)])))
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text=stat.replace("_", " "), type="log", exponentformat="power")
+    values = [v for frame in runs.values() for v in frame[stat]]
+    fig.update_yaxes(title_text=f"{stat.replace('_', ' ')} of the stage's output", **log_axis(values))
     return layout(fig, height=360)
 
 

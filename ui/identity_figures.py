@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .colors import PLAIN, RESIDUAL
-from .figure_layout import layout, log_dtick, positive
+from .figure_layout import layout, log_axis, positive
 
 
 def identity_loss_figure(plain: Sequence[float], residual: Sequence[float]) -> go.Figure:
@@ -21,5 +21,5 @@ def identity_loss_figure(plain: Sequence[float], residual: Sequence[float]) -> g
         fig.add_trace(go.Scatter(x=list(range(1, len(losses) + 1)), y=positive(losses), name=name, mode="lines",
                                  line=dict(color=colour)))
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text="MSE", type="log", dtick=log_dtick([*plain, *residual]), exponentformat="power")
+    fig.update_yaxes(title_text="MSE", **log_axis([v for v in (*plain, *residual) if v is not None]))
     return layout(fig, height=340)

@@ -15,7 +15,7 @@ from resnet_core.config import TrainConfig
 from resnet_core.records import Record, TestRecord, TrainRecord
 
 from .colors import SEQUENCE
-from .figure_layout import log_dtick
+from .figure_layout import log_axis
 
 TRAIN_COLOUR, TEST_COLOUR = SEQUENCE[0], SEQUENCE[1]
 RIGHT, WRONG = "#2ca02c", "#d62728"
@@ -65,7 +65,7 @@ def training_curves(records: Sequence[Record]) -> go.Figure:
         fig.add_trace(go.Scatter(x=test["step"], y=test["test_acc"], name="test", legendgroup="test",
                                  showlegend=False, **marker), row=1, col=2)
     losses = [*train.get("loss", []), *test.get("test_loss", [])]
-    fig.update_yaxes(type="log", dtick=log_dtick(losses), exponentformat="power", title_text="loss", row=1, col=1)
+    fig.update_yaxes(**log_axis(losses), title_text="loss", row=1, col=1)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.02], title_text="accuracy", row=1, col=2)
     fig.update_yaxes(title_text="learning rate", rangemode="tozero", exponentformat="power", row=2, col=1)
     fig.update_yaxes(title_text="images / s", rangemode="tozero", row=2, col=2)
@@ -104,7 +104,7 @@ def overlay_figure(runs: Sequence[dict[str, Any]], metric: str = DEFAULT_OVERLAY
     if key.endswith("acc"):
         fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
     else:
-        fig.update_yaxes(type="log", dtick=log_dtick(values), exponentformat="power")
+        fig.update_yaxes(**log_axis(values))
     if missing:
         fig.add_annotation(text=f"No {metric} recorded for: {', '.join(missing)}", x=0.5, y=1.0, xref="paper",
                            yref="paper", yanchor="bottom", showarrow=False, font=dict(color="#808495"))

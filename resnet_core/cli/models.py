@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
+from ..depth import DEPTH_RULE
 from ..format import format_count, stage_table_text
 from ..presets import PRESETS, resolve_spec
 from ..spec import parse_shape
@@ -34,8 +36,11 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'model':<18} {'family':<9} {'block':<18} {'depth':>5} {'params':>13} {'mult-adds':>16}")
     for r in rows:
+        named = f" (named {r['published_depth']}*)" if r["published_depth"] != r["depth"] else ""
         print(f"{r['model']:<18} {r['family']:<9} {r['block']:<18} {r['depth']:>5} "
-              f"{format_count(r['params']):>13} {format_count(r['mult_adds']):>16}")
+              f"{format_count(r['params']):>13} {format_count(r['mult_adds']):>16}{named}")
+    if any(r["published_depth"] != r["depth"] for r in rows):
+        print(textwrap.fill(f"* {DEPTH_RULE}.", 120))
     return 0
 
 
