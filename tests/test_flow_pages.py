@@ -167,6 +167,7 @@ def test_a_run_of_the_first_format_shows_on_train_signal_flow_and_lesion(old_run
     at = train_page()
     overlay = at.multiselect(key="train_overlay_runs")
     assert overlay.value == [OLD_RUN] and overlay.options == [OLD_LABEL]
+    at.selectbox(key="train_overlay_metric").set_value("test accuracy").run()  # the default is train loss
     overlay_chart = next(c for c in charts(at) if c["layout"]["yaxis"].get("title", {}).get("text") == "test accuracy")
     assert [(t["name"], values(t["x"]), values(t["y"])) for t in overlay_chart["data"]] == [
         (OLD_RUN, [r["step"] for r in old_run_lines("test")], [r["test_acc"] for r in old_run_lines("test")])]
@@ -175,7 +176,7 @@ def test_a_run_of_the_first_format_shows_on_train_signal_flow_and_lesion(old_run
     assert [s.value for s in at.subheader] == ["Past runs", f"Stored run {OLD_RUN}"]
     shown = {m.label: m.value for m in at.metric}
     assert shown["Test accuracy"] == "12.0%" and shown["Steps"] == "6"
-    titles = [c["layout"].get("title", {}).get("text", "") for c in charts(at)]
+    titles = [c["layout"].get("title", {}).get("subtitle", {}).get("text", "") for c in charts(at)]
     assert "Confusion matrix (50 test images)" in titles  # the stored confusion of its 50 test images
     grid = next(c for c in charts(at) if any(t["type"] == "image" for t in c["data"]))
     assert sum(t["type"] == "image" for t in grid["data"]) == 24
