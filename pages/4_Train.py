@@ -417,7 +417,8 @@ def stored_live_panel(info: RunInfo) -> None:
         progress = f" · step {steps[-1].step} of {steps[-1].total_steps}" if steps else ""
         note = f" — {state.message}" if state.message else ""
         st.caption(f"Live from its run folder: **{state.label}**{progress}{note}")
-        st.plotly_chart(training_curves(records), width="stretch", key="train_inspect_curves")
+        show_chart(training_curves(records), key="train_inspect_curves", name=run_title(info.run_id, info.config.train),
+                   title=run_title(info.run_id, info.config.train), width="stretch")
         return state.live
 
     live_fragment(draw, True, POLL_SECONDS)

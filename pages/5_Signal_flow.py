@@ -11,6 +11,7 @@ from resnet_core.flow_text import describe_model, describe_stacks, describe_trai
 from resnet_core.probes import probe_frame, stage_activations
 from resnet_core.records import ProbeRecord, short_label
 from resnet_core.runstore import list_runs, newest_plain_and_residual, read_metrics, scan_runs
+from ui.charts import show_chart
 from ui.flow_figures import activation_curves, gradient_heatmap, model_flow_figure, spread_figure, stack_flow_figure
 from ui.live import live_fragment
 from ui.page import setup_page
@@ -96,9 +97,15 @@ def stacks_tab() -> None:
         st.error(str(exc), icon="⚠️")
         return
     result = measured["result"]
-    st.plotly_chart(stack_flow_figure(result["plain"], result["residual"]), width="stretch", key="flow_stack_fig")
+    title = (f"Plain vs residual stacks: {config.blocks} blocks of width {config.width}, {config.activation}, "
+             f"{'BN (' + config.mode + ')' if config.batch_norm else 'no BN'}<br>{config.init} init, batch "
+             f"{config.batch_size} at {config.resolution}×{config.resolution} from {s.flow_dataset}, "
+             f"{config.loss} loss, seed {config.seed}")
+    show_chart(stack_flow_figure(result["plain"], result["residual"]), key="flow_stack_fig", title=title,
+               name=f"signal flow {config.blocks} blocks {config.activation}", width="stretch")
     left, right = st.columns([1, 1.4])
-    left.plotly_chart(spread_figure(result["plain"], result["residual"]), width="stretch", key="flow_spread_fig")
+    show_chart(spread_figure(result["plain"], result["residual"]), key="flow_spread_fig", where=left, title=title,
+               name=f"signal flow spread {config.blocks} blocks {config.activation}", width="stretch")
     right.markdown("\n".join(f"- {line}" for line in measured["text"]))
     right.caption(f"Forward + backward + measurement: plain {result['plain']['seconds']:.2f} s, "
                   f"residual {result['residual']['seconds']:.2f} s.")
@@ -121,7 +128,9 @@ def model_tab() -> None:
     except (ValueError, RuntimeError) as exc:
         st.error(str(exc), icon="⚠️")
         return
-    st.plotly_chart(model_flow_figure(measured), width="stretch", key="flow_model_fig")
+    show_chart(model_flow_figure(measured), key="flow_model_fig", name=f"signal flow {choice.label}",
+               title=f"{choice.label} and its twin: input {side}×{side}, batch {batch}, {loss} loss, BN {mode}, "
+                     f"{dataset}", width="stretch")
     for col, (name, m) in zip(st.columns(len(measured)), measured.items()):
         col.markdown(f"**{name}** — per stage (gradient norm over all the stage's convs; output statistics)")
         col.dataframe(m["stages"], hide_index=True, width="stretch")
@@ -152,12 +161,14 @@ def training_tab() -> None:
         if not frames:
             st.info("No probe records yet.")
         else:
-            st.plotly_chart(gradient_heatmap(frames), width="stretch", key="flow_heatmap")
+            show_chart(gradient_heatmap(frames), key="flow_heatmap", name="gradient norms " + " ".join(frames),
+                       title="Gradient norms during training: " + ", ".join(frames), width="stretch")
             st.caption("Colour: log10 of the gradient norm of all parameters of each unit (stem, each block, head), "
                        "as the training probes record it; the input end is at the bottom.")
             skip = {short_label(rid): r.skip for rid, r in current.items()}
-            st.plotly_chart(activation_curves({rid: stage_activations(f) for rid, f in frames.items()}, skip),
-                            width="stretch", key="flow_act_curves")
+            show_chart(activation_curves({rid: stage_activations(f) for rid, f in frames.items()}, skip),
+                       key="flow_act_curves", name="activations " + " ".join(frames),
+                       title="Activations during training: " + ", ".join(frames), width="stretch")
             st.markdown("\n".join(f"- {line}" for line in describe_training_flow(frames)))
         return any(r.status.live for r in current.values())
 

@@ -15,6 +15,7 @@ from resnet_core.format import format_seconds
 from resnet_core.jobs import BackgroundRows, Job, default_runner
 from resnet_core.records import RunState
 from resnet_core.runstore import read_metrics
+from ui.charts import show_chart
 from ui.experiment_figures import degradation_figure
 from ui.live import live_fragment
 from ui.page import setup_page
@@ -196,7 +197,8 @@ def results_panel() -> None:
         curves = {name: dict(skip=nets[name]["skip"], depth=nets[name]["depth"], **degradation.curves(r))
                   for name, r in records.items() if r}
         if curves:
-            st.plotly_chart(degradation_figure(curves), width="stretch", key="degr_fig")
+            show_chart(degradation_figure(curves), key="degr_fig", name="degradation " + " ".join(curves),
+                       title="Degradation: " + ", ".join(curves), width="stretch")
             st.markdown("\n".join(f"- {line}" for line in degradation.describe(summaries)))
         return any(s is not None and s.live for s in state.values())
 

@@ -9,6 +9,7 @@ from resnet_core.fence import check_run_data
 from resnet_core.jobs import BackgroundRows
 from resnet_core.records import Status
 from resnet_core.runstore import RunInfo, SkippedRun, scan_runs
+from ui.charts import show_chart
 from ui.experiment_figures import lesion_figure
 from ui.live import live_fragment
 from ui.page import setup_page
@@ -89,7 +90,9 @@ def results() -> bool:
         st.error(failed["error"], icon="⚠️")
     measured = [r for r in rows if "error" not in r]
     if measured:
-        st.plotly_chart(lesion_figure({r["name"]: r for r in measured}), width="stretch", key="lesion_fig")
+        show_chart(lesion_figure({r["name"]: r for r in measured}), key="lesion_fig",
+                   name="lesion " + " ".join(r["name"] for r in measured),
+                   title="Deleting one block at a time: " + ", ".join(r["name"] for r in measured), width="stretch")
         for r in measured:
             st.markdown("- " + lesion.describe(lesion.LesionResult(**r)))
             if r["name"] in runs:

@@ -14,6 +14,7 @@ from resnet_core.lesion import VEIT2016
 from resnet_core.model import ResNet
 from resnet_core.records import Status, short_label
 from resnet_core.runstore import RunInfo, load_model, load_run_data, scan_runs, weights_file
+from ui.charts import show_chart
 from ui.inspect_figures import (
     feature_maps_figure,
     gradcam_figure,
@@ -93,13 +94,16 @@ def show(result: Inspection, twin: tuple[RunInfo, Inspection] | None, info: RunI
     c[1].metric("Probability", f"{result.probabilities[result.predicted]:.1%}")
     c[2].metric("Measured in", f"{result.seconds * 1000:.0f} ms")
     left, right = st.columns(2)
-    left.plotly_chart(top_figure(result), width="stretch", key="inside_top")
+    run = f"{short_label(info.run_id)} ({info.config.train.model} on {info.config.train.dataset})"
+    show_chart(top_figure(result), key="inside_top", where=left, name=f"{run} top-5", title=f"{run}: top 5",
+               width="stretch")
     seen = image_array(result.seen)
     side = result.seen.shape[-1]
-    right.plotly_chart(picture_figure(seen, f"As the model sees it: {side}×{side}, "
-                                            f"{'grey' if result.seen.shape[0] == 1 else 'RGB'}"),
-                       width="stretch", key="inside_seen")
-    st.plotly_chart(normalized_figure(result.normalized.numpy()), width="stretch", key="inside_normalized")
+    show_chart(picture_figure(seen, f"As the model sees it: {side}×{side}, "
+                                    f"{'grey' if result.seen.shape[0] == 1 else 'RGB'}"),
+               key="inside_seen", where=right, name=f"{run} input", width="stretch")
+    show_chart(normalized_figure(result.normalized.numpy()), key="inside_normalized", name=f"{run} normalized input",
+               title=f"{run}: the normalised input", width="stretch")
     st.caption(f"Normalised with the run's training statistics (mean {fmt(info.config.data.mean)}, std "
                f"{fmt(info.config.data.std)} on the 0–1 scale): this is the tensor the first convolution receives.")
 
@@ -108,8 +112,9 @@ def show(result: Inspection, twin: tuple[RunInfo, Inspection] | None, info: RunI
     cols = st.columns(len(targets))
     for col, k in zip(cols, targets):
         what = "predicted" if k == result.predicted else "chosen"
-        col.plotly_chart(gradcam_figure(seen, result.gradcam[k], f"{classes[k]} ({what}, p = "
-                                        f"{result.probabilities[k]:.1%})"), width="stretch", key=f"inside_cam_{k}")
+        show_chart(gradcam_figure(seen, result.gradcam[k], f"{classes[k]} ({what}, p = "
+                                  f"{result.probabilities[k]:.1%})"), key=f"inside_cam_{k}", where=col,
+                   name=f"{run} grad-cam {classes[k]}", title=f"{run}: Grad-CAM", width="stretch")
     st.caption(f"Where the evidence for a class lies in the last feature map ({result.stages[-1].shape[1]}×"
                f"{result.stages[-1].shape[2]}, upsampled): each channel weighted by the mean gradient of the class's "
                f"logit, positive part, scaled to its maximum. Computed here with hooks, no library. "
@@ -119,7 +124,8 @@ def show(result: Inspection, twin: tuple[RunInfo, Inspection] | None, info: RunI
     series = [(f"{short_label(info.run_id)} ({'residual' if result.skip else 'plain'})", result)]
     if twin is not None:
         series.append((f"{short_label(twin[0].run_id)} ({'residual' if twin[1].skip else 'plain'} twin)", twin[1]))
-    st.plotly_chart(residual_ratio_figure(series), width="stretch", key="inside_ratio")
+    show_chart(residual_ratio_figure(series), key="inside_ratio", name=f"{run} residual ratio",
+               title="Residual ratio per block: " + ", ".join(name for name, _ in series), width="stretch")
     ratios = sorted(b.residual_ratio for b in result.blocks if not b.changes_shape)
     median = f"; the median over blocks that keep the shape is {ratios[len(ratios) // 2]:.3f}" if ratios else ""
     st.caption(f"‖F(x)‖/‖x‖: the norm of the block's branch over the norm of its input, on this image{median}. A "
@@ -132,7 +138,9 @@ def show(result: Inspection, twin: tuple[RunInfo, Inspection] | None, info: RunI
     st.caption("Per stage, the channels with the highest mean |activation| on this image, each on its own scale.")
     tabs = st.tabs([s.name for s in result.stages])
     for tab, stage in zip(tabs, result.stages):
-        tab.plotly_chart(feature_maps_figure(stage), width="stretch", key=f"inside_maps_{stage.name}")
+        show_chart(feature_maps_figure(stage), key=f"inside_maps_{stage.name}", where=tab,
+                   name=f"{run} feature maps {stage.name}", title=f"{run}: feature maps of {stage.name}",
+                   width="stretch")
 
 
 def fmt(values) -> str:
@@ -164,8 +172,8 @@ def main() -> None:
         return
     pixels, caption, notes = picked
     with left:
-        st.plotly_chart(picture_figure(image_array(pixels), f"{caption}: {pixels.shape[2]}×{pixels.shape[1]}"),
-                        width="stretch", key="inside_original")
+        show_chart(picture_figure(image_array(pixels), f"{caption}: {pixels.shape[2]}×{pixels.shape[1]}"),
+                   key="inside_original", name=f"{caption} image", width="stretch")
         for note in notes:
             st.info(note[0].upper() + note[1:], icon="ℹ️")
     try:

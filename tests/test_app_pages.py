@@ -25,6 +25,7 @@ from resnet_core.anatomy import trace_block
 from resnet_core.format import format_bytes, format_count
 from resnet_core.summary import largest_batch_within
 from tests.conftest import rerun_until
+from ui.charts import export_config
 from ui.widgets import ModelChoice, choice_from_query_params
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,6 +342,24 @@ def test_the_static_checks_see_every_file():
 def test_no_page_or_ui_module_imports_the_cli(path):
     cli = {m for m in imported_modules(path) if m == "resnet_core.cli" or m.startswith("resnet_core.cli.")}
     assert not cli, f"{path.name} imports {sorted(cli)}"
+
+
+@pytest.mark.parametrize("path", PAGE_FILES + UI_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_chart_goes_through_show_chart(path):
+    """So that every chart carries the export config (PNG/SVG, a file name saying what it shows)."""
+    if path.name == "charts.py":
+        return
+    assert ".plotly_chart(" not in code_without_strings(path), f"{path.name}: use ui.charts.show_chart"
+
+
+def test_export_config_names_the_file_and_the_format():
+    config = export_config("20261130-1 · resnet20 on synthetic<br>2 epochs, lr 0.1", "svg", 580)
+    assert config["toImageButtonOptions"] == {
+        "format": "svg", "filename": "20261130-1-resnet20-on-synthetic-2-epochs-lr-0.1", "width": 1200, "height": 580,
+        "scale": 1}
+    assert export_config("x", "png", None)["toImageButtonOptions"]["height"] == 400
+    with pytest.raises(ValueError, match="chart format must be one of png, svg; got 'gif'"):
+        export_config("x", "gif", None)
 
 
 @pytest.mark.parametrize("path", PAGE_FILES, ids=lambda p: p.name)

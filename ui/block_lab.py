@@ -26,6 +26,7 @@ from resnet_core.mistakes import (
 )
 from resnet_core.records import Status
 from resnet_core.runstore import scan_runs, weights_file
+from ui.charts import show_chart
 from ui.identity_figures import identity_loss_figure
 from ui.live import live_fragment
 
@@ -107,7 +108,8 @@ def _draw_identity() -> bool:
     if result is None:
         return False
     p, r = result.plain, result.residual
-    st.plotly_chart(identity_loss_figure(p.loss, r.loss), width="stretch", key="idexp_fig")
+    show_chart(identity_loss_figure(p.loss, r.loss), key="idexp_fig", width="stretch", name="identity experiment",
+               title="The identity experiment: plain vs residual block")
     c = st.columns(4)
     c[0].metric("Final loss, plain / residual", format_times(result.loss_ratio),
                 help=f"plain {p.final_loss:.3g}, residual {r.final_loss:.3g} on a held-out batch")

@@ -44,9 +44,11 @@ def titled(fig: go.Figure, title: str) -> go.Figure:
     return fig
 
 
-def show_chart(fig: go.Figure, *, key: str, name: str, title: str | None = None, **kwargs: Any) -> None:
-    """st.plotly_chart with the export config; `title` (e.g. the run and its settings) is drawn on the chart."""
+def show_chart(fig: go.Figure, *, key: str, name: str, title: str | None = None, where: Any = None,
+               **kwargs: Any) -> None:
+    """st.plotly_chart (or `where`.plotly_chart, e.g. a column) with the export config; `title` (e.g. the run
+    and its settings) is drawn on the chart and kept in the exported file."""
     if title:
         titled(fig, title)
     image_format = st.session_state.get(FORMAT_KEY) or IMAGE_FORMATS[0]
-    st.plotly_chart(fig, key=key, config=export_config(name, image_format, fig.layout.height), **kwargs)
+    (where or st).plotly_chart(fig, key=key, config=export_config(name, image_format, fig.layout.height), **kwargs)

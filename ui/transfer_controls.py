@@ -21,6 +21,7 @@ from resnet_core.records import Status, short_label
 from resnet_core.runstore import RunInfo, read_run, scan_runs
 from resnet_core.spec import ModelSpec
 from resnet_core.transfer import TORCHVISION
+from ui.charts import show_chart
 from ui.live import live_fragment
 from ui.train_figures import overlay_figure
 from ui.widgets import ModelChoice, session_owner
@@ -127,8 +128,11 @@ def strategies_section() -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         runs = [dict(label=snap.config.finetune, records=snap.records, skip=True) for snap in snaps]
         c = st.columns(2)
-        c[0].plotly_chart(overlay_figure(runs, "test accuracy"), width="stretch", key="train_strategies_acc")
-        c[1].plotly_chart(overlay_figure(runs, "train loss"), width="stretch", key="train_strategies_loss")
+        names = ", ".join(run["label"] for run in runs)
+        show_chart(overlay_figure(runs, "test accuracy"), key="train_strategies_acc", where=c[0], width="stretch",
+                   name="fine-tuning strategies test accuracy", title=f"Test accuracy: {names}")
+        show_chart(overlay_figure(runs, "train loss"), key="train_strategies_loss", where=c[1], width="stretch",
+                   name="fine-tuning strategies train loss", title=f"Train loss: {names}")
         return any(not snap.done for snap in snaps)
 
     live_fragment(draw, any(not job.done for job in jobs), 1.0)
