@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from resnet_core.depth import DEPTH_RULE, conv_layers, published_depth
 from resnet_core.format import format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown
 from resnet_core.jobs import available_memory, default_memory_budget
 from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec
@@ -144,8 +145,7 @@ def headline(summary: Summary, model: str) -> None:
                   height="stretch", help=f"trainable: {format_count(summary.trainable_params)}")
     top[1].metric("Mult-adds", short_count(summary.mult_adds), border=True, height="stretch",
                   help=f"{format_count(summary.mult_adds)} multiply-accumulates for the whole batch (torchinfo's rule)")
-    top[2].metric("Depth", summary.depth, border=True, height="stretch",
-                  help="weighted layers on the main path: stem convs + block convs + fc")
+    top[2].metric("Depth", summary.depth, border=True, height="stretch", help=DEPTH_RULE)
     bottom[0].metric("Activation memory", format_bytes(summary.activation_bytes), border=True,
                      help="forward outputs kept for the backward pass of one training step (estimate)")
     bottom[1].metric("Training memory", format_bytes(summary.training_memory_bytes), border=True,
@@ -154,6 +154,12 @@ def headline(summary: Summary, model: str) -> None:
     st.caption(f"{format_count(summary.mult_adds)} mult-adds for input "
                f"{format_shape((summary.batch_size, *summary.input_size))}, computed on the meta device "
                "(shapes only, no real forward pass).")
+    match = matching_preset(summary.spec)
+    named = published_depth(match.name) if match else summary.depth
+    if named != summary.depth:
+        st.caption(f"{match.name} is named for {named} layers: its paper counts every conv layer, the 1×1 shortcut "
+                   f"convs included ({conv_layers(summary.spec)} here), and not the classifier; the Depth above "
+                   f"counts stem and block convs and the classifier, as He et al. do.")
     memory_warning(summary)
 
 

@@ -165,6 +165,14 @@ def test_layer_table_fits_kernel_stride_padding_and_the_output_size_formula():
     assert layers.set_index("name").loc["bn1", "k / s / p"] == ""
 
 
+def test_a_wide_resnet_says_why_its_name_counts_more_layers():
+    at = run(ARCHITECTURE, model="wrn28_10")
+    assert metrics(at)["Depth"] == "26"
+    assert "wrn28_10 is named for 28 layers: its paper counts every conv layer, the 1×1 shortcut convs included " \
+           "(28 here)" in texts(at)
+    assert "is named for" not in texts(run(ARCHITECTURE, model="resnet50"))
+
+
 def test_training_memory_over_the_machines_budget_is_a_warning(monkeypatch):
     monkeypatch.setenv("RESNET_EXPLORER_MEMORY_BUDGET", "2G")
     at = run(ARCHITECTURE, model="resnet50", batch="256")
