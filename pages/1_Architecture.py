@@ -9,7 +9,19 @@ import streamlit as st
 
 from resnet_core.format import format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown
 from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec
-from resnet_core.spec import BLOCKS, SHORTCUTS, STEMS, ModelSpec, parse_shape
+from resnet_core.spec import (
+    ANTI_ALIASES,
+    ATTENTION_PLACEMENTS,
+    ATTENTIONS,
+    BLOCKS,
+    NORMS,
+    SHORTCUTS,
+    STEM_POOLS,
+    STEMS,
+    STRIDE_PLACEMENTS,
+    ModelSpec,
+    parse_shape,
+)
 from resnet_core.summary import MAX_BATCH, Summary, natural_input_size, summarize
 from ui.architecture_figures import short_count, stage_figure
 from ui.page import setup_page
@@ -20,11 +32,17 @@ setup_page("Architecture")
 # ModelSpec field -> widget key. Input channels come from the "Input C,H,W" box.
 FIELD_KEYS = {"block": "arch_block", "layers": "arch_layers", "shortcut": "arch_shortcut", "stem": "arch_stem",
               "width": "arch_width", "groups": "arch_groups", "width_per_group": "arch_wpg", "skip": "arch_skip",
-              "se": "arch_se", "num_classes": "arch_classes"}
+              "attention": "arch_attention", "num_classes": "arch_classes", "stem_width": "arch_stem_width",
+              "stem_mid": "arch_stem_mid", "stem_pool": "arch_stem_pool", "attention_reduction": "arch_att_reduction",
+              "attention_divisor": "arch_att_divisor", "attention_placement": "arch_att_placement",
+              "anti_alias": "arch_anti_alias", "norm": "arch_norm", "norm_groups": "arch_norm_groups",
+              "stride_placement": "arch_stride_placement"}
 LAST_GOOD_KEY = "arch_last_good"
 SHORTCUT_HELP = ("A: zero-pad the identity where the shape changes (no parameters); "
-                 "B: 1×1 projection only where the shape changes; C: projection in every block")
-STEM_HELP = "imagenet: 7×7/2 conv + max-pool; cifar: one 3×3 conv; deep: three 3×3 convs + max-pool"
+                 "B: 1×1 projection only where the shape changes; C: projection in every block; "
+                 "D: where B projects, a 2×2 average pool then a stride-1 1×1 projection (ResNet-D)")
+STEM_HELP = ("imagenet: 7×7/2 conv + max-pool; cifar: one 3×3 conv; deep: three 3×3 convs (mid, mid, stem width) "
+             "+ max-pool; deep_tiered: the same with 3/4 of mid in the first conv")
 
 
 def widget_values(spec: ModelSpec) -> dict[str, Any]:
@@ -71,7 +89,6 @@ def configuration_widgets() -> None:
         c[3].selectbox("Shortcut", SHORTCUTS, key="arch_shortcut", help=SHORTCUT_HELP)
         c[4].selectbox("Stem", STEMS, key="arch_stem", help=STEM_HELP)
         c[5].toggle("Skip", key="arch_skip", help="Off gives the plain twin: no identity additions at all")
-        c[5].toggle("SE", key="arch_se", help="Squeeze-and-excitation (reduction 16) in every block")
         c = st.columns(6)
         c[0].number_input("Width", min_value=1, step=8, key="arch_width", help="planes of the first stage")
         c[1].number_input("Groups", min_value=1, key="arch_groups", help="ResNeXt cardinality (bottleneck blocks)")
@@ -80,6 +97,37 @@ def configuration_widgets() -> None:
         c[3].number_input("Classes", min_value=1, key="arch_classes")
         c[4].text_input("Input C,H,W", key="arch_input", help="channels, height, width of one image")
         c[5].number_input("Batch size", min_value=1, max_value=MAX_BATCH, key="arch_batch")
+        timm_options()
+
+
+def timm_options() -> None:
+    """The fields timm's ResNet family varies: stem, attention, anti-aliasing, norm, stride placement."""
+    with st.expander("Stem, attention, anti-aliasing, norm (timm's ResNet options)"):
+        c = st.columns(5)
+        c[0].number_input("Stem width", min_value=1, key="arch_stem_width", help="channels out of the stem; "
+                          "empty: the first stage's width")
+        c[1].number_input("Stem mid width", min_value=4, key="arch_stem_mid",
+                          help="deep stems' inner widths: deep = mid, mid; deep_tiered = 3/4 · mid, mid")
+        c[2].selectbox("Stem pool", [None, *STEM_POOLS], key="arch_stem_pool",
+                       format_func=lambda v: "the stem's own" if v is None else v,
+                       help="max: 3×3/2 max-pool; max_ceil: unpadded, ceil mode (Caffe, SENet); conv: a 3×3/2 "
+                            "conv + norm + ReLU (ResNet-RS); none")
+        c[3].selectbox("Anti-aliasing", ANTI_ALIASES, key="arch_anti_alias",
+                       help="stride-2 convs (and the stem pool) run at stride 1, then a 2×2 average pool (avg) or a "
+                            "binomial blur with stride 2 (blur)")
+        c[4].selectbox("Bottleneck stride", STRIDE_PLACEMENTS, key="arch_stride_placement",
+                       help="v1.5: on the 3×3 conv (torchvision); v1: on the first 1×1 conv (original ResNet, SENet)")
+        c = st.columns(5)
+        c[0].selectbox("Attention", ATTENTIONS, key="arch_attention",
+                       help="se: squeeze-and-excitation; eca: efficient channel attention, in every block")
+        c[1].number_input("SE reduction", min_value=1, key="arch_att_reduction", help="SE hidden = channels / this")
+        c[2].number_input("SE divisor", min_value=1, key="arch_att_divisor",
+                          help="SE hidden rounded to a multiple of this (timm: 8); 1: channels // reduction")
+        c[3].selectbox("Attention placement", ATTENTION_PLACEMENTS, key="arch_att_placement",
+                       help="before_add: on the last norm's output; after_relu: a ReLU first (legacy SENet)")
+        norm = c[4].columns(2)
+        norm[0].selectbox("Norm", NORMS, key="arch_norm", help="batch norm or group norm everywhere")
+        norm[1].number_input("Groups", min_value=1, key="arch_norm_groups", help="groups of the group norm")
 
 
 def current_view() -> tuple[str, Summary] | None:

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .blocks import BlurPool2d
 from .model import ResNet
 from .presets import get_preset, resolve_spec
 from .spec import ModelSpec
@@ -66,18 +67,17 @@ def summarize(model: str | ModelSpec | nn.Module = "resnet18", input_size: Seque
               batch_size: int = 1, **overrides: Any) -> Summary:
     """Summarize a preset name, a ModelSpec or a built ResNet for inputs of shape (batch_size, *input_size)."""
     dims, batch_size = validate_input(input_size, batch_size)
-    if isinstance(model, ResNet):
-        spec = resolve_spec(model.spec, **overrides)
-        summary = _summarize_spec(spec, dims, batch_size)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return summary if trainable == summary.trainable_params else _with_trainable(summary, trainable)
-    if isinstance(model, nn.Module):
+    if isinstance(model, nn.Module) and not isinstance(model, ResNet):
         raise ValueError("model must be a preset name, a ModelSpec or a resnet_core ResNet; "
                          f"got {type(model).__name__}")
-    spec = resolve_spec(model, **overrides)
+    spec = resolve_spec(model.spec if isinstance(model, ResNet) else model, **overrides)
     if dims[0] != spec.in_channels:
         raise ValueError(f"input has {dims[0]} channels but the model's in_channels is {spec.in_channels}")
-    return _summarize_spec(spec, dims, batch_size)
+    summary = _summarize_spec(spec, dims, batch_size)
+    if isinstance(model, ResNet) and spec == model.spec:  # frozen parameters count only in the model itself
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return summary if trainable == summary.trainable_params else _with_trainable(summary, trainable)
+    return summary
 
 
 def _with_trainable(summary: Summary, trainable: int) -> Summary:
@@ -145,7 +145,7 @@ def _trace(model: ResNet, shape: Shape):
         leaf = next(iter(module.children()), None) is None
         own = sum(p.numel() for p in module.parameters(recurse=False))
         params = sum(p.numel() for p in module.parameters())
-        geometry = isinstance(module, (nn.Conv2d, nn.MaxPool2d))
+        geometry = isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
 
         def recorded(x: torch.Tensor, *args: Any) -> torch.Tensor:
             row = dict.fromkeys(_ROW_COLUMNS)
@@ -167,7 +167,7 @@ def _trace(model: ResNet, shape: Shape):
 
     for name, module in model.named_modules():
         # BN is shape-preserving; its meta kernel decomposes and costs ~10x the rest of the pass.
-        forward = _identity if isinstance(module, nn.BatchNorm2d) else module.forward
+        forward = _identity if isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) else module.forward
         if name:
             module.forward = recorder(name, module, forward)
     with torch.no_grad():
@@ -183,7 +183,7 @@ def _mult_adds(module: nn.Module, own_params: int, out_shape: Shape) -> int:
     """torchinfo's rule: conv weights count once per output position, other weights once per sample."""
     if own_params == 0:
         return 0
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         return own_params * out_shape[0] * math.prod(out_shape[2:])
     return own_params * out_shape[0]
 
@@ -193,10 +193,11 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 def _conv_geometry(module: nn.Module, row: dict[str, Any]) -> None:
-    k, s, p = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+    k, s, p = _pair(module.kernel_size), _pair(module.stride or module.kernel_size), _pair(module.padding)
     row.update(kernel=k[0], stride=s[0], padding=p[0])
     n_in, n_out = row["input_shape"][2], row["output_shape"][2]
-    row["output_size"] = f"⌊({n_in}+2·{p[0]}−{k[0]})/{s[0]}⌋+1 = {n_out}"
+    floor = "⌈⌉" if getattr(module, "ceil_mode", False) else "⌊⌋"
+    row["output_size"] = f"{floor[0]}({n_in}+2·{p[0]}−{k[0]})/{s[0]}{floor[1]}+1 = {n_out}"
 
 
 def _fill_container_mult_adds(rows: list[dict[str, Any]]) -> None:
@@ -224,24 +225,34 @@ def receptive_fields(model: ResNet) -> dict[str, int]:
     rf, jump = 1, 1
     result: dict[str, int] = {}
 
-    def step(m: nn.Module) -> None:
+    def step(module: nn.Module) -> None:
         nonlocal rf, jump
-        k, s = _pair(m.kernel_size)[0], _pair(m.stride)[0]
-        rf += (k - 1) * jump
-        jump *= s
+        for m in module.modules():
+            window = _window(m)
+            if window is not None:
+                rf += (window[0] - 1) * jump
+                jump *= window[1]
 
-    stem = [m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)]
-    for m in stem + ([model.maxpool] if model.maxpool is not None else []):
-        step(m)
+    step(model.conv1)
+    if model.maxpool is not None:
+        step(model.maxpool)
     result["stem"] = rf
     for name in model.stage_names:
         for block in getattr(model, name):
-            for conv_name in ("conv1", "conv2", "conv3"):
-                conv = getattr(block, conv_name, None)
-                if conv is not None:
-                    step(conv)
+            for part in ("conv1", "conv2", "aa", "conv3"):  # the main path in call order (aa follows the strided conv)
+                if getattr(block, part, None) is not None:
+                    step(getattr(block, part))
         result[name] = rf
     return result
+
+
+def _window(m: nn.Module) -> tuple[int, int] | None:
+    """(kernel, stride) of a spatial layer along the main path, None for layers that do not move the window."""
+    if isinstance(m, BlurPool2d):
+        return 3, m.stride
+    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        return _pair(m.kernel_size)[0], _pair(m.stride or m.kernel_size)[0]
+    return None
 
 
 def _stage_table(model: ResNet, layers: pd.DataFrame, stage_io: dict[str, tuple[Shape, Shape]],

@@ -100,9 +100,15 @@ def test_shortcut_options_a_b_c_order_param_counts():
 
 
 @pytest.mark.parametrize("overrides", [dict(block="preact_basic"), dict(block="preact_bottleneck"),
-                                       dict(se=True), dict(stem="deep"), dict(stem="cifar"), dict(layers=(1,)),
+                                       dict(attention="se"), dict(stem="deep"), dict(stem="cifar"), dict(layers=(1,)),
                                        dict(layers=(1, 1, 1, 1, 1)), dict(in_channels=1, num_classes=7),
-                                       dict(block="bottleneck", groups=8, width_per_group=8)])
+                                       dict(block="bottleneck", groups=8, width_per_group=8),
+                                       dict(attention="eca", attention_placement="after_relu"),
+                                       dict(anti_alias="blur", stem_pool="conv"), dict(anti_alias="avg"),
+                                       dict(norm="group", norm_groups=8, shortcut="D"),
+                                       dict(block="bottleneck", stride_placement="v1", stem_pool="max_ceil"),
+                                       dict(block="preact_bottleneck", shortcut="D", anti_alias="blur"),
+                                       dict(stem="deep_tiered", stem_mid=8, stem_width=24)])
 def test_overrides_build_and_run(overrides):
     model = build_model("resnet18", width=16, **overrides).eval()
     x = torch.randn(2, overrides.get("in_channels", 3), 64, 64)
@@ -112,8 +118,8 @@ def test_overrides_build_and_run(overrides):
 
 
 def test_depths_are_the_names():
-    named = [n for n in PRESETS if n.startswith(("resnet", "plain")) and n[-1].isdigit() and "_" not in n]
-    assert len(named) == 22
+    named = [n for n in PRESETS if n.startswith(("resnet", "plain")) and n[6:].isdigit()]
+    assert len(named) == 24  # 22 from He et al. and torchvision, with timm's resnet26 and resnet200
     for name in named:
         assert PRESETS[name].spec.depth == int(name.removeprefix("resnet").removeprefix("plain")), name
     assert resolve_spec("resnet18", stem="deep").depth == 20
@@ -164,8 +170,21 @@ def test_pretrained_weights_bad_requests():
     (dict(width=0), r"width must be an integer from 1 to 4096; got 0"),
     (dict(num_classes=0), r"num_classes must be an integer from 1 to 100000; got 0"),
     (dict(block="dense"), r"block must be one of basic, bottleneck, preact_basic, preact_bottleneck; got 'dense'"),
-    (dict(shortcut="D"), r"shortcut must be one of A, B, C; got 'D'"),
-    (dict(stem="huge"), r"stem must be one of imagenet, cifar, deep; got 'huge'"),
+    (dict(shortcut="E"), r"shortcut must be one of A, B, C, D; got 'E'"),
+    (dict(stem="huge"), r"stem must be one of imagenet, cifar, deep, deep_tiered; got 'huge'"),
+    (dict(attention="cbam"), r"^attention must be one of none, se, eca; got 'cbam'$"),
+    (dict(anti_alias=True), r"^anti_alias must be one of none, avg, blur; got True$"),
+    (dict(norm="layer"), r"^norm must be one of batch, group; got 'layer'$"),
+    (dict(stem_pool="avg"), r"^stem_pool must be one of max, max_ceil, conv, none; got 'avg'$"),
+    (dict(stride_placement="v2"), r"^stride_placement must be one of v1.5, v1; got 'v2'$"),
+    (dict(attention_placement="first"), r"^attention_placement must be one of before_add, after_relu"),
+    (dict(attention_reduction=0), r"^attention_reduction must be an integer from 1 to 1024; got 0$"),
+    (dict(attention_divisor=65), r"^attention_divisor must be an integer from 1 to 64; got 65$"),
+    (dict(stem_mid=3), r"^stem_mid must be an integer from 4 to 4096; got 3$"),
+    (dict(norm="group", norm_groups=48), r"^norm_groups: 48 groups do not divide the 64 channels of the stem; "),
+    (dict(anti_alias="avg", stem_pool="max_ceil"), r"^anti_alias: a stem_pool of max_ceil has no anti-aliased"),
+    (dict(anti_alias="avg", stride_placement="v1"), r"^anti_alias needs stride_placement v1.5"),
+    (dict(shortcut="A", stem_width=1024), r"^shortcut A zero-pads channels, so stage outputs must not shrink"),
     (dict(groups=32), r"basic blocks only support groups=1"),
     (dict(skip="yes"), r"skip must be true or false"),
     (dict(depth=50), r"unknown override 'depth'; allowed overrides are block, layers"),

@@ -16,7 +16,12 @@ from resnet_core.summary import preset_row, receptive_fields
     ("resnet50", (3, 224, 224), {}),
     ("resnet20", (3, 32, 32), {}),
     ("resnext50_32x4d", (3, 96, 96), {}),
-    ("resnet18", (1, 64, 64), dict(block="preact_bottleneck", se=True, stem="deep", in_channels=1, shortcut="C")),
+    ("resnet18", (1, 64, 64), dict(block="preact_bottleneck", attention="se", stem="deep", in_channels=1,
+                                   shortcut="C")),
+    ("resnet18", (3, 64, 64), dict(attention="eca", stem="deep_tiered", stem_pool="conv", shortcut="D",
+                                   anti_alias="blur", norm="group", norm_groups=8)),
+    ("resnet50", (3, 48, 48), dict(stride_placement="v1", stem_pool="max_ceil", anti_alias="none",
+                                   attention="se", attention_divisor=1, attention_reduction=4)),
 ])
 def test_params_and_mult_adds_equal_torchinfo(name, input_size, kwargs):
     ours = summarize(name, input_size, 2, **kwargs)
