@@ -48,7 +48,7 @@ OVERRIDABLE = (
     "stride_placement", "attention_placement",
 )
 # Fields that config.json files written before they were replaced may still hold, and what each means now.
-LEGACY_FIELDS = {"se": lambda on: dict(attention="se" if on else "none", attention_divisor=1)}
+LEGACY_FIELDS = {"se": lambda on: dict(attention="se", attention_divisor=1) if on else dict(attention="none")}
 
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from resnet_core import PRESETS, ModelSpec, build_model, resolve_spec
+from resnet_core import PRESETS, ModelSpec, build_model, load_state_dict, resolve_spec
 from resnet_core.blocks import ZeroPadShortcut
 from resnet_core.spec import MAX_BLOCKS_PER_STAGE, MAX_CHANNELS, MAX_STAGES, MAX_TOTAL_BLOCKS, coerce_layers
 
@@ -273,3 +274,81 @@ def test_spec_round_trips_through_dict():
     assert ModelSpec(**{**spec.to_dict(), "layers": tuple(spec.to_dict()["layers"])}) == spec
     assert ModelSpec.from_dict(spec.to_dict()) == spec
     assert all(ModelSpec.from_dict(p.spec.to_dict()) == p.spec for p in PRESETS.values())
+
+
+def test_load_state_dict_names_the_first_bad_key():
+    model = build_model("resnet20", device="meta")
+    good = build_model("resnet20").state_dict()
+    with pytest.raises(ValueError, match=r"^state_dict: missing key 'conv1.weight' \(shape \(16, 3, 3, 3\)\) from the "
+                                         r"timm checkpoint; it was made for a different network$"):
+        load_state_dict(model, {k: v for k, v in good.items() if k != "conv1.weight"})
+    wrong = {**good, "fc.weight": torch.zeros(7, 64)}
+    with pytest.raises(ValueError, match=r"^state_dict: key 'fc.weight' has shape \(7, 64\) in the torchvision "
+                                         r"checkpoint but \(10, 64\) in this model$"):
+        load_state_dict(model, wrong, source="torchvision")
+    with pytest.raises(ValueError, match=r"^state_dict: unexpected key 'head.fc.weight' in the timm checkpoint"):
+        load_state_dict(model, {**good, "head.fc.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"^state_dict: key 'fc.bias' does not map a name to a tensor$"):
+        load_state_dict(model, {**good, "fc.bias": [0.0] * 10})
+    with pytest.raises(ValueError, match=r"^source must be one of timm, torchvision; got 'keras'$"):
+        load_state_dict(model, good, source="keras")
+
+
+def test_legacy_senet_names_map_onto_ours():
+    ours = build_model("legacy_seresnet18")
+    theirs = {k.replace("conv1.", "layer0.conv1.", 1) if k.startswith("conv1.") else
+              k.replace("bn1.", "layer0.bn1.", 1) if k.startswith("bn1.") else
+              k.replace(".se.", ".se_module.").replace("fc.", "last_linear.", 1) if k.startswith("fc.") or ".se." in k
+              else k: v for k, v in build_model("legacy_seresnet18").state_dict().items()}
+    assert {"layer0.conv1.weight", "last_linear.weight", "layer1.0.se_module.fc1.weight"} <= set(theirs)
+    load_state_dict(ours, theirs, source="timm")
+    torch.testing.assert_close(ours.state_dict()["fc.weight"], theirs["last_linear.weight"], rtol=0, atol=0)
+
+
+def test_build_model_loads_a_local_checkpoint(tmp_path):
+    torch.manual_seed(3)
+    source = build_model("resnet20").eval()
+    path = tmp_path / "resnet20.pt"
+    torch.save({"state_dict": source.state_dict(), "epoch": 3}, path)
+    loaded = build_model("resnet20", weights=str(path)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), source(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"^state_dict: key 'conv1.weight' has shape \(16, 3, 3, 3\) in the timm "
+                                         r"checkpoint but \(8, 3, 3, 3\) in this model$"):
+        build_model("resnet20", weights=str(path), width=8)
+    with pytest.raises(ValueError, match=r"^weights: no such file '.*missing.pt'$"):
+        build_model("resnet20", weights=str(tmp_path / "missing.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"^weights: junk.pt is not a readable checkpoint \(\w+\)$"):
+        build_model("resnet20", weights=str(tmp_path / "junk.pt"))
+
+
+def test_old_specs_still_load():
+    old = json.loads((Path(__file__).parent / "fixtures" / "run-v1" / "config.json").read_text())["spec"]
+    assert "se" in old and "attention" not in old
+    spec = ModelSpec.from_dict(old)
+    assert spec == PRESETS["resnet20"].spec.replace(layers=(1, 1, 1), width=4)
+    with_se = ModelSpec.from_dict({**old, "se": True})
+    assert (with_se.attention, with_se.attention_divisor) == ("se", 1)  # the old rule: channels // 16, at least 1
+    # one SE per block with one hidden unit (4 // 16, 8 // 16 and 16 // 16 all give at least 1): c + 1 + c + c each
+    assert count(build_model(with_se)) - count(build_model(spec)) == (3 * 4 + 1) + (3 * 8 + 1) + (3 * 16 + 1)
+    with pytest.raises(ValueError, match=r"^se must be true or false; got 'yes'$"):
+        ModelSpec.from_dict({**old, "se": "yes"})
+
+
+def test_numpy_integers_and_lists_are_whole_numbers_and_layers():
+    import numpy as np
+
+    spec = ModelSpec(layers=[np.int64(2), 2], width=np.int32(8)).validate()
+    assert spec.layers == (2, 2) and type(spec.width) is int and type(spec.layers[0]) is int
+    assert json.loads(json.dumps(spec.to_dict()))["width"] == 8
+
+
+def test_timm_presets_carry_timms_names():
+    assert PRESETS["resnet50d"].timm == "resnet50d" and PRESETS["se_resnet50"].timm == "seresnet50"
+    assert PRESETS["se_resnet50"].spec == PRESETS["seresnet50"].spec
+    d = PRESETS["resnet50d"].spec
+    assert (d.stem, d.stem_widths, d.shortcut) == ("deep", (32, 32, 64), "D")
+    assert PRESETS["resnet50t"].spec.stem_widths == (24, 32, 64)
+    assert PRESETS["resnet50s"].spec.stem_widths == (64, 64, 128)
