@@ -6,6 +6,7 @@ Plain twins (`plain20`, `plain50`, ...) are generated from the residual rows wit
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +201,10 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except (KeyError, TypeError):  # TypeError: an unhashable name
-        raise ValueError(f"model must be one of {', '.join(PRESETS)}; got {shown(name)}") from None
+        close = difflib.get_close_matches(name, PRESETS, 3) if isinstance(name, str) else []
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(f"model must be one of the {len(PRESETS)} presets ({', '.join(list(PRESETS)[:5])}, ...; "
+                         f"`list` shows all); {hint}got {shown(name)}") from None
 
 
 def resolve_spec(model: str | ModelSpec, **overrides: Any) -> ModelSpec:

@@ -90,7 +90,12 @@ def _summarize_spec(spec: ModelSpec, dims: Shape, batch_size: int) -> Summary:
         return _scale_batch(_summarize_spec(spec, dims, 1), batch_size)
     with torch.device("meta"):
         model = ResNet(spec, init_weights=False)
-    rows, stage_io, output = _trace(model, (1, *dims))
+    try:
+        rows, stage_io, output = _trace(model, (1, *dims))
+    except RuntimeError as exc:  # e.g. a 2x2 anti-aliasing pool floors an odd map that the shortcut ceils
+        reason = " ".join(str(exc).split())[:200]
+        raise ValueError(f"input {dims[1]}×{dims[2]} does not fit this network (torch: {reason}); try a size that "
+                         "stays even through every stride-2 layer, e.g. a multiple of 32") from None
     _fill_container_mult_adds(rows)
     layers = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
     layers[["kernel", "stride", "padding"]] = layers[["kernel", "stride", "padding"]].astype("Int64")

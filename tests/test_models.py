@@ -162,7 +162,7 @@ def test_pretrained_weights_bad_requests():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(model="resnet99"), r"model must be one of resnet18, .*got 'resnet99'"),
+    (dict(model="resnet99"), r"^model must be one of the \d+ presets \(resnet18, resnet34, .* got 'resnet99'$"),
     (dict(layers=(3, 0, 3)), r"layers: stage 2 has 0 blocks; each stage needs an integer from 1 to 1000"),
     (dict(layers=(3, -1)), r"layers: stage 2 has -1 blocks"),
     (dict(layers="3,x"), r"layers must be comma-separated whole numbers from 1 to 1000 \(e\.g\. 3,4,6,3\), got '3,x'"),

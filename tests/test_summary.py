@@ -143,3 +143,18 @@ def test_formatting_is_separate_and_complete():
     assert "269,722" in text and "8×64×8×8" in text
     md = stage_table_markdown(s)
     assert md.count("\n") == 2 + len(s.stages) and "| layer3 | 3 |" in md
+
+
+def test_built_models_are_checked_like_specs():
+    model = build_model("resnet18")
+    with pytest.raises(ValueError, match=r"^input has 1 channels but the model's in_channels is 3$"):
+        summarize(model, (1, 224, 224))
+    # overrides describe another network: its own trainable count, not the built model's
+    assert summarize(model, num_classes=10).trainable_params == summarize("resnet18", num_classes=10).total_params
+
+
+def test_an_input_the_network_cannot_take_is_one_value_error():
+    # a 2x2 anti-aliasing pool floors the odd 7x7 map of a fifth stage to 3x3 while the projection gives 4x4
+    with pytest.raises(ValueError, match=r"^input 224×224 does not fit this network \(torch: .*\); try a size that "):
+        summarize("resnetaa50", (3, 224, 224), layers=(1, 1, 1, 1, 1))
+    assert summarize("resnetaa50", (3, 256, 256), layers=(1, 1, 1, 1, 1)).output_shape == (1, 1000)
