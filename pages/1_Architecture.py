@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from resnet_core.export import python_source
 from resnet_core.format import format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown
 from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec
 from resnet_core.spec import (
@@ -244,6 +245,10 @@ def show(model: str, summary: Summary) -> None:
     layers_section(summary)
     st.subheader("Build it in code")
     st.code(code_snippet(summary, choice), language="python")
+    slug = choice.model + ("_custom" if choice.overrides else "")
+    st.download_button("This network as one PyTorch file (.py)", python_source(summary.spec, choice.label),
+                       f"{slug}.py", "text/x-python", key="dl_export_py", icon=":material/download:",
+                       help="torch imports only; build() returns this network with resnet_core's state_dict keys")
 
 
 preset_family_job()  # warms the summary cache of every preset in the background, once per server
