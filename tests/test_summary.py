@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pandas as pd
 import pytest
 import torch
 import torchinfo
@@ -9,7 +12,8 @@ from torch import nn
 
 from resnet_core import build_model, summarize
 from resnet_core.format import stage_table_markdown, stage_table_text
-from resnet_core.summary import preset_row, receptive_fields
+from resnet_core.presets import resolve_spec
+from resnet_core.summary import _summarize_spec, natural_input_size, preset_row, receptive_fields
 
 
 @pytest.mark.parametrize("name, input_size, kwargs", [
@@ -158,3 +162,19 @@ def test_an_input_the_network_cannot_take_is_one_value_error():
     with pytest.raises(ValueError, match=r"^input 224×224 does not fit this network \(torch: .*\); try a size that "):
         summarize("resnetaa50", (3, 224, 224), layers=(1, 1, 1, 1, 1))
     assert summarize("resnetaa50", (3, 256, 256), layers=(1, 1, 1, 1, 1)).output_shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("resnet110", {}), ("plain56", {}), ("preact_resnet110", {}), ("wrn28_10", {}), ("resnet50", {}),
+    ("resnext50_32x4d", {}), ("resnet50d", {}), ("resnetrs50", {}), ("legacy_seresnet50", {}),
+    ("resnetblur50", {}), ("ecaresnetlight", {}), ("resnet50_gn", {}), ("resnet26t", {}),
+    ("resnet20", dict(shortcut="C", layers=(5, 1, 3))), ("resnet18", dict(block="preact_bottleneck", layers=(3, 2))),
+])
+def test_repeated_blocks_equal_the_full_trace(name, overrides):
+    """Only two blocks per stage are traced; every row, stage and total equals the trace of every block."""
+    spec = resolve_spec(name, **overrides)
+    dims = natural_input_size(spec)
+    fast, full = _summarize_spec(spec, dims, 1), _summarize_spec(spec, dims, 1, repeat=False)
+    pd.testing.assert_frame_equal(fast.layers, full.layers)
+    pd.testing.assert_frame_equal(fast.stages, full.stages)
+    assert fast == dataclasses.replace(full, layers=fast.layers, stages=fast.stages)
