@@ -220,10 +220,11 @@ class ModelSpec:
         return self
 
     def _check_combinations(self) -> None:
-        if self.shortcut == "A" and self.stage_planes[-1] * self.expansion < self.stem_channels:
-            raise ValueError(f"shortcut A zero-pads channels, so stage outputs must not shrink: stem_width "
-                             f"{self.stem_channels} is wider than the last stage's "
-                             f"{self.stage_planes[-1] * self.expansion}; use shortcut B, C or D or a narrower stem")
+        first_out = self.width * self.expansion  # stages only grow, so only the stem can be wider than a stage
+        if self.shortcut == "A" and self.skip and first_out < self.stem_channels:
+            raise ValueError(f"shortcut A zero-pads channels, so they must not shrink: stem_width {self.stem_channels} "
+                             f"is wider than stage 1's {first_out} output channels; use shortcut B, C or D or a "
+                             "narrower stem")
         if self.anti_alias != "none" and self.resolved_stem_pool == "max_ceil":
             raise ValueError("anti_alias: a stem_pool of max_ceil has no anti-aliased form; use stem_pool max or conv, "
                              "or anti_alias none")

@@ -185,7 +185,8 @@ def test_pretrained_weights_bad_requests():
     (dict(norm="group", norm_groups=48), r"^norm_groups: 48 groups do not divide the 64 channels of the stem; "),
     (dict(anti_alias="avg", stem_pool="max_ceil"), r"^anti_alias: a stem_pool of max_ceil has no anti-aliased"),
     (dict(anti_alias="avg", stride_placement="v1"), r"^anti_alias needs stride_placement v1.5"),
-    (dict(shortcut="A", stem_width=1024), r"^shortcut A zero-pads channels, so stage outputs must not shrink"),
+    (dict(shortcut="A", stem_width=88), r"^shortcut A zero-pads channels, so they must not shrink: stem_width 88 is "
+                                        r"wider than stage 1.s 64 output channels; use shortcut B, C or D"),
     (dict(groups=32), r"basic blocks only support groups=1"),
     (dict(skip="yes"), r"skip must be true or false"),
     (dict(depth=50), r"unknown override 'depth'; allowed overrides are block, layers"),
