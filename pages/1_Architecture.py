@@ -37,7 +37,7 @@ FIELD_KEYS = {"block": "arch_block", "layers": "arch_layers", "shortcut": "arch_
               "stem_mid": "arch_stem_mid", "stem_pool": "arch_stem_pool", "attention_reduction": "arch_att_reduction",
               "attention_divisor": "arch_att_divisor", "attention_placement": "arch_att_placement",
               "anti_alias": "arch_anti_alias", "norm": "arch_norm", "norm_groups": "arch_norm_groups",
-              "stride_placement": "arch_stride_placement"}
+              "stride_placement": "arch_stride_placement", "stem_norm": "arch_stem_norm"}
 LAST_GOOD_KEY = "arch_last_good"
 SHORTCUT_HELP = ("A: zero-pad the identity where the shape changes (no parameters); "
                  "B: 1×1 projection only where the shape changes; C: projection in every block; "
@@ -104,7 +104,11 @@ def configuration_widgets() -> None:
 def timm_options() -> None:
     """The fields timm's ResNet family varies: stem, attention, anti-aliasing, norm, stride placement."""
     with st.expander("Stem, attention, anti-aliasing, norm (timm's ResNet options)"):
-        c = st.columns(5)
+        c = st.columns(6)
+        c[5].selectbox("Stem norm", [None, True, False], key="arch_stem_norm",
+                       format_func=lambda v: "the stem's own" if v is None else ("norm + ReLU" if v else "none"),
+                       help="norm + ReLU after the stem conv; none: the raw conv output goes to the first block "
+                            "(timm's resnetv2)")
         c[0].number_input("Stem width", min_value=1, key="arch_stem_width", help="channels out of the stem; "
                           "empty: the first stage's width")
         c[1].number_input("Stem mid width", min_value=4, key="arch_stem_mid",

@@ -2,7 +2,9 @@
 
 Our names are torchvision's, and timm's ResNet keeps them (it started as a copy), so most keys map to themselves.
 timm's port of the Caffe SENet (`legacy_seresnet*`, `legacy_seresnext*`) names its stem `layer0`, its attention
-`se_module` and its classifier `last_linear`; those are renamed. Anything that still does not fit is one
+`se_module` and its classifier `last_linear`; timm's pre-activation `resnetv2_*` has `stem.conv`,
+`stages.i.blocks.j` with `norm1..3`, a final `norm` and a 1x1-conv classifier `head.fc` (reshaped to our Linear);
+those are renamed. Anything that still does not fit is one
 ValueError naming the first bad key, before any weight of the model is touched.
 """
 
@@ -24,7 +26,11 @@ _TIMM_RENAMES = (
     (re.compile(r"^layer0\.(conv1|bn1)\."), r"\1."),
     (re.compile(r"\.se_module\."), ".se."),
     (re.compile(r"^last_linear\."), "fc."),
+    (re.compile(r"^stem\.conv\."), "conv1."),  # resnetv2 (pre-activation)
+    (re.compile(r"^norm\."), "final_norm.0."),
+    (re.compile(r"^head\.fc\."), "fc."),
 )
+_V2_BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
 
@@ -38,6 +44,12 @@ def map_keys(state_dict: Mapping[str, torch.Tensor], source: str) -> dict[str, t
         new = key
         for pattern, replacement in _TIMM_RENAMES:
             new = pattern.sub(replacement, new)
+        stage = _V2_BLOCK.match(new)
+        if stage:  # resnetv2: stages.i.blocks.j.norm1 -> layer{i+1}.j.bn1, downsample.conv -> downsample.0
+            rest = re.sub(r"^norm(\d)\.", r"bn\1.", new[stage.end():]).replace("downsample.conv.", "downsample.0.")
+            new = f"layer{int(stage[1]) + 1}.{stage[2]}.{rest}"
+        if new == "fc.weight" and key == "head.fc.weight" and value.dim() == 4:  # resnetv2's 1x1-conv classifier
+            value = value.flatten(1)
         mapped[new] = value
     return mapped
 

@@ -53,10 +53,9 @@ class ResNet(nn.Module):
             self.conv1 = nn.Conv2d(spec.in_channels, out, kernel_size=7, stride=2, padding=3, bias=False)
         else:
             self.conv1 = conv3x3(spec.in_channels, out)
-        # A CIFAR-stem pre-activation net feeds the raw conv output to its first block's BN.
-        plain_cifar_preact = spec.preact and spec.stem == "cifar"
-        self.bn1 = None if plain_cifar_preact else norm(out)
-        self.relu = None if plain_cifar_preact else nn.ReLU(inplace=True)
+        # Pre-activation nets may feed the raw conv output to their first block's norm (spec.has_stem_norm).
+        self.bn1 = norm(out) if spec.has_stem_norm else None
+        self.relu = nn.ReLU(inplace=True) if spec.has_stem_norm else None
         self.maxpool = self._make_stem_pool(spec.resolved_stem_pool, out)
 
     def _make_stem_pool(self, kind: str, channels: int) -> nn.Module | None:

@@ -45,7 +45,7 @@ OVERRIDABLE = (
     "block", "layers", "width", "stem_width", "groups", "width_per_group", "stem",
     "shortcut", "skip", "attention", "in_channels", "num_classes", "zero_init_residual",
     "stem_mid", "stem_pool", "attention_reduction", "attention_divisor", "anti_alias", "norm", "norm_groups",
-    "stride_placement", "attention_placement",
+    "stride_placement", "attention_placement", "stem_norm",
 )
 # Fields that config.json files written before they were replaced may still hold, and what each means now.
 LEGACY_FIELDS = {"se": lambda on: dict(attention="se", attention_divisor=1) if on else dict(attention="none")}
@@ -80,6 +80,7 @@ class ModelSpec:
     norm_groups: int = 32
     stride_placement: str = "v1.5"  # bottlenecks: v1.5 strides on the 3x3 conv (torchvision), v1 on the first 1x1
     attention_placement: str = "before_add"  # on the last norm's output; after_relu: a ReLU first (legacy SENet)
+    stem_norm: bool | None = None  # norm + ReLU after the stem conv; None: yes, except in CIFAR pre-activation nets
 
     def __post_init__(self) -> None:
         # numpy (and other) whole numbers become ints, so they validate and serialise like ints.
@@ -131,6 +132,12 @@ class ModelSpec:
         if self.stem == "deep_tiered":
             return 3 * (self.stem_mid // 4), self.stem_mid, self.stem_channels
         return (self.stem_channels,)
+
+    @property
+    def has_stem_norm(self) -> bool:
+        if self.stem_norm is not None:
+            return self.stem_norm
+        return not (self.preact and self.stem == "cifar")  # its first block's BN takes the raw conv output
 
     @property
     def resolved_stem_pool(self) -> str:
@@ -201,6 +208,8 @@ class ModelSpec:
         check_int("norm_groups", self.norm_groups, 1, 4096)
         for name in ("skip", "zero_init_residual"):
             check_bool(name, getattr(self, name))
+        if self.stem_norm is not None:
+            check_bool("stem_norm", self.stem_norm)
         self._check_combinations()
         if self.expansion == 1 and (self.groups != 1 or self.width_per_group != 64):
             raise ValueError(
@@ -340,7 +349,7 @@ def field_from_text(name: str, text: str) -> Any:
     text = text.strip()
     if name == "layers":
         return coerce_layers(text)
-    if isinstance(default, bool):
+    if isinstance(default, bool) or "bool" in _TYPES[name]:
         if text.lower() not in BOOL_WORDS:
             raise ValueError(f"{name} must be true or false; got {shown(text)}")
         return BOOL_WORDS[text.lower()]

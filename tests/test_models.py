@@ -287,8 +287,8 @@ def test_load_state_dict_names_the_first_bad_key():
     with pytest.raises(ValueError, match=r"^state_dict: key 'fc.weight' has shape \(7, 64\) in the torchvision "
                                          r"checkpoint but \(10, 64\) in this model$"):
         load_state_dict(model, wrong, source="torchvision")
-    with pytest.raises(ValueError, match=r"^state_dict: unexpected key 'head.fc.weight' in the timm checkpoint"):
-        load_state_dict(model, {**good, "head.fc.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"^state_dict: unexpected key 'head.extra.weight' in the timm checkpoint"):
+        load_state_dict(model, {**good, "head.extra.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match=r"^state_dict: key 'fc.bias' does not map a name to a tensor$"):
         load_state_dict(model, {**good, "fc.bias": [0.0] * 10})
     with pytest.raises(ValueError, match=r"^source must be one of timm, torchvision; got 'keras'$"):

@@ -65,7 +65,7 @@ def test_every_timm_family_is_covered():
     assert len(TIMM_PRESETS) >= 80
     assert len(STRUCTURES) >= 25
     families = ("resnet", "resnext", "seresnet", "seresnext", "ecaresnet", "resnetrs", "resnetaa", "resnetblur",
-                "wide_resnet", "legacy_seresnet", "legacy_seresnext")
+                "wide_resnet", "legacy_seresnet", "legacy_seresnext", "resnetv2")
     assert all(any(PRESETS[n].timm.startswith(f) for n in TIMM_PRESETS) for f in families)
 
 
@@ -99,7 +99,7 @@ def test_every_preset_has_timms_parameters_and_names(name):
 
 @pytest.mark.parametrize("name", ["resnet50d", "resnet26t", "resnet50s", "resnetrs50", "ecaresnetlight",
                                   "seresnext26d_32x4d", "resnetblur50", "resnetaa34d", "resnet50_gn",
-                                  "legacy_seresnet18", "legacy_seresnext26_32x4d", "wide_resnet50_2"])
+                                  "legacy_seresnet18", "legacy_seresnext26_32x4d", "wide_resnet50_2", "resnetv2_50"])
 def test_full_depth_parameters_and_names_equal_timms(name):
     with torch.device("meta"):
         theirs = timm.create_model(PRESETS[name].timm)

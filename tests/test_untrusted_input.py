@@ -78,6 +78,7 @@ VALID = {
     "norm_groups": st.sampled_from([32, 1, 2, 4]),
     "stride_placement": st.sampled_from(STRIDE_PLACEMENTS),
     "attention_placement": st.sampled_from(ATTENTION_PLACEMENTS),
+    "stem_norm": st.one_of(st.none(), st.booleans()),
 }
 HOSTILE = {name: st.one_of(HOSTILE_LAYERS if name == "layers" else INTS, JUNK) for name in VALID}
 

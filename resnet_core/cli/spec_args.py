@@ -43,6 +43,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--anti-alias", help=f"anti-aliased downsampling: one of {', '.join(ANTI_ALIASES)}")
     g.add_argument("--norm", help=f"one of {', '.join(NORMS)}")
     g.add_argument("--norm-groups", type=_field("norm_groups"), help="groups of the group norm")
+    g.add_argument("--stem-norm", type=_field("stem_norm"), help="true|false: norm + ReLU after the stem conv")
     g.add_argument("--stride-placement", help=f"bottleneck stride: one of {', '.join(STRIDE_PLACEMENTS)}")
     g.add_argument("--in-channels", type=_field("in_channels"))
     g.add_argument("--num-classes", type=_field("num_classes"))
@@ -58,7 +59,7 @@ def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
         attention_reduction=args.attention_reduction, attention_divisor=args.attention_divisor,
         attention_placement=args.attention_placement, stem_mid=args.stem_mid, stem_pool=args.stem_pool,
         anti_alias=args.anti_alias, norm=args.norm, norm_groups=args.norm_groups,
-        stride_placement=args.stride_placement,
+        stride_placement=args.stride_placement, stem_norm=args.stem_norm,
     )
     if args.no_skip:
         overrides["skip"] = False
