@@ -361,6 +361,14 @@ def field_from_text(name: str, text: str) -> Any:
         raise ValueError(f"{name} must be a whole number; got {shown(text)}") from None
 
 
+def legacy_fields_from_text(name: str, text: str) -> dict[str, Any]:
+    """The current fields a replaced field's text (an old link's ?se=true) stands for."""
+    word = text.strip().lower()
+    if word not in BOOL_WORDS:
+        raise ValueError(f"{name} must be true or false; got {shown(text)}")
+    return LEGACY_FIELDS[name](BOOL_WORDS[word])
+
+
 def field_to_text(value: Any) -> str:
     """The inverse of `field_from_text`: (3, 4, 6, 3) -> "3,4,6,3", True -> "true"."""
     if isinstance(value, bool):

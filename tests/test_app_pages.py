@@ -343,3 +343,11 @@ def test_timm_options_are_controls_and_the_file_downloads():
     at.number_input(key="arch_norm_groups").set_value(48).run()
     assert any("norm_groups: 48 groups do not divide" in e.value for e in at.error)
     assert not at.exception
+
+
+def test_an_old_link_with_se_still_means_squeeze_and_excitation():
+    at = run(ARCHITECTURE, model="resnet50", se="true")
+    assert metrics(at)["Parameters"] == format_count(summarize("resnet50", attention="se", attention_divisor=1)
+                                                     .total_params) == "28,088,024"
+    assert "se" not in at.query_params and at.query_params["attention"] == "se"
+    assert not at.exception

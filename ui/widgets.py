@@ -21,7 +21,14 @@ import streamlit as st
 from resnet_core.jobs import BackgroundRows, process_wide
 from resnet_core.presets import PRESETS, get_preset, resolve_spec
 from resnet_core.runstore import SkippedRun
-from resnet_core.spec import OVERRIDABLE, ModelSpec, field_from_text, field_to_text
+from resnet_core.spec import (
+    LEGACY_FIELDS,
+    OVERRIDABLE,
+    ModelSpec,
+    field_from_text,
+    field_to_text,
+    legacy_fields_from_text,
+)
 from resnet_core.summary import preset_row
 
 CHOICE_KEY = "model_choice"
@@ -67,7 +74,11 @@ def choice_from_query_params(params: Mapping[str, str]) -> ModelChoice | None:
         return None
     model = params["model"]
     get_preset(model)
-    return ModelChoice(model, {k: field_from_text(k, params[k]) for k in OVERRIDABLE if k in params})
+    overrides = {k: field_from_text(k, params[k]) for k in OVERRIDABLE if k in params}
+    for name in LEGACY_FIELDS:  # links made before a field was replaced: ?se=true is attention=se
+        if name in params:
+            overrides = {**legacy_fields_from_text(name, params[name]), **overrides}
+    return ModelChoice(model, overrides)
 
 
 def shared_choice(default: str = DEFAULT_MODEL) -> ModelChoice:
@@ -92,7 +103,7 @@ def remember_choice(choice: ModelChoice, extra_params: Mapping[str, str | None] 
     """
     st.session_state[CHOICE_KEY] = choice.to_state()
     wanted = {**choice.to_query_params(), **(extra_params or {})}
-    for key in ("model", *OVERRIDABLE, *wanted):
+    for key in ("model", *OVERRIDABLE, *LEGACY_FIELDS, *wanted):
         value = wanted.get(key)
         if value is None:
             st.query_params.pop(key, None)
