@@ -8,10 +8,23 @@ import pandas as pd
 import streamlit as st
 
 from resnet_core.depth import DEPTH_RULE, conv_layers, published_depth
+from resnet_core.export import python_source
 from resnet_core.format import format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown
 from resnet_core.jobs import available_memory, default_memory_budget
 from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec
-from resnet_core.spec import BLOCKS, SHORTCUTS, STEMS, ModelSpec, parse_shape
+from resnet_core.spec import (
+    ANTI_ALIASES,
+    ATTENTION_PLACEMENTS,
+    ATTENTIONS,
+    BLOCKS,
+    NORMS,
+    SHORTCUTS,
+    STEM_POOLS,
+    STEMS,
+    STRIDE_PLACEMENTS,
+    ModelSpec,
+    parse_shape,
+)
 from resnet_core.summary import MAX_BATCH, Summary, largest_batch_within, natural_input_size, summarize
 from ui.architecture_figures import short_count, stage_figure
 from ui.charts import show_chart
@@ -23,6 +36,7 @@ from ui.widgets import (
     grouped_presets,
     or_error,
     preset_family_job,
+    preset_group,
     preset_label,
     remember_choice,
     shared_choice,
@@ -33,17 +47,23 @@ setup_page("Architecture")
 # ModelSpec field -> widget key. Input channels come from the "Input C,H,W" box.
 FIELD_KEYS = {"block": "arch_block", "layers": "arch_layers", "shortcut": "arch_shortcut", "stem": "arch_stem",
               "width": "arch_width", "groups": "arch_groups", "width_per_group": "arch_wpg", "skip": "arch_skip",
-              "se": "arch_se", "num_classes": "arch_classes"}
+              "attention": "arch_attention", "num_classes": "arch_classes", "stem_width": "arch_stem_width",
+              "stem_mid": "arch_stem_mid", "stem_pool": "arch_stem_pool", "attention_reduction": "arch_att_reduction",
+              "attention_divisor": "arch_att_divisor", "attention_placement": "arch_att_placement",
+              "anti_alias": "arch_anti_alias", "norm": "arch_norm", "norm_groups": "arch_norm_groups",
+              "stride_placement": "arch_stride_placement", "stem_norm": "arch_stem_norm"}
 LAST_GOOD_KEY = "arch_last_good"
 SHORTCUT_HELP = ("A: zero-pad the identity where the shape changes (no parameters); "
-                 "B: 1×1 projection only where the shape changes; C: projection in every block")
-STEM_HELP = "imagenet: 7×7/2 conv + max-pool; cifar: one 3×3 conv; deep: three 3×3 convs + max-pool"
+                 "B: 1×1 projection only where the shape changes; C: projection in every block; "
+                 "D: where B projects, a 2×2 average pool then a stride-1 1×1 projection (ResNet-D)")
+STEM_HELP = ("imagenet: 7×7/2 conv + max-pool; cifar: one 3×3 conv; deep: three 3×3 convs (mid, mid, stem width) "
+             "+ max-pool; deep_tiered: the same with 3/4 of mid in the first conv")
 TRAIN_PAGE = "pages/4_Train.py"
 BASIC_GROUPS, BASIC_WIDTH_PER_GROUP = 1, 64  # the only values a basic block accepts (as in torchvision)
 
 
 def family_presets(family: str) -> list[str]:
-    return grouped_presets([name for name, preset in PRESETS.items() if preset.family == family])
+    return grouped_presets([name for name in PRESETS if preset_group(name) == family])
 
 
 def widget_values(spec: ModelSpec) -> dict[str, Any]:
@@ -64,7 +84,7 @@ def init_state() -> None:
         st.error(f"The link's model settings were ignored: {exc}")
         spec = get_preset(choice.model).spec
     st.session_state["arch_model"] = choice.model
-    st.session_state["arch_family"] = PRESETS[choice.model].family
+    st.session_state["arch_family"] = preset_group(choice.model)
     st.session_state.update(widget_values(spec))
     if "input" in st.query_params:
         st.session_state["arch_input"] = st.query_params["input"]
@@ -83,7 +103,7 @@ def on_preset_change() -> None:
 
 def on_family_change() -> None:
     family = st.session_state["arch_family"]
-    if PRESETS[st.session_state["arch_model"]].family != family:
+    if preset_group(st.session_state["arch_model"]) != family:
         st.session_state["arch_model"] = family_presets(family)[0]
         on_preset_change()
 
@@ -94,7 +114,7 @@ def on_block_change() -> None:
 
 
 def configuration_widgets() -> None:
-    families = list(dict.fromkeys(preset.family for preset in PRESETS.values()))
+    families = list(dict.fromkeys(preset_group(name) for name in PRESETS))
     state = st.session_state
     basic_at_rest = (state["arch_block"] == "basic" and state["arch_groups"] == BASIC_GROUPS
                      and state["arch_wpg"] == BASIC_WIDTH_PER_GROUP)
@@ -102,8 +122,9 @@ def configuration_widgets() -> None:
     with st.container(border=True):
         c = st.columns([1, 1.3, 1, 1, 0.8, 0.9, 0.8])
         c[0].selectbox("Family", families, key="arch_family", format_func=lambda f: FAMILY_LABELS.get(f, f),
-                       on_change=on_family_change, help="The presets come in families: ImageNet-sized nets, "
-                       "He et al.'s CIFAR nets and Zagoruyko & Komodakis's wide CIFAR nets.")
+                       on_change=on_family_change, help="The presets come in families: ImageNet-sized nets "
+                       "(torchvision's and the original paper's), the ImageNet variants only timm has (named as timm "
+                       "names them), He et al.'s CIFAR nets and Zagoruyko & Komodakis's wide CIFAR nets.")
         c[1].selectbox("Preset", family_presets(state["arch_family"]), key="arch_model",
                        format_func=lambda n: preset_label(n).split(" · ", 1)[1],
                        on_change=on_preset_change, help="Picking a preset resets the fields to its values.")
@@ -112,7 +133,6 @@ def configuration_widgets() -> None:
         c[4].selectbox("Shortcut", SHORTCUTS, key="arch_shortcut", help=SHORTCUT_HELP)
         c[5].selectbox("Stem", STEMS, key="arch_stem", help=STEM_HELP)
         c[6].toggle("Skip", key="arch_skip", help="Off gives the plain twin: no identity additions at all")
-        c[6].toggle("SE", key="arch_se", help="Squeeze-and-excitation (reduction 16) in every block")
         c = st.columns(6)
         c[0].number_input("Width", min_value=1, step=8, key="arch_width", help="planes of the first stage")
         c[1].number_input("Groups", min_value=1, key="arch_groups", disabled=basic_at_rest,
@@ -122,6 +142,41 @@ def configuration_widgets() -> None:
         c[3].number_input("Classes", min_value=1, key="arch_classes")
         c[4].text_input("Input C,H,W", key="arch_input", help="channels, height, width of one image")
         c[5].number_input("Batch size", min_value=1, max_value=MAX_BATCH, key="arch_batch")
+        timm_options()
+
+
+def timm_options() -> None:
+    """The fields timm's ResNet family varies: stem, attention, anti-aliasing, norm, stride placement."""
+    with st.expander("Stem, attention, anti-aliasing, norm (timm's ResNet options)"):
+        c = st.columns(6)
+        c[5].selectbox("Stem norm", [None, True, False], key="arch_stem_norm",
+                       format_func=lambda v: "the stem's own" if v is None else ("norm + ReLU" if v else "none"),
+                       help="norm + ReLU after the stem conv; none: the raw conv output goes to the first block "
+                            "(timm's resnetv2)")
+        c[0].number_input("Stem width", min_value=1, key="arch_stem_width", help="channels out of the stem; "
+                          "empty: the first stage's width")
+        c[1].number_input("Stem mid width", min_value=4, key="arch_stem_mid",
+                          help="deep stems' inner widths: deep = mid, mid; deep_tiered = 3/4 · mid, mid")
+        c[2].selectbox("Stem pool", [None, *STEM_POOLS], key="arch_stem_pool",
+                       format_func=lambda v: "the stem's own" if v is None else v,
+                       help="max: 3×3/2 max-pool; max_ceil: unpadded, ceil mode (Caffe, SENet); conv: a 3×3/2 "
+                            "conv + norm + ReLU (ResNet-RS); none")
+        c[3].selectbox("Anti-aliasing", ANTI_ALIASES, key="arch_anti_alias",
+                       help="stride-2 convs (and the stem pool) run at stride 1, then a 2×2 average pool (avg) or a "
+                            "binomial blur with stride 2 (blur)")
+        c[4].selectbox("Bottleneck stride", STRIDE_PLACEMENTS, key="arch_stride_placement",
+                       help="v1.5: on the 3×3 conv (torchvision); v1: on the first 1×1 conv (original ResNet, SENet)")
+        c = st.columns(5)
+        c[0].selectbox("Attention", ATTENTIONS, key="arch_attention",
+                       help="se: squeeze-and-excitation; eca: efficient channel attention, in every block")
+        c[1].number_input("SE reduction", min_value=1, key="arch_att_reduction", help="SE hidden = channels / this")
+        c[2].number_input("SE divisor", min_value=1, key="arch_att_divisor",
+                          help="SE hidden rounded to a multiple of this (timm: 8); 1: channels // reduction")
+        c[3].selectbox("Attention placement", ATTENTION_PLACEMENTS, key="arch_att_placement",
+                       help="before_add: on the last norm's output; after_relu: a ReLU first (legacy SENet)")
+        norm = c[4].columns(2)
+        norm[0].selectbox("Norm", NORMS, key="arch_norm", help="batch norm or group norm everywhere")
+        norm[1].number_input("Groups", min_value=1, key="arch_norm_groups", help="groups of the group norm")
 
 
 def current_view() -> tuple[str, Summary] | None:
@@ -269,6 +324,10 @@ def show(model: str, summary: Summary) -> None:
     layers_section(summary)
     st.subheader("Build it in code")
     st.code(code_snippet(summary, choice), language="python")
+    slug = choice.model + ("_custom" if choice.overrides else "")
+    st.download_button("This network as one PyTorch file (.py)", python_source(summary.spec, choice.label),
+                       f"{slug}.py", "text/x-python", key="dl_export_py", icon=":material/download:",
+                       help="torch imports only; build() returns this network with resnet_core's state_dict keys")
 
 
 preset_family_job()  # warms the summary cache of every preset in the background, once per server

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .blocks import BLOCK_TYPES, ZeroPadShortcut, make_shortcut
+from .blocks import BLOCK_TYPES, BlockStyle, BlurPool2d, ZeroPadShortcut, make_shortcut
 from .spec import SHORTCUTS
 from .validation import check_choice, check_int
 
@@ -30,8 +30,15 @@ class BlockVariant:
     block: str  # key in blocks.BLOCK_TYPES
     groups: int = 1  # grouped 3x3 conv (ResNeXt cardinality)
     width_per_group: int = 64  # bottleneck inner width = int(planes * wpg / 64) * groups
-    se: bool = False  # squeeze-and-excitation before the addition
+    attention: str = "none"  # none | se | eca, before the addition
+    anti_alias: str = "none"  # none | avg | blur after the strided conv (which then runs at stride 1)
+    norm: str = "batch"  # batch | group (32 groups)
+    stride_placement: str = "v1.5"  # v1: the bottleneck strides on its first 1x1 conv
     note: str = ""  # one line on where the block is used
+
+    def style(self, skip: bool) -> BlockStyle:
+        return BlockStyle(groups=self.groups, base_width=self.width_per_group, skip=skip, attention=self.attention,
+                          anti_alias=self.anti_alias, norm=self.norm, stride_placement=self.stride_placement)
 
 
 VARIANTS: dict[str, BlockVariant] = {
@@ -44,8 +51,18 @@ VARIANTS: dict[str, BlockVariant] = {
                                       note="the bottleneck in pre-activation order (He et al. 2016)"),
     "resnext": BlockVariant("ResNeXt 32×4d", "bottleneck", groups=32, width_per_group=4,
                             note="a bottleneck whose 3×3 conv has 32 groups of 4 channels per 64 planes"),
-    "se": BlockVariant("SE bottleneck", "bottleneck", se=True,
+    "se": BlockVariant("SE bottleneck", "bottleneck", attention="se",
                        note="a bottleneck whose output is re-weighted per channel by squeeze-and-excitation"),
+    "eca": BlockVariant("ECA bottleneck", "bottleneck", attention="eca",
+                        note="channel gates from one 1-D conv across the pooled channels (timm's ecaresnet*)"),
+    "aa": BlockVariant("Anti-aliased bottleneck", "bottleneck", anti_alias="avg",
+                       note="stride-2 3×3 runs at stride 1, then a 2×2 average pool (timm's resnetaa*)"),
+    "blur": BlockVariant("Blur-pool bottleneck", "bottleneck", anti_alias="blur",
+                         note="stride-2 3×3 runs at stride 1, then a fixed binomial blur, stride 2 (resnetblur*)"),
+    "gn": BlockVariant("GroupNorm bottleneck", "bottleneck", norm="group",
+                       note="every batch norm replaced by a 32-group GroupNorm (timm's resnet50_gn)"),
+    "v1": BlockVariant("Bottleneck v1", "bottleneck", stride_placement="v1",
+                       note="the stride on the first 1×1 conv, as in the original ResNet and SENet"),
 }
 
 
@@ -107,10 +124,11 @@ def _trace_block(key: str, in_channels: int, out_channels: int, stride: int, siz
     variant = VARIANTS[key]
     block_cls = BLOCK_TYPES[variant.block]
     preact = variant.block.startswith("preact")
+    style = variant.style(skip)
     with torch.device("meta"):
-        downsample = make_shortcut(shortcut, in_channels, out_channels, stride, norm=not preact) if skip else None
-        block = block_cls(in_channels, out_channels // block_cls.expansion, stride, downsample, groups=variant.groups,
-                          base_width=variant.width_per_group, skip=skip, se=variant.se)
+        norm = None if preact else style.norm_layer
+        downsample = make_shortcut(shortcut, in_channels, out_channels, stride, norm) if skip else None
+        block = block_cls(in_channels, out_channels // block_cls.expansion, stride, downsample, style)
     x = torch.empty(1, in_channels, size, size, device="meta")
     steps = [Step("input", "", "input", tuple(x.shape), 0)] + _StepRecorder(block).run(x)
     return BlockAnatomy(key, variant, in_channels, out_channels, stride, shortcut, skip, tuple(steps),
@@ -173,7 +191,8 @@ class _StepRecorder(TorchFunctionMode):
 SUM_OP = "add: main path + shortcut"
 _FUNCTION_OPS = {"relu": "ReLU", "mean": "global average pool", "sigmoid": "sigmoid gate",
                  "mul": "scale channels by the gate", "__mul__": "scale channels by the gate",
-                 "add": SUM_OP, "__add__": SUM_OP}
+                 "add": SUM_OP, "__add__": SUM_OP, "unsqueeze": "pooled channels as a 1-D sequence",
+                 "view": "gates back to one per channel"}
 
 
 def _is_leaf(module: nn.Module) -> bool:
@@ -181,6 +200,8 @@ def _is_leaf(module: nn.Module) -> bool:
 
 
 def _describe_module(module: nn.Module) -> str:
+    if isinstance(module, nn.Conv1d):
+        return f"1-D conv across channels, kernel {module.kernel_size[0]}"
     if isinstance(module, nn.Conv2d):
         k, s = module.kernel_size[0], module.stride[0]
         text = f"conv {k}×{k}, {module.in_channels}→{module.out_channels}"
@@ -191,6 +212,12 @@ def _describe_module(module: nn.Module) -> str:
         return text
     if isinstance(module, nn.BatchNorm2d):
         return "batch norm"
+    if isinstance(module, nn.GroupNorm):
+        return f"group norm, {module.num_groups} groups"
+    if isinstance(module, nn.AvgPool2d):
+        return f"avg-pool {module.kernel_size}×{module.kernel_size}, stride {module.stride}"
+    if isinstance(module, BlurPool2d):
+        return f"blur 3×3, stride {module.stride}"
     if isinstance(module, nn.ReLU):
         return "ReLU"
     if isinstance(module, ZeroPadShortcut):
@@ -216,6 +243,11 @@ def _check_args(key: str, in_channels: int, out_channels: int, stride: int, size
         raise ValueError(f"out_channels of a {variant.label} block must be a multiple of {expansion}; "
                          f"got {out_channels}")
     planes = out_channels // expansion
+    if variant.norm == "group":
+        for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if channels % 32:
+                raise ValueError(f"{name} of a {variant.label} block must be a multiple of its 32 norm groups; "
+                                 f"got {channels}")
     if expansion > 1 and int(planes * variant.width_per_group / 64) < 1:
         least = expansion * -(-64 // variant.width_per_group)
         raise ValueError(f"out_channels of a {variant.label} block must be at least {least} "
@@ -256,9 +288,12 @@ def shortcut_options(in_channels: int, out_channels: int, stride: int, preact: b
             rows.append(dict(shortcut=kind, path="not possible (A cannot drop channels)", params=None))
             continue
         with torch.device("meta"):
-            module = make_shortcut(kind, in_channels, out_channels, stride, norm=not preact)
+            module = make_shortcut(kind, in_channels, out_channels, stride, None if preact else nn.BatchNorm2d)
         if module is None:
             path = "identity"
+        elif any(isinstance(m, nn.AvgPool2d) for m in module.modules()):
+            path = f"2×2 avg-pool, stride {stride}, then 1×1 conv {in_channels}→{out_channels}"
+            path += "" if preact else " + batch norm"
         elif any(isinstance(m, nn.Conv2d) for m in module.modules()):
             path = f"1×1 conv {in_channels}→{out_channels}" + (f", stride {stride}" if stride > 1 else "")
             path += "" if preact else " + batch norm"

@@ -6,6 +6,7 @@ Plain twins (`plain20`, `plain50`, ...) are generated from the residual rows wit
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ class Preset:
     spec: ModelSpec
     torchvision: str | None = None  # name in torchvision.models with identical structure
     reference: dict[str, Any] = field(default_factory=dict)  # published figures, with "source"
+    timm: str | None = None  # name in timm with identical structure (its checkpoints load through load_state_dict)
 
 
 HE2015 = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016 (arXiv:1512.03385), Table 6"
@@ -45,7 +47,7 @@ _TABLE = {
                                           width_per_group=8), "resnext101_32x8d", {}),
     "preact_resnet18": ("imagenet", dict(_IMAGENET, block="preact_basic", layers=(2, 2, 2, 2)), None, {}),
     "preact_resnet50": ("imagenet", dict(_IMAGENET, block="preact_bottleneck", layers=(3, 4, 6, 3)), None, {}),
-    "se_resnet50": ("imagenet", dict(_IMAGENET, block="bottleneck", layers=(3, 4, 6, 3), se=True), None, {}),
+    "se_resnet50": ("imagenet", dict(_IMAGENET, block="bottleneck", layers=(3, 4, 6, 3), attention="se"), None, {}),
     "resnet20": ("cifar", dict(_CIFAR, layers=(3, 3, 3)), None,
                  dict(params=270_000, params_paper="0.27M", test_error=8.75, source=HE2015)),
     "resnet32": ("cifar", dict(_CIFAR, layers=(5, 5, 5)), None,
@@ -68,14 +70,131 @@ _TABLE = {
 }
 
 
+# timm's ResNet family (timm 1.0, models/resnet.py and senet.py), named as timm names them. Its suffixes:
+# c = deep stem (32-32-64); d = deep stem + avg-pool shortcut D; s = deep stem 64-64-128; t = tiered stem 24-32-64
+# + D; aa/blur = anti-aliased downsampling; se/eca = channel attention; rs = ResNet-RS (Bello et al. 2021: deep
+# stem, conv stem pool, D, SE at reduction 4); legacy_ = the Caffe SENet port (stride on the first 1x1, ceil-mode
+# stem pool, SE hidden width channels // 16; its basic block applies a ReLU before the SE; its ResNeXt strides on
+# the 3x3).
+_C = dict(stem="deep", stem_mid=32, stem_width=64)
+_D = dict(_C, shortcut="D")
+_S = dict(stem="deep", stem_mid=64, stem_width=128)
+_T = dict(stem="deep_tiered", stem_mid=32, stem_width=64, shortcut="D")
+_SE, _ECA = dict(attention="se"), dict(attention="eca")
+_RS = dict(_D, stem_pool="conv", attention="se", attention_reduction=4)
+_LEGACY = dict(stride_placement="v1", stem_pool="max_ceil", attention="se", attention_divisor=1)
+_X32x4, _X32x8, _X64x4 = dict(groups=32, width_per_group=4), dict(groups=32, width_per_group=8), \
+    dict(groups=64, width_per_group=4)
+_B, _N = dict(block="basic"), dict(block="bottleneck")
+R18, R26, R34, R50, R101 = (2, 2, 2, 2), (2, 2, 2, 2), (3, 4, 6, 3), (3, 4, 6, 3), (3, 4, 23, 3)
+R152, R200, R269 = (3, 8, 36, 3), (3, 24, 36, 3), (3, 30, 48, 8)
+
+
+
+def _merge(*parts: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {k: v for part in (*parts, fields) for k, v in part.items()}
+
+
+# name: spec fields (on top of the ImageNet defaults)
+_TIMM_TABLE: dict[str, dict[str, Any]] = {
+    "resnet10t": _merge(_B, _T, layers=(1, 1, 1, 1)),
+    "resnet14t": _merge(_N, _T, layers=(1, 1, 1, 1)),
+    "resnet18d": _merge(_B, _D, layers=R18),
+    "resnet26": _merge(_N, layers=R26),
+    "resnet26d": _merge(_N, _D, layers=R26),
+    "resnet26t": _merge(_N, _T, layers=R26),
+    "resnet34d": _merge(_B, _D, layers=R34),
+    "resnet50c": _merge(_N, _C, layers=R50),
+    "resnet50d": _merge(_N, _D, layers=R50),
+    "resnet50s": _merge(_N, _S, layers=R50),
+    "resnet50t": _merge(_N, _T, layers=R50),
+    "resnet101c": _merge(_N, _C, layers=R101),
+    "resnet101d": _merge(_N, _D, layers=R101),
+    "resnet101s": _merge(_N, _S, layers=R101),
+    "resnet152c": _merge(_N, _C, layers=R152),
+    "resnet152d": _merge(_N, _D, layers=R152),
+    "resnet152s": _merge(_N, _S, layers=R152),
+    "resnet200": _merge(_N, layers=R200),
+    "resnet200d": _merge(_N, _D, layers=R200),
+    "resnet50_gn": _merge(_N, layers=R50, norm="group", norm_groups=32),
+    "resnext50d_32x4d": _merge(_N, _D, _X32x4, layers=R50),
+    "resnext101_32x4d": _merge(_N, _X32x4, layers=R101),
+    "resnext101_32x16d": _merge(_N, layers=R101, groups=32, width_per_group=16),
+    "resnext101_32x32d": _merge(_N, layers=R101, groups=32, width_per_group=32),
+    "resnext101_64x4d": _merge(_N, _X64x4, layers=R101),
+    "ecaresnet26t": _merge(_N, _T, _ECA, layers=R26),
+    "ecaresnet50d": _merge(_N, _D, _ECA, layers=R50),
+    "ecaresnet50t": _merge(_N, _T, _ECA, layers=R50),
+    "ecaresnetlight": _merge(_N, _ECA, layers=(1, 1, 11, 3), shortcut="D"),
+    "ecaresnet101d": _merge(_N, _D, _ECA, layers=R101),
+    "ecaresnet200d": _merge(_N, _D, _ECA, layers=R200),
+    "ecaresnet269d": _merge(_N, _D, _ECA, layers=R269),
+    "ecaresnext26t_32x4d": _merge(_N, _T, _ECA, _X32x4, layers=R26),
+    "ecaresnext50t_32x4d": _merge(_N, _T, _ECA, _X32x4, layers=R50),
+    "seresnet18": _merge(_B, _SE, layers=R18),
+    "seresnet34": _merge(_B, _SE, layers=R34),
+    "seresnet50": _merge(_N, _SE, layers=R50),
+    "seresnet50t": _merge(_N, _T, _SE, layers=R50),
+    "seresnet101": _merge(_N, _SE, layers=R101),
+    "seresnet152": _merge(_N, _SE, layers=R152),
+    "seresnet152d": _merge(_N, _D, _SE, layers=R152),
+    "seresnet200d": _merge(_N, _D, _SE, layers=R200),
+    "seresnet269d": _merge(_N, _D, _SE, layers=R269),
+    "seresnext26d_32x4d": _merge(_N, _D, _SE, _X32x4, layers=R26),
+    "seresnext26t_32x4d": _merge(_N, _T, _SE, _X32x4, layers=R26),
+    "seresnext50_32x4d": _merge(_N, _SE, _X32x4, layers=R50),
+    "seresnext101_32x4d": _merge(_N, _SE, _X32x4, layers=R101),
+    "seresnext101_32x8d": _merge(_N, _SE, _X32x8, layers=R101),
+    "seresnext101d_32x8d": _merge(_N, _D, _SE, _X32x8, layers=R101),
+    "seresnext101_64x4d": _merge(_N, _SE, _X64x4, layers=R101),
+    "resnetblur18": _merge(_B, layers=R18, anti_alias="blur"),
+    "resnetblur50": _merge(_N, layers=R50, anti_alias="blur"),
+    "resnetblur50d": _merge(_N, _D, layers=R50, anti_alias="blur"),
+    "resnetblur101d": _merge(_N, _D, layers=R101, anti_alias="blur"),
+    "resnetaa34d": _merge(_B, _D, layers=R34, anti_alias="avg"),
+    "resnetaa50": _merge(_N, layers=R50, anti_alias="avg"),
+    "resnetaa50d": _merge(_N, _D, layers=R50, anti_alias="avg"),
+    "resnetaa101d": _merge(_N, _D, layers=R101, anti_alias="avg"),
+    "seresnetaa50d": _merge(_N, _D, _SE, layers=R50, anti_alias="avg"),
+    "seresnextaa101d_32x8d": _merge(_N, _D, _SE, _X32x8, layers=R101, anti_alias="avg"),
+    "seresnextaa201d_32x8d": _merge(_N, _S, _SE, _X32x8, layers=(3, 24, 36, 4), shortcut="D", anti_alias="avg"),
+    "resnetrs50": _merge(_N, _RS, layers=R50),
+    "resnetrs101": _merge(_N, _RS, layers=R101),
+    "resnetrs152": _merge(_N, _RS, layers=R152),
+    "resnetrs200": _merge(_N, _RS, layers=R200),
+    "resnetrs270": _merge(_N, _RS, layers=(4, 29, 53, 4)),
+    "resnetrs350": _merge(_N, _RS, layers=(4, 36, 72, 4)),
+    "resnetrs420": _merge(_N, _RS, layers=(4, 44, 87, 4)),
+    "resnetv2_18": _merge(layers=R18, block="preact_basic", stem_norm=False),
+    "resnetv2_34": _merge(layers=R34, block="preact_basic", stem_norm=False),
+    "resnetv2_50": _merge(layers=R50, block="preact_bottleneck", stem_norm=False),
+    "resnetv2_101": _merge(layers=R101, block="preact_bottleneck", stem_norm=False),
+    "legacy_seresnet18": _merge(_B, _LEGACY, layers=R18, attention_placement="after_relu"),
+    "legacy_seresnet34": _merge(_B, _LEGACY, layers=R34, attention_placement="after_relu"),
+    "legacy_seresnet50": _merge(_N, _LEGACY, layers=R50),
+    "legacy_seresnet101": _merge(_N, _LEGACY, layers=R101),
+    "legacy_seresnet152": _merge(_N, _LEGACY, layers=R152),
+    "legacy_seresnext26_32x4d": _merge(_N, _LEGACY, _X32x4, stride_placement="v1.5", layers=R26),
+    "legacy_seresnext50_32x4d": _merge(_N, _LEGACY, _X32x4, stride_placement="v1.5", layers=R50),
+    "legacy_seresnext101_32x4d": _merge(_N, _LEGACY, _X32x4, stride_placement="v1.5", layers=R101),
+}
+# Our presets whose network timm builds under the same or another name.
+_TIMM_TWINS = {name: name for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",
+                                       "wide_resnet101_2", "resnext50_32x4d", "resnext101_32x8d")}
+_TIMM_TWINS["se_resnet50"] = "seresnet50"
+
+
 def _build_presets() -> dict[str, Preset]:
     presets: dict[str, Preset] = {}
     for name, (family, fields, tv_name, reference) in _TABLE.items():
-        presets[name] = Preset(name, family, ModelSpec(**fields).validate(), tv_name, reference)
+        presets[name] = Preset(name, family, ModelSpec(**fields).validate(), tv_name, reference,
+                               timm=_TIMM_TWINS.get(name))
     for name, preset in list(presets.items()):
         if name.startswith("resnet") and name[6:].isdigit():
             plain = "plain" + name[6:]
             presets[plain] = Preset(plain, preset.family, preset.spec.replace(skip=False))
+    for name, fields in _TIMM_TABLE.items():
+        presets[name] = Preset(name, "imagenet", ModelSpec(**{**_IMAGENET, **fields}).validate(), timm=name)
     return presets
 
 
@@ -86,7 +205,10 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except (KeyError, TypeError):  # TypeError: an unhashable name
-        raise ValueError(f"model must be one of {', '.join(PRESETS)}; got {shown(name)}") from None
+        close = difflib.get_close_matches(name, PRESETS, 3) if isinstance(name, str) else []
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(f"model must be one of the {len(PRESETS)} presets ({', '.join(list(PRESETS)[:5])}, ...; "
+                         f"`list` shows all); {hint}got {shown(name)}") from None
 
 
 def resolve_spec(model: str | ModelSpec, **overrides: Any) -> ModelSpec:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,14 @@ from typing import Any
 from .validation import check_bool, check_choice, check_int, is_int, shown
 
 BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
-STEMS = ("imagenet", "cifar", "deep")
-SHORTCUTS = ("A", "B", "C")
-SE_REDUCTION = 16
+STEMS = ("imagenet", "cifar", "deep", "deep_tiered")
+STEM_POOLS = ("max", "max_ceil", "conv", "none")
+SHORTCUTS = ("A", "B", "C", "D")
+ATTENTIONS = ("none", "se", "eca")
+ANTI_ALIASES = ("none", "avg", "blur")
+NORMS = ("batch", "group")
+STRIDE_PLACEMENTS = ("v1.5", "v1")
+ATTENTION_PLACEMENTS = ("before_add", "after_relu")
 
 # Upper bounds on a spec's sizes. They are checked in `validate` (and by `coerce_layers`) before any module is built,
 # so a URL, a flag or a config.json cannot make the app build, summarize or allocate without limit. Every preset is
@@ -37,8 +43,13 @@ MAX_CHANNELS = 16_384
 # Fields a user may override on any preset (from the CLI, a page's widgets or a URL).
 OVERRIDABLE = (
     "block", "layers", "width", "stem_width", "groups", "width_per_group", "stem",
-    "shortcut", "skip", "se", "in_channels", "num_classes", "zero_init_residual",
+    "shortcut", "skip", "attention", "in_channels", "num_classes", "zero_init_residual",
+    "stem_mid", "stem_pool", "attention_reduction", "attention_divisor", "anti_alias", "norm", "norm_groups",
+    "stride_placement", "attention_placement", "stem_norm",
 )
+# Fields that config.json files written before they were replaced may still hold, and what each means now.
+LEGACY_FIELDS = {"se": lambda on: dict(attention="se", attention_divisor=1) if on else dict(attention="none")}
+
 
 
 BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
@@ -52,13 +63,36 @@ class ModelSpec:
     stem_width: int | None = None  # channels out of the stem; None means `width`
     groups: int = 1  # grouped 3x3 conv in bottlenecks (ResNeXt cardinality)
     width_per_group: int = 64  # bottleneck inner width = int(planes * wpg / 64) * groups
-    stem: str = "imagenet"  # imagenet: 7x7/2 + max-pool; cifar: 3x3/1; deep: three 3x3 convs
-    shortcut: str = "B"  # A: zero-pad identity; B: projection where shape changes; C: always
+    stem: str = "imagenet"  # imagenet: 7x7/2; cifar: 3x3/1, no pool; deep: three 3x3 convs; deep_tiered: same, thinner
+    shortcut: str = "B"  # A: zero-pad; B: 1x1 projection where shape changes; C: always; D: avg-pool + 1x1, as B
     skip: bool = True  # False gives the plain twin: no identity addition at all
-    se: bool = False  # squeeze-and-excitation (reduction 16) in every block
+    attention: str = "none"  # none | se (squeeze-and-excitation) | eca (efficient channel attention), in every block
     in_channels: int = 3
     num_classes: int = 1000
-    zero_init_residual: bool = False  # last BN of each block starts at zero
+    zero_init_residual: bool = False  # last norm of each block starts at zero
+    stem_mid: int = 32  # deep stems' inner widths: deep = (mid, mid), deep_tiered = (3 * (mid // 4), mid)
+    stem_pool: str | None = None  # None: the stem's own (max-pool, none for cifar); max_ceil: no padding, ceil mode;
+    # conv: a 3x3/2 conv + norm + ReLU in its place (ResNet-RS)
+    attention_reduction: int = 16  # SE hidden width = channels / reduction ...
+    attention_divisor: int = 8  # ... rounded to a multiple of this (timm); 1: channels // reduction (Hu et al.)
+    anti_alias: str = "none"  # stride-2 convs and the stem pool become stride 1 followed by a 2x2 avg-pool or a blur
+    norm: str = "batch"  # batch | group (GroupNorm with norm_groups groups) everywhere a batch norm would be
+    norm_groups: int = 32
+    stride_placement: str = "v1.5"  # bottlenecks: v1.5 strides on the 3x3 conv (torchvision), v1 on the first 1x1
+    attention_placement: str = "before_add"  # on the last norm's output; after_relu: a ReLU first (legacy SENet)
+    stem_norm: bool | None = None  # norm + ReLU after the stem conv; None: yes, except in CIFAR pre-activation nets
+
+    def __post_init__(self) -> None:
+        # numpy (and other) whole numbers become ints, so they validate and serialise like ints.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, (int, bool)):
+                object.__setattr__(self, f.name, int(value))
+        if isinstance(self.layers, list) and len(self.layers) <= MAX_STAGES:
+            object.__setattr__(self, "layers", tuple(self.layers))
+        if isinstance(self.layers, tuple) and len(self.layers) <= MAX_STAGES:
+            object.__setattr__(self, "layers", tuple(int(n) if isinstance(n, numbers.Integral) and not
+                                                     isinstance(n, bool) else n for n in self.layers))
 
     @property
     def expansion(self) -> int:
@@ -83,8 +117,39 @@ class ModelSpec:
     @property
     def depth(self) -> int:
         """Weighted layers on the main path: stem convs + block convs + the classifier."""
-        stem_convs = 3 if self.stem == "deep" else 1
+        stem_convs = (3 if self.deep_stem else 1) + (self.resolved_stem_pool == "conv")
         return stem_convs + sum(self.layers) * self.convs_per_block + 1
+
+    @property
+    def deep_stem(self) -> bool:
+        return self.stem.startswith("deep")
+
+    @property
+    def stem_widths(self) -> tuple[int, ...]:
+        """Output channels of each stem conv."""
+        if self.stem == "deep":
+            return self.stem_mid, self.stem_mid, self.stem_channels
+        if self.stem == "deep_tiered":
+            return 3 * (self.stem_mid // 4), self.stem_mid, self.stem_channels
+        return (self.stem_channels,)
+
+    @property
+    def has_stem_norm(self) -> bool:
+        if self.stem_norm is not None:
+            return self.stem_norm
+        return not (self.preact and self.stem == "cifar")  # its first block's BN takes the raw conv output
+
+    @property
+    def resolved_stem_pool(self) -> str:
+        if self.stem_pool is not None:
+            return self.stem_pool
+        return "none" if self.stem == "cifar" else "max"
+
+    def inner_width(self, planes: int) -> int:
+        """Channels of a block's middle conv(s): planes for basic blocks, int(planes * wpg / 64) * groups else."""
+        if self.expansion == 1:
+            return planes
+        return planes * self.width_per_group // 64 * self.groups  # int(planes * wpg / 64.0), without floats
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes).validate()
@@ -99,10 +164,15 @@ class ModelSpec:
         """The inverse of `to_dict`, validated: a ValueError names an unknown field or a bad value."""
         if not isinstance(data, Mapping):
             raise ValueError(f"spec must be a mapping of ModelSpec fields; got {type(data).__name__}")
-        unknown = sorted(set(data) - set(FIELDS), key=str)  # keys of any type (JSON gives str; Python anything)
+        unknown = sorted(set(data) - set(FIELDS) - set(LEGACY_FIELDS), key=str)  # keys of any type
         if unknown:
             raise ValueError(f"spec has unknown field {shown(unknown[0])}; the fields are {', '.join(FIELDS)}")
         fields = dict(data)
+        for name, translate in LEGACY_FIELDS.items():
+            if name in fields:
+                old = fields.pop(name)
+                check_bool(name, old)
+                fields = {**translate(old), **fields}
         if "layers" in fields:
             fields["layers"] = coerce_layers(fields["layers"])
         return cls(**fields).validate()
@@ -112,7 +182,17 @@ class ModelSpec:
         check_choice("block", self.block, BLOCKS)
         check_choice("stem", self.stem, STEMS)
         check_choice("shortcut", self.shortcut, SHORTCUTS)
-        if not isinstance(self.layers, tuple) or len(self.layers) < 1:
+        if self.stem_pool is not None:
+            check_choice("stem_pool", self.stem_pool, STEM_POOLS)
+        check_choice("attention", self.attention, ATTENTIONS)
+        check_choice("anti_alias", self.anti_alias, ANTI_ALIASES)
+        check_choice("norm", self.norm, NORMS)
+        check_choice("stride_placement", self.stride_placement, STRIDE_PLACEMENTS)
+        check_choice("attention_placement", self.attention_placement, ATTENTION_PLACEMENTS)
+        if not isinstance(self.layers, (tuple, list)):
+            raise ValueError(f"layers must be a tuple of whole numbers from 1 to {MAX_BLOCKS_PER_STAGE}, "
+                             f"got {shown(self.layers)}")
+        if len(self.layers) < 1:
             raise ValueError(f"layers must list the blocks of at least 1 stage, got {shown(self.layers)}")
         check_layers(self.layers)
         check_int("width", self.width, 1, 4096)
@@ -122,8 +202,15 @@ class ModelSpec:
         check_int("width_per_group", self.width_per_group, 1, 4096)
         check_int("in_channels", self.in_channels, 1, 64)
         check_int("num_classes", self.num_classes, 1, 100_000)
-        for name in ("skip", "se", "zero_init_residual"):
+        check_int("stem_mid", self.stem_mid, 4, 4096)  # deep_tiered's first conv has 3 * (mid // 4) >= 3 channels
+        check_int("attention_reduction", self.attention_reduction, 1, 1024)
+        check_int("attention_divisor", self.attention_divisor, 1, 64)
+        check_int("norm_groups", self.norm_groups, 1, 4096)
+        for name in ("skip", "zero_init_residual"):
             check_bool(name, getattr(self, name))
+        if self.stem_norm is not None:
+            check_bool("stem_norm", self.stem_norm)
+        self._check_combinations()
         if self.expansion == 1 and (self.groups != 1 or self.width_per_group != 64):
             raise ValueError(
                 f"groups={self.groups}, width_per_group={self.width_per_group}: basic blocks only support "
@@ -137,7 +224,35 @@ class ModelSpec:
                     f"{planes}-plane stage less than 1 channel per group (groups={self.groups})"
                 )
         self._check_channels()
+        if self.norm == "group":
+            self._check_norm_groups()
         return self
+
+    def _check_combinations(self) -> None:
+        first_out = self.width * self.expansion  # stages only grow, so only the stem can be wider than a stage
+        if self.shortcut == "A" and self.skip and first_out < self.stem_channels:
+            raise ValueError(f"shortcut A zero-pads channels, so they must not shrink: stem_width {self.stem_channels} "
+                             f"is wider than stage 1's {first_out} output channels; use shortcut B, C or D or a "
+                             "narrower stem")
+        if self.anti_alias != "none" and self.resolved_stem_pool == "max_ceil":
+            raise ValueError("anti_alias: a stem_pool of max_ceil has no anti-aliased form; use stem_pool max or conv, "
+                             "or anti_alias none")
+        if self.anti_alias != "none" and self.stride_placement == "v1":
+            raise ValueError("anti_alias needs stride_placement v1.5 (the stride moves from the 3x3 conv to the "
+                             "anti-aliasing pool); got v1")
+
+    def norm_channels(self) -> list[tuple[str, int]]:
+        """(where, channels) of every normalisation layer's input, for the group-norm check."""
+        where = [("the stem", c) for c in self.stem_widths]
+        for i, planes in enumerate(self.stage_planes):
+            where += [(f"stage {i + 1}", self.inner_width(planes)), (f"stage {i + 1}", planes * self.expansion)]
+        return where
+
+    def _check_norm_groups(self) -> None:
+        for where, channels in self.norm_channels():
+            if channels % self.norm_groups:
+                raise ValueError(f"norm_groups: {self.norm_groups} groups do not divide the {channels} channels of "
+                                 f"{where}; pick a divisor of every width, or norm batch")
 
     def _check_channels(self) -> None:
         """The last stage is the widest: its output and (for bottlenecks) its inner grouped conv."""
@@ -221,6 +336,7 @@ def _count_from_text(i: int, text: str) -> int | None:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(ModelSpec))
+_TYPES = {f.name: str(f.type) for f in dataclasses.fields(ModelSpec)}
 
 
 def field_from_text(name: str, text: str) -> Any:
@@ -233,16 +349,24 @@ def field_from_text(name: str, text: str) -> Any:
     text = text.strip()
     if name == "layers":
         return coerce_layers(text)
-    if isinstance(default, bool):
+    if isinstance(default, bool) or "bool" in _TYPES[name]:
         if text.lower() not in BOOL_WORDS:
             raise ValueError(f"{name} must be true or false; got {shown(text)}")
         return BOOL_WORDS[text.lower()]
-    if isinstance(default, str):
+    if isinstance(default, str) or "str" in _TYPES[name]:
         return text
     try:
         return int(text)
     except ValueError:  # also for 4,300+ digits, which int() refuses
         raise ValueError(f"{name} must be a whole number; got {shown(text)}") from None
+
+
+def legacy_fields_from_text(name: str, text: str) -> dict[str, Any]:
+    """The current fields a replaced field's text (an old link's ?se=true) stands for."""
+    word = text.strip().lower()
+    if word not in BOOL_WORDS:
+        raise ValueError(f"{name} must be true or false; got {shown(text)}")
+    return LEGACY_FIELDS[name](BOOL_WORDS[word])
 
 
 def field_to_text(value: Any) -> str:

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .blocks import BlurPool2d
 from .depth import published_depth
 from .model import ResNet
 from .presets import get_preset, resolve_spec
@@ -67,18 +68,17 @@ def summarize(model: str | ModelSpec | nn.Module = "resnet18", input_size: Seque
               batch_size: int = 1, **overrides: Any) -> Summary:
     """Summarize a preset name, a ModelSpec or a built ResNet for inputs of shape (batch_size, *input_size)."""
     dims, batch_size = validate_input(input_size, batch_size)
-    if isinstance(model, ResNet):
-        spec = resolve_spec(model.spec, **overrides)
-        summary = _summarize_spec(spec, dims, batch_size)
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return summary if trainable == summary.trainable_params else _with_trainable(summary, trainable)
-    if isinstance(model, nn.Module):
+    if isinstance(model, nn.Module) and not isinstance(model, ResNet):
         raise ValueError("model must be a preset name, a ModelSpec or a resnet_core ResNet; "
                          f"got {type(model).__name__}")
-    spec = resolve_spec(model, **overrides)
+    spec = resolve_spec(model.spec if isinstance(model, ResNet) else model, **overrides)
     if dims[0] != spec.in_channels:
         raise ValueError(f"input has {dims[0]} channels but the model's in_channels is {spec.in_channels}")
-    return _summarize_spec(spec, dims, batch_size)
+    summary = _summarize_spec(spec, dims, batch_size)
+    if isinstance(model, ResNet) and spec == model.spec:  # frozen parameters count only in the model itself
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return summary if trainable == summary.trainable_params else _with_trainable(summary, trainable)
+    return summary
 
 
 def _with_trainable(summary: Summary, trainable: int) -> Summary:
@@ -86,24 +86,68 @@ def _with_trainable(summary: Summary, trainable: int) -> Summary:
 
 
 @functools.lru_cache(maxsize=512)
-def _summarize_spec(spec: ModelSpec, dims: Shape, batch_size: int) -> Summary:
+def _summarize_spec(spec: ModelSpec, dims: Shape, batch_size: int, repeat: bool = True) -> Summary:
+    """The summary from one meta-device trace. With `repeat`, each stage is built and traced with at most two
+    blocks, and the second block's rows stand for every later one (same shapes, same parameters: only the first
+    block of a stage changes the shape), so a 600-block net costs about what a 6-block one does."""
     if batch_size != 1:  # every batch-dependent figure is exactly linear in the batch: trace once at 1
-        return _scale_batch(_summarize_spec(spec, dims, 1), batch_size)
+        return _scale_batch(_summarize_spec(spec, dims, 1, repeat), batch_size)
+    traced = spec.replace(layers=tuple(min(n, 2) for n in spec.layers)) if repeat else spec
     with torch.device("meta"):
-        model = ResNet(spec, init_weights=False)
-    rows, stage_io, output = _trace(model, (1, *dims))
+        model = ResNet(traced, init_weights=False)
+    try:
+        rows, stage_io, output = _trace(model, (1, *dims))
+    except RuntimeError as exc:  # e.g. a 2x2 anti-aliasing pool floors an odd map that the shortcut ceils
+        reason = " ".join(str(exc).split())[:200]
+        raise ValueError(f"input {dims[1]}×{dims[2]} does not fit this network (torch: {reason}); try a size that "
+                         "stays even through every stride-2 layer, e.g. a multiple of 32") from None
+    extra = {name: n - len(getattr(model, name)) for name, n in zip(model.stage_names, spec.layers)}
+    repeated_params = {name: sum(p.numel() for p in getattr(model, name)[-1].parameters()) * extra[name]
+                       for name in model.stage_names}
+    rows = _repeat_rows(rows, extra, repeated_params)
     _fill_container_mult_adds(rows)
     layers = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
     layers[["kernel", "stride", "padding"]] = layers[["kernel", "stride", "padding"]].astype("Int64")
-    total_params = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total_params = sum(p.numel() for p in model.parameters()) + sum(repeated_params.values())
     leaf = layers[layers["leaf"]]
     mult_adds = int(leaf["mult_adds"].sum())
-    activations = int(leaf["activation_bytes"].sum()) + _block_sum_bytes(model, stage_io)
-    stages = _stage_table(model, layers, stage_io, (1, *dims), tuple(output.shape), total_params)
-    return Summary(spec, dims, 1, total_params, trainable, mult_adds, tuple(output.shape), spec.depth,
+    activations = int(leaf["activation_bytes"].sum()) + _block_sum_bytes(spec, model.stage_names, stage_io)
+    stages = _stage_table(model, spec, layers, stage_io, (1, *dims), tuple(output.shape), total_params, extra,
+                          repeated_params)
+    return Summary(spec, dims, 1, total_params, total_params, mult_adds, tuple(output.shape), spec.depth,
                    activations, _training_bytes(activations, 1, dims, total_params), stages,
                    layers.drop(columns=["activation_bytes"]))
+
+
+def _repeat_rows(rows: list[dict[str, Any]], extra: dict[str, int],
+                 repeated_params: dict[str, int]) -> list[dict[str, Any]]:
+    """Rows with each stage's block 1 copied `extra[stage]` times (as blocks 2, 3, ...) right after it."""
+    if not any(extra.values()):
+        return rows
+    out: list[dict[str, Any]] = []
+    run: list[dict[str, Any]] = []  # the rows of the block being copied, while they come
+    prefix = stage = ""
+
+    def flush() -> None:
+        for j in range(2, 2 + extra[stage]):
+            new = f"{stage}.{j}"
+            out.extend({**row, "name": new + row["name"][len(prefix):]} for row in run)
+        run.clear()
+
+    for row in rows:
+        name = row["name"]
+        if run and not (name == prefix or name.startswith(prefix + ".")):
+            flush()
+        if name in extra:
+            row["params"] += repeated_params[name]  # the stage's container row
+        elif name.count(".") == 1 and name.endswith(".1") and extra.get(name.split(".")[0]):
+            stage, prefix = name.split(".")[0], name
+        if prefix and (name == prefix or name.startswith(prefix + ".")):
+            run.append(row)
+        out.append(row)
+    if run:
+        flush()
+    return out
 
 
 def _training_bytes(activations: int, batch_size: int, dims: Shape, params: int) -> int:
@@ -154,7 +198,7 @@ def _trace(model: ResNet, shape: Shape):
         leaf = next(iter(module.children()), None) is None
         own = sum(p.numel() for p in module.parameters(recurse=False))
         params = sum(p.numel() for p in module.parameters())
-        geometry = isinstance(module, (nn.Conv2d, nn.MaxPool2d))
+        geometry = isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))
 
         def recorded(x: torch.Tensor, *args: Any) -> torch.Tensor:
             row = dict.fromkeys(_ROW_COLUMNS)
@@ -176,7 +220,7 @@ def _trace(model: ResNet, shape: Shape):
 
     for name, module in model.named_modules():
         # BN is shape-preserving; its meta kernel decomposes and costs ~10x the rest of the pass.
-        forward = _identity if isinstance(module, nn.BatchNorm2d) else module.forward
+        forward = _identity if isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)) else module.forward
         if name:
             module.forward = recorder(name, module, forward)
     with torch.no_grad():
@@ -192,7 +236,7 @@ def _mult_adds(module: nn.Module, own_params: int, out_shape: Shape) -> int:
     """torchinfo's rule: conv weights count once per output position, other weights once per sample."""
     if own_params == 0:
         return 0
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         return own_params * out_shape[0] * math.prod(out_shape[2:])
     return own_params * out_shape[0]
 
@@ -202,10 +246,11 @@ def _pair(v: Any) -> tuple[int, int]:
 
 
 def _conv_geometry(module: nn.Module, row: dict[str, Any]) -> None:
-    k, s, p = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+    k, s, p = _pair(module.kernel_size), _pair(module.stride or module.kernel_size), _pair(module.padding)
     row.update(kernel=k[0], stride=s[0], padding=p[0])
     n_in, n_out = row["input_shape"][2], row["output_shape"][2]
-    row["output_size"] = f"⌊({n_in}+2·{p[0]}−{k[0]})/{s[0]}⌋+1 = {n_out}"
+    floor = "⌈⌉" if getattr(module, "ceil_mode", False) else "⌊⌋"
+    row["output_size"] = f"{floor[0]}({n_in}+2·{p[0]}−{k[0]})/{s[0]}{floor[1]}+1 = {n_out}"
 
 
 def _fill_container_mult_adds(rows: list[dict[str, Any]]) -> None:
@@ -221,50 +266,65 @@ def _fill_container_mult_adds(rows: list[dict[str, Any]]) -> None:
             row["mult_adds"] = totals.get(row["name"], 0)
 
 
-def _block_sum_bytes(model: ResNet, stage_io: dict[str, tuple[Shape, Shape]]) -> int:
+def _block_sum_bytes(spec: ModelSpec, stage_names: list[str], stage_io: dict[str, tuple[Shape, Shape]]) -> int:
     """Each block's residual sum is a new tensor that no module hook sees."""
-    if not model.spec.skip:
+    if not spec.skip:
         return 0
-    return sum(len(getattr(model, n)) * math.prod(stage_io[n][1]) * BYTES_PER_FLOAT for n in model.stage_names)
+    return sum(n * math.prod(stage_io[name][1]) * BYTES_PER_FLOAT for name, n in zip(stage_names, spec.layers))
 
 
-def receptive_fields(model: ResNet) -> dict[str, int]:
-    """Receptive field (pixels) of each stage's output along the main path: rf += (k-1)·jump; jump *= stride."""
+def receptive_fields(model: ResNet, extra: dict[str, int] | None = None) -> dict[str, int]:
+    """Receptive field (pixels) of each stage's output along the main path: rf += (k-1)·jump; jump *= stride.
+
+    `extra[stage]` more copies of each stage's block 1 are counted as if built (they have stride 1)."""
     rf, jump = 1, 1
     result: dict[str, int] = {}
 
-    def step(m: nn.Module) -> None:
+    def step(module: nn.Module) -> None:
         nonlocal rf, jump
-        k, s = _pair(m.kernel_size)[0], _pair(m.stride)[0]
-        rf += (k - 1) * jump
-        jump *= s
+        for m in module.modules():
+            window = _window(m)
+            if window is not None:
+                rf += (window[0] - 1) * jump
+                jump *= window[1]
 
-    stem = [m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)]
-    for m in stem + ([model.maxpool] if model.maxpool is not None else []):
-        step(m)
+    step(model.conv1)
+    if model.maxpool is not None:
+        step(model.maxpool)
     result["stem"] = rf
     for name in model.stage_names:
-        for block in getattr(model, name):
-            for conv_name in ("conv1", "conv2", "conv3"):
-                conv = getattr(block, conv_name, None)
-                if conv is not None:
-                    step(conv)
+        for i, block in enumerate(getattr(model, name)):
+            for _ in range(1 + (extra or {}).get(name, 0) if i == 1 else 1):
+                for part in ("conv1", "conv2", "aa", "conv3"):  # the main path in call order (aa after the stride)
+                    if getattr(block, part, None) is not None:
+                        step(getattr(block, part))
         result[name] = rf
     return result
 
 
-def _stage_table(model: ResNet, layers: pd.DataFrame, stage_io: dict[str, tuple[Shape, Shape]],
-                 input_shape: Shape, output_shape: Shape, total_params: int) -> pd.DataFrame:
+def _window(m: nn.Module) -> tuple[int, int] | None:
+    """(kernel, stride) of a spatial layer along the main path, None for layers that do not move the window."""
+    if isinstance(m, BlurPool2d):
+        return 3, m.stride
+    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        return _pair(m.kernel_size)[0], _pair(m.stride or m.kernel_size)[0]
+    return None
+
+
+def _stage_table(model: ResNet, spec: ModelSpec, layers: pd.DataFrame, stage_io: dict[str, tuple[Shape, Shape]],
+                 input_shape: Shape, output_shape: Shape, total_params: int, extra: dict[str, int],
+                 repeated_params: dict[str, int]) -> pd.DataFrame:
     leaf = layers[layers["leaf"]]
     top = leaf["name"].str.split(".").str[0]
     stage_of = {"conv1": "stem", "bn1": "stem", "relu": "stem", "maxpool": "stem"}
     stage_col = top.map(lambda t: stage_of.get(t, t if t in stage_io else "head"))
-    rfs = receptive_fields(model)
+    rfs = receptive_fields(model, extra)
     first_stage = model.stage_names[0]
     last_stage = model.stage_names[-1]
     io = {"stem": (input_shape, stage_io[first_stage][0]), **stage_io,
           "head": (stage_io[last_stage][1], output_shape)}
-    params = {n: 0 for n in io}
+    params = {n: repeated_params.get(n, 0) for n in io}
+    blocks = dict(zip(model.stage_names, spec.layers))
     for name, p in model.named_parameters():
         t = name.split(".")[0]
         params[stage_of.get(t, t if t in stage_io else "head")] += p.numel()
@@ -272,7 +332,7 @@ def _stage_table(model: ResNet, layers: pd.DataFrame, stage_io: dict[str, tuple[
     for stage in ["stem", *model.stage_names, "head"]:
         records.append(dict(
             stage=stage,
-            blocks=len(getattr(model, stage)) if stage in stage_io else 0,
+            blocks=blocks.get(stage, 0),
             input_shape=io[stage][0],
             output_shape=io[stage][1],
             params=params[stage],

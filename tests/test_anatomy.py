@@ -88,9 +88,26 @@ def test_every_variant_traces_with_a_projection():
 
 def test_shortcut_options_count_their_parameters():
     options = shortcut_options(128, 256, 2).set_index("shortcut")["params"].to_dict()
-    assert options == {"A": 0, "B": 128 * 256 + 2 * 256, "C": 128 * 256 + 2 * 256}
+    assert options == {"A": 0, "B": 128 * 256 + 2 * 256, "C": 128 * 256 + 2 * 256, "D": 128 * 256 + 2 * 256}
     same = shortcut_options(256, 256, 1).set_index("shortcut")["params"].to_dict()
-    assert same == {"A": 0, "B": 0, "C": 256 * 256 + 2 * 256}
+    assert same == {"A": 0, "B": 0, "C": 256 * 256 + 2 * 256, "D": 0}
+    paths = shortcut_options(128, 256, 2).set_index("shortcut")["path"].to_dict()
+    assert paths["D"] == "2×2 avg-pool, stride 2, then 1×1 conv 128→256 + batch norm"
+
+
+def test_timm_variants_trace_their_extra_steps():
+    eca = trace_block("eca", 256, 256, size=14)
+    assert [s.op for s in eca.steps if s.branch == "se"][:3] == [
+        "global average pool", "pooled channels as a 1-D sequence", "1-D conv across channels, kernel 5"]
+    assert eca.params - trace_block("bottleneck", 256, 256, size=14).params == 5  # ECA: one 5-tap conv, no bias
+    aa = trace_block("aa", 256, 512, stride=2, size=14)
+    main = [s.op for s in aa.steps if s.branch == "main"]
+    assert "conv 3×3, 128→128" in main and "avg-pool 2×2, stride 2" in main
+    assert "blur 3×3, stride 2" in [s.op for s in trace_block("blur", 256, 512, stride=2, size=14).steps]
+    assert trace_block("v1", 256, 512, stride=2, size=14).steps[1].op == "conv 1×1, 256→128, stride 2"
+    assert "group norm, 32 groups" in [s.op for s in trace_block("gn", 256, 256, size=14).steps]
+    with pytest.raises(ValueError, match="^out_channels of a GroupNorm bottleneck block must be a multiple of its 32"):
+        trace_block("gn", 256, 264, size=14)
 
 
 def test_tracing_leaves_other_threads_alone():
@@ -111,7 +128,7 @@ def test_tracing_leaves_other_threads_alone():
     (dict(key="basic", stride=3), "stride"),
     (dict(key="basic", in_channels=0), "in_channels"),
     (dict(key="basic", in_channels=256, out_channels=128, shortcut="A"), "out_channels"),
-    (dict(key="basic", shortcut="D"), "shortcut"),
+    (dict(key="basic", shortcut="E"), "shortcut"),
     (dict(key="dense"), "block"),
 ])
 def test_bad_arguments_name_the_field(args, field):

@@ -418,3 +418,28 @@ def test_any_link_to_architecture_is_an_error_line_or_a_view(params):
     assert not at.exception, (params, at.exception)
     assert time.perf_counter() - start < 10, params
     assert all("\n" not in e.value for e in at.error)
+
+
+def test_timm_options_are_controls_and_the_file_downloads():
+    at = run(ARCHITECTURE, model="resnet50d")
+    assert metrics(at)["Parameters"] == "25,576,264"  # timm's resnet50d, checked in test_timm_oracle
+    assert (at.number_input(key="arch_stem_mid").value, at.selectbox(key="arch_shortcut").value,
+            at.selectbox(key="arch_stem").value) == (32, "D", "deep")
+    at.selectbox(key="arch_attention").set_value("eca").run()
+    assert metrics(at)["Parameters"] == format_count(summarize("ecaresnet50d").total_params) == "25,576,350"
+    assert "same network as the preset ecaresnet50d" in texts(at)
+    assert at.query_params["attention"] == "eca"
+    downloads = [e.proto.label for e in at.get("download_button")]
+    assert "This network as one PyTorch file (.py)" in downloads
+    at.selectbox(key="arch_norm").set_value("group")
+    at.number_input(key="arch_norm_groups").set_value(48).run()
+    assert any("norm_groups: 48 groups do not divide" in e.value for e in at.error)
+    assert not at.exception
+
+
+def test_an_old_link_with_se_still_means_squeeze_and_excitation():
+    at = run(ARCHITECTURE, model="resnet50", se="true")
+    assert metrics(at)["Parameters"] == format_count(summarize("resnet50", attention="se", attention_divisor=1)
+                                                     .total_params) == "28,088,024"
+    assert "se" not in at.query_params and at.query_params["attention"] == "se"
+    assert not at.exception

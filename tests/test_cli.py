@@ -71,7 +71,7 @@ def test_summary_overrides_reach_the_spec(capsys):
     code, out, _ = run(capsys, "summary", "resnet20", "--no-skip", "--se", "--in-channels", "1",
                        "--num-classes", "7", "--input", "1,28,28", "--batch", "16", "--json")
     data = json.loads(out)
-    assert data["spec"]["skip"] is False and data["spec"]["se"] is True and data["output_shape"] == [16, 7]
+    assert data["spec"]["skip"] is False and data["spec"]["attention"] == "se" and data["output_shape"] == [16, 7]
 
 
 def test_summary_table_text(capsys):
@@ -91,7 +91,8 @@ def test_summary_table_text(capsys):
     (["summary", "resnet50", "--width", "0"], "width must be an integer from 1 to 4096; got 0"),
     (["summary", "resnet50", "--num-classes", "0"], "num_classes must be an integer from 1 to 100000"),
     (["summary", "resnet50", "--block", "dense"], "block must be one of basic, bottleneck"),
-    (["summary", "resnet50", "--shortcut", "D"], "shortcut must be one of A, B, C"),
+    (["summary", "resnet50", "--shortcut", "E"], "shortcut must be one of A, B, C, D"),
+    (["summary", "resnet50", "--attention", "cbam"], "attention must be one of none, se, eca"),
     (["summary", "resnet50", "--groups", "two"], "argument --groups: groups must be a whole number; got 'two'"),
     (["summary"], "the following arguments are required: model"),
     (["nonsense"], "invalid choice"),

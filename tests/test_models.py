@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from resnet_core import PRESETS, ModelSpec, build_model, resolve_spec
+from resnet_core import PRESETS, ModelSpec, build_model, load_state_dict, resolve_spec
 from resnet_core.blocks import ZeroPadShortcut
 from resnet_core.spec import MAX_BLOCKS_PER_STAGE, MAX_CHANNELS, MAX_STAGES, MAX_TOTAL_BLOCKS, coerce_layers
 
@@ -100,9 +101,15 @@ def test_shortcut_options_a_b_c_order_param_counts():
 
 
 @pytest.mark.parametrize("overrides", [dict(block="preact_basic"), dict(block="preact_bottleneck"),
-                                       dict(se=True), dict(stem="deep"), dict(stem="cifar"), dict(layers=(1,)),
+                                       dict(attention="se"), dict(stem="deep"), dict(stem="cifar"), dict(layers=(1,)),
                                        dict(layers=(1, 1, 1, 1, 1)), dict(in_channels=1, num_classes=7),
-                                       dict(block="bottleneck", groups=8, width_per_group=8)])
+                                       dict(block="bottleneck", groups=8, width_per_group=8),
+                                       dict(attention="eca", attention_placement="after_relu"),
+                                       dict(anti_alias="blur", stem_pool="conv"), dict(anti_alias="avg"),
+                                       dict(norm="group", norm_groups=8, shortcut="D"),
+                                       dict(block="bottleneck", stride_placement="v1", stem_pool="max_ceil"),
+                                       dict(block="preact_bottleneck", shortcut="D", anti_alias="blur"),
+                                       dict(stem="deep_tiered", stem_mid=8, stem_width=24)])
 def test_overrides_build_and_run(overrides):
     model = build_model("resnet18", width=16, **overrides).eval()
     x = torch.randn(2, overrides.get("in_channels", 3), 64, 64)
@@ -112,8 +119,8 @@ def test_overrides_build_and_run(overrides):
 
 
 def test_depths_are_the_names():
-    named = [n for n in PRESETS if n.startswith(("resnet", "plain")) and n[-1].isdigit() and "_" not in n]
-    assert len(named) == 22
+    named = [n for n in PRESETS if n.startswith(("resnet", "plain")) and n[6:].isdigit()]
+    assert len(named) == 24  # 22 from He et al. and torchvision, with timm's resnet26 and resnet200
     for name in named:
         assert PRESETS[name].spec.depth == int(name.removeprefix("resnet").removeprefix("plain")), name
     assert resolve_spec("resnet18", stem="deep").depth == 20
@@ -155,7 +162,7 @@ def test_pretrained_weights_bad_requests():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(model="resnet99"), r"model must be one of resnet18, .*got 'resnet99'"),
+    (dict(model="resnet99"), r"^model must be one of the \d+ presets \(resnet18, resnet34, .* got 'resnet99'$"),
     (dict(layers=(3, 0, 3)), r"layers: stage 2 has 0 blocks; each stage needs an integer from 1 to 1000"),
     (dict(layers=(3, -1)), r"layers: stage 2 has -1 blocks"),
     (dict(layers="3,x"), r"layers must be comma-separated whole numbers from 1 to 1000 \(e\.g\. 3,4,6,3\), got '3,x'"),
@@ -164,8 +171,22 @@ def test_pretrained_weights_bad_requests():
     (dict(width=0), r"width must be an integer from 1 to 4096; got 0"),
     (dict(num_classes=0), r"num_classes must be an integer from 1 to 100000; got 0"),
     (dict(block="dense"), r"block must be one of basic, bottleneck, preact_basic, preact_bottleneck; got 'dense'"),
-    (dict(shortcut="D"), r"shortcut must be one of A, B, C; got 'D'"),
-    (dict(stem="huge"), r"stem must be one of imagenet, cifar, deep; got 'huge'"),
+    (dict(shortcut="E"), r"shortcut must be one of A, B, C, D; got 'E'"),
+    (dict(stem="huge"), r"stem must be one of imagenet, cifar, deep, deep_tiered; got 'huge'"),
+    (dict(attention="cbam"), r"^attention must be one of none, se, eca; got 'cbam'$"),
+    (dict(anti_alias=True), r"^anti_alias must be one of none, avg, blur; got True$"),
+    (dict(norm="layer"), r"^norm must be one of batch, group; got 'layer'$"),
+    (dict(stem_pool="avg"), r"^stem_pool must be one of max, max_ceil, conv, none; got 'avg'$"),
+    (dict(stride_placement="v2"), r"^stride_placement must be one of v1.5, v1; got 'v2'$"),
+    (dict(attention_placement="first"), r"^attention_placement must be one of before_add, after_relu"),
+    (dict(attention_reduction=0), r"^attention_reduction must be an integer from 1 to 1024; got 0$"),
+    (dict(attention_divisor=65), r"^attention_divisor must be an integer from 1 to 64; got 65$"),
+    (dict(stem_mid=3), r"^stem_mid must be an integer from 4 to 4096; got 3$"),
+    (dict(norm="group", norm_groups=48), r"^norm_groups: 48 groups do not divide the 64 channels of the stem; "),
+    (dict(anti_alias="avg", stem_pool="max_ceil"), r"^anti_alias: a stem_pool of max_ceil has no anti-aliased"),
+    (dict(anti_alias="avg", stride_placement="v1"), r"^anti_alias needs stride_placement v1.5"),
+    (dict(shortcut="A", stem_width=88), r"^shortcut A zero-pads channels, so they must not shrink: stem_width 88 is "
+                                        r"wider than stage 1.s 64 output channels; use shortcut B, C or D"),
     (dict(groups=32), r"basic blocks only support groups=1"),
     (dict(skip="yes"), r"skip must be true or false"),
     (dict(depth=50), r"unknown override 'depth'; allowed overrides are block, layers"),
@@ -254,3 +275,81 @@ def test_spec_round_trips_through_dict():
     assert ModelSpec(**{**spec.to_dict(), "layers": tuple(spec.to_dict()["layers"])}) == spec
     assert ModelSpec.from_dict(spec.to_dict()) == spec
     assert all(ModelSpec.from_dict(p.spec.to_dict()) == p.spec for p in PRESETS.values())
+
+
+def test_load_state_dict_names_the_first_bad_key():
+    model = build_model("resnet20", device="meta")
+    good = build_model("resnet20").state_dict()
+    with pytest.raises(ValueError, match=r"^state_dict: missing key 'conv1.weight' \(shape \(16, 3, 3, 3\)\) from the "
+                                         r"timm checkpoint; it was made for a different network$"):
+        load_state_dict(model, {k: v for k, v in good.items() if k != "conv1.weight"})
+    wrong = {**good, "fc.weight": torch.zeros(7, 64)}
+    with pytest.raises(ValueError, match=r"^state_dict: key 'fc.weight' has shape \(7, 64\) in the torchvision "
+                                         r"checkpoint but \(10, 64\) in this model$"):
+        load_state_dict(model, wrong, source="torchvision")
+    with pytest.raises(ValueError, match=r"^state_dict: unexpected key 'head.extra.weight' in the timm checkpoint"):
+        load_state_dict(model, {**good, "head.extra.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"^state_dict: key 'fc.bias' does not map a name to a tensor$"):
+        load_state_dict(model, {**good, "fc.bias": [0.0] * 10})
+    with pytest.raises(ValueError, match=r"^source must be one of timm, torchvision; got 'keras'$"):
+        load_state_dict(model, good, source="keras")
+
+
+def test_legacy_senet_names_map_onto_ours():
+    ours = build_model("legacy_seresnet18")
+    theirs = {k.replace("conv1.", "layer0.conv1.", 1) if k.startswith("conv1.") else
+              k.replace("bn1.", "layer0.bn1.", 1) if k.startswith("bn1.") else
+              k.replace(".se.", ".se_module.").replace("fc.", "last_linear.", 1) if k.startswith("fc.") or ".se." in k
+              else k: v for k, v in build_model("legacy_seresnet18").state_dict().items()}
+    assert {"layer0.conv1.weight", "last_linear.weight", "layer1.0.se_module.fc1.weight"} <= set(theirs)
+    load_state_dict(ours, theirs, source="timm")
+    torch.testing.assert_close(ours.state_dict()["fc.weight"], theirs["last_linear.weight"], rtol=0, atol=0)
+
+
+def test_build_model_loads_a_local_checkpoint(tmp_path):
+    torch.manual_seed(3)
+    source = build_model("resnet20").eval()
+    path = tmp_path / "resnet20.pt"
+    torch.save({"state_dict": source.state_dict(), "epoch": 3}, path)
+    loaded = build_model("resnet20", weights=str(path)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), source(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"^state_dict: key 'conv1.weight' has shape \(16, 3, 3, 3\) in the timm "
+                                         r"checkpoint but \(8, 3, 3, 3\) in this model$"):
+        build_model("resnet20", weights=str(path), width=8)
+    with pytest.raises(ValueError, match=r"^weights: no such file '.*missing.pt'$"):
+        build_model("resnet20", weights=str(tmp_path / "missing.pt"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"^weights: junk.pt is not a readable checkpoint \(\w+\)$"):
+        build_model("resnet20", weights=str(tmp_path / "junk.pt"))
+
+
+def test_old_specs_still_load():
+    old = json.loads((Path(__file__).parent / "fixtures" / "run-v1" / "config.json").read_text())["spec"]
+    assert "se" in old and "attention" not in old
+    spec = ModelSpec.from_dict(old)
+    assert spec == PRESETS["resnet20"].spec.replace(layers=(1, 1, 1), width=4)
+    with_se = ModelSpec.from_dict({**old, "se": True})
+    assert (with_se.attention, with_se.attention_divisor) == ("se", 1)  # the old rule: channels // 16, at least 1
+    # one SE per block with one hidden unit (4 // 16, 8 // 16 and 16 // 16 all give at least 1): c + 1 + c + c each
+    assert count(build_model(with_se)) - count(build_model(spec)) == (3 * 4 + 1) + (3 * 8 + 1) + (3 * 16 + 1)
+    with pytest.raises(ValueError, match=r"^se must be true or false; got 'yes'$"):
+        ModelSpec.from_dict({**old, "se": "yes"})
+
+
+def test_numpy_integers_and_lists_are_whole_numbers_and_layers():
+    import numpy as np
+
+    spec = ModelSpec(layers=[np.int64(2), 2], width=np.int32(8)).validate()
+    assert spec.layers == (2, 2) and type(spec.width) is int and type(spec.layers[0]) is int
+    assert json.loads(json.dumps(spec.to_dict()))["width"] == 8
+
+
+def test_timm_presets_carry_timms_names():
+    assert PRESETS["resnet50d"].timm == "resnet50d" and PRESETS["se_resnet50"].timm == "seresnet50"
+    assert PRESETS["se_resnet50"].spec == PRESETS["seresnet50"].spec
+    d = PRESETS["resnet50d"].spec
+    assert (d.stem, d.stem_widths, d.shortcut) == ("deep", (32, 32, 64), "D")
+    assert PRESETS["resnet50t"].spec.stem_widths == (24, 32, 64)
+    assert PRESETS["resnet50s"].spec.stem_widths == (64, 64, 128)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pandas as pd
 import pytest
 import torch
 import torchinfo
@@ -9,14 +12,20 @@ from torch import nn
 
 from resnet_core import build_model, summarize
 from resnet_core.format import stage_table_markdown, stage_table_text
-from resnet_core.summary import preset_row, receptive_fields
+from resnet_core.presets import resolve_spec
+from resnet_core.summary import _summarize_spec, natural_input_size, preset_row, receptive_fields
 
 
 @pytest.mark.parametrize("name, input_size, kwargs", [
     ("resnet50", (3, 224, 224), {}),
     ("resnet20", (3, 32, 32), {}),
     ("resnext50_32x4d", (3, 96, 96), {}),
-    ("resnet18", (1, 64, 64), dict(block="preact_bottleneck", se=True, stem="deep", in_channels=1, shortcut="C")),
+    ("resnet18", (1, 64, 64), dict(block="preact_bottleneck", attention="se", stem="deep", in_channels=1,
+                                   shortcut="C")),
+    ("resnet18", (3, 64, 64), dict(attention="eca", stem="deep_tiered", stem_pool="conv", shortcut="D",
+                                   anti_alias="blur", norm="group", norm_groups=8)),
+    ("resnet50", (3, 48, 48), dict(stride_placement="v1", stem_pool="max_ceil", anti_alias="none",
+                                   attention="se", attention_divisor=1, attention_reduction=4)),
 ])
 def test_params_and_mult_adds_equal_torchinfo(name, input_size, kwargs):
     ours = summarize(name, input_size, 2, **kwargs)
@@ -138,3 +147,34 @@ def test_formatting_is_separate_and_complete():
     assert "269,722" in text and "8×64×8×8" in text
     md = stage_table_markdown(s)
     assert md.count("\n") == 2 + len(s.stages) and "| layer3 | 3 |" in md
+
+
+def test_built_models_are_checked_like_specs():
+    model = build_model("resnet18")
+    with pytest.raises(ValueError, match=r"^input has 1 channels but the model's in_channels is 3$"):
+        summarize(model, (1, 224, 224))
+    # overrides describe another network: its own trainable count, not the built model's
+    assert summarize(model, num_classes=10).trainable_params == summarize("resnet18", num_classes=10).total_params
+
+
+def test_an_input_the_network_cannot_take_is_one_value_error():
+    # a 2x2 anti-aliasing pool floors the odd 7x7 map of a fifth stage to 3x3 while the projection gives 4x4
+    with pytest.raises(ValueError, match=r"^input 224×224 does not fit this network \(torch: .*\); try a size that "):
+        summarize("resnetaa50", (3, 224, 224), layers=(1, 1, 1, 1, 1))
+    assert summarize("resnetaa50", (3, 256, 256), layers=(1, 1, 1, 1, 1)).output_shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name, overrides", [
+    ("resnet110", {}), ("plain56", {}), ("preact_resnet110", {}), ("wrn28_10", {}), ("resnet50", {}),
+    ("resnext50_32x4d", {}), ("resnet50d", {}), ("resnetrs50", {}), ("legacy_seresnet50", {}),
+    ("resnetblur50", {}), ("ecaresnetlight", {}), ("resnet50_gn", {}), ("resnet26t", {}),
+    ("resnet20", dict(shortcut="C", layers=(5, 1, 3))), ("resnet18", dict(block="preact_bottleneck", layers=(3, 2))),
+])
+def test_repeated_blocks_equal_the_full_trace(name, overrides):
+    """Only two blocks per stage are traced; every row, stage and total equals the trace of every block."""
+    spec = resolve_spec(name, **overrides)
+    dims = natural_input_size(spec)
+    fast, full = _summarize_spec(spec, dims, 1), _summarize_spec(spec, dims, 1, repeat=False)
+    pd.testing.assert_frame_equal(fast.layers, full.layers)
+    pd.testing.assert_frame_equal(fast.stages, full.stages)
+    assert fast == dataclasses.replace(full, layers=fast.layers, stages=fast.stages)

@@ -21,13 +21,21 @@ import streamlit as st
 from resnet_core.jobs import BackgroundRows, process_wide
 from resnet_core.presets import PRESETS, get_preset, resolve_spec
 from resnet_core.runstore import SkippedRun
-from resnet_core.spec import OVERRIDABLE, ModelSpec, field_from_text, field_to_text
+from resnet_core.spec import (
+    LEGACY_FIELDS,
+    OVERRIDABLE,
+    ModelSpec,
+    field_from_text,
+    field_to_text,
+    legacy_fields_from_text,
+)
 from resnet_core.summary import preset_row
 
 CHOICE_KEY = "model_choice"
 OWNER_KEY = "session_owner"
 DEFAULT_MODEL = "resnet18"
-FAMILY_LABELS = {"imagenet": "ImageNet", "cifar": "CIFAR", "wrn": "Wide ResNet, CIFAR"}
+FAMILY_LABELS = {"imagenet": "ImageNet", "timm": "ImageNet, timm's variants", "cifar": "CIFAR",
+                 "wrn": "Wide ResNet, CIFAR"}
 T = TypeVar("T")
 
 
@@ -67,7 +75,11 @@ def choice_from_query_params(params: Mapping[str, str]) -> ModelChoice | None:
         return None
     model = params["model"]
     get_preset(model)
-    return ModelChoice(model, {k: field_from_text(k, params[k]) for k in OVERRIDABLE if k in params})
+    overrides = {k: field_from_text(k, params[k]) for k in OVERRIDABLE if k in params}
+    for name in LEGACY_FIELDS:  # links made before a field was replaced: ?se=true is attention=se
+        if name in params:
+            overrides = {**legacy_fields_from_text(name, params[name]), **overrides}
+    return ModelChoice(model, overrides)
 
 
 def shared_choice(default: str = DEFAULT_MODEL) -> ModelChoice:
@@ -92,7 +104,7 @@ def remember_choice(choice: ModelChoice, extra_params: Mapping[str, str | None] 
     """
     st.session_state[CHOICE_KEY] = choice.to_state()
     wanted = {**choice.to_query_params(), **(extra_params or {})}
-    for key in ("model", *OVERRIDABLE, *wanted):
+    for key in ("model", *OVERRIDABLE, *LEGACY_FIELDS, *wanted):
         value = wanted.get(key)
         if value is None:
             st.query_params.pop(key, None)
@@ -100,24 +112,29 @@ def remember_choice(choice: ModelChoice, extra_params: Mapping[str, str | None] 
             st.query_params[key] = value
 
 
+def preset_group(name: str) -> str:
+    """The preset's family, with the ImageNet nets that only timm has (no torchvision twin) apart: "timm"."""
+    preset = PRESETS[name]
+    return "timm" if preset.family == "imagenet" and preset.timm and not preset.torchvision else preset.family
+
+
 def preset_label(name: str) -> str:
     """"CIFAR · resnet20", "CIFAR · plain20 (no skips)": the family first, so that typing it filters the list."""
-    preset = PRESETS[name]
-    family = FAMILY_LABELS.get(preset.family, preset.family)
-    return f"{family} · {name}" + ("" if preset.spec.skip else " (no skips)")
+    group = preset_group(name)
+    return f"{FAMILY_LABELS.get(group, group)} · {name}" + ("" if PRESETS[name].spec.skip else " (no skips)")
 
 
 def grouped_presets(names: Sequence[str] | None = None) -> list[str]:
     """`names` (default: every preset) grouped by family in first-seen order, each plain twin after its net."""
     names = list(PRESETS if names is None else names)
-    families = list(dict.fromkeys(PRESETS[n].family for n in names))
+    families = list(dict.fromkeys(preset_group(n) for n in names))
     residual_of = {n: n.replace("plain", "resnet", 1) for n in names if not PRESETS[n].spec.skip}
     order = {n: i for i, n in enumerate(names)}
 
     def position(name: str) -> tuple[int, int, int]:
         twin = residual_of.get(name)
         anchor = order.get(twin, order[name]) if twin else order[name]
-        return families.index(PRESETS[name].family), anchor, int(twin is not None)
+        return families.index(preset_group(name)), anchor, int(twin is not None)
 
     return sorted(names, key=position)
 

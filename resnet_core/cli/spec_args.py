@@ -6,7 +6,18 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from ..spec import BLOCKS, SHORTCUTS, STEMS, field_from_text
+from ..spec import (
+    ANTI_ALIASES,
+    ATTENTION_PLACEMENTS,
+    ATTENTIONS,
+    BLOCKS,
+    NORMS,
+    SHORTCUTS,
+    STEM_POOLS,
+    STEMS,
+    STRIDE_PLACEMENTS,
+    field_from_text,
+)
 from ..validation import shown
 
 
@@ -21,7 +32,19 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--stem", help=f"one of {', '.join(STEMS)}")
     g.add_argument("--shortcut", help=f"one of {', '.join(SHORTCUTS)}")
     g.add_argument("--no-skip", action="store_true", help="the plain twin: no identity additions")
-    g.add_argument("--se", action="store_true", help="squeeze-and-excitation in every block")
+    g.add_argument("--se", action="store_true", help="squeeze-and-excitation in every block (= --attention se)")
+    g.add_argument("--attention", help=f"channel attention in every block: one of {', '.join(ATTENTIONS)}")
+    g.add_argument("--attention-reduction", type=_field("attention_reduction"), help="SE hidden = channels / this")
+    g.add_argument("--attention-divisor", type=_field("attention_divisor"),
+                   help="SE hidden width rounded to a multiple of this (1: channels // reduction)")
+    g.add_argument("--attention-placement", help=f"one of {', '.join(ATTENTION_PLACEMENTS)}")
+    g.add_argument("--stem-mid", type=_field("stem_mid"), help="inner width of the deep stems")
+    g.add_argument("--stem-pool", help=f"one of {', '.join(STEM_POOLS)}")
+    g.add_argument("--anti-alias", help=f"anti-aliased downsampling: one of {', '.join(ANTI_ALIASES)}")
+    g.add_argument("--norm", help=f"one of {', '.join(NORMS)}")
+    g.add_argument("--norm-groups", type=_field("norm_groups"), help="groups of the group norm")
+    g.add_argument("--stem-norm", type=_field("stem_norm"), help="true|false: norm + ReLU after the stem conv")
+    g.add_argument("--stride-placement", help=f"bottleneck stride: one of {', '.join(STRIDE_PLACEMENTS)}")
     g.add_argument("--in-channels", type=_field("in_channels"))
     g.add_argument("--num-classes", type=_field("num_classes"))
     g.add_argument("--zero-init-residual", action="store_true")
@@ -32,12 +55,16 @@ def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = dict(
         layers=args.layers, block=args.block, width=args.width, stem_width=args.stem_width, groups=args.groups,
         width_per_group=args.width_per_group, stem=args.stem, shortcut=args.shortcut,
-        in_channels=args.in_channels, num_classes=args.num_classes,
+        in_channels=args.in_channels, num_classes=args.num_classes, attention=args.attention,
+        attention_reduction=args.attention_reduction, attention_divisor=args.attention_divisor,
+        attention_placement=args.attention_placement, stem_mid=args.stem_mid, stem_pool=args.stem_pool,
+        anti_alias=args.anti_alias, norm=args.norm, norm_groups=args.norm_groups,
+        stride_placement=args.stride_placement, stem_norm=args.stem_norm,
     )
     if args.no_skip:
         overrides["skip"] = False
     if args.se:
-        overrides["se"] = True
+        overrides["attention"] = "se"
     if args.zero_init_residual:
         overrides["zero_init_residual"] = True
     return {k: v for k, v in overrides.items() if v is not None}
