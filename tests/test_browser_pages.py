@@ -42,7 +42,7 @@ def screenshot(pg, name: str) -> Path:
     """The whole page: streamlit scrolls inside stMain, so grow the viewport to its height first; code blocks are
     highlighted a moment after the script ends, so wait for their text."""
     pg.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stCode\"]')]"
-                         ".every(e => e.innerText.trim().length > 0)", timeout=TIMEOUT_MS)
+                         ".every(e => e.textContent.trim().length > 0)", timeout=TIMEOUT_MS)
     for _ in range(3):  # charts may lay out again at the new size
         height = max(1000, min(8000, pg.evaluate(
             "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")))
