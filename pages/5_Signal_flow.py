@@ -104,7 +104,9 @@ def stacks_tab() -> None:
     show_chart(stack_flow_figure(result["plain"], result["residual"]), key="flow_stack_fig", title=title,
                name=f"signal flow {config.blocks} blocks {config.activation}", width="stretch")
     left, right = st.columns([1, 1.4])
-    show_chart(spread_figure(result["plain"], result["residual"]), key="flow_spread_fig", where=left, title=title,
+    short = (f"{config.blocks} blocks × {config.width}, {config.activation},<br>"
+             f"{'BN ' + config.mode if config.batch_norm else 'no BN'}, {config.init}, seed {config.seed}")
+    show_chart(spread_figure(result["plain"], result["residual"]), key="flow_spread_fig", where=left, title=short,
                name=f"signal flow spread {config.blocks} blocks {config.activation}", width="stretch")
     right.markdown("\n".join(f"- {line}" for line in measured["text"]))
     right.caption(f"Forward + backward + measurement: plain {result['plain']['seconds']:.2f} s, "

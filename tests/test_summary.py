@@ -44,7 +44,8 @@ def test_resnet50_reference_mult_adds():
 
 def test_preset_rows_are_the_summary_at_the_natural_input():
     assert preset_row("resnet20") == dict(model="resnet20", family="cifar", block="basic", skip=True, depth=20,
-                                          published_depth=20, params=269_722, mult_adds=summarize("resnet20", (3, 32, 32), 1).mult_adds,
+                                          published_depth=20, params=269_722,
+                                          mult_adds=summarize("resnet20", (3, 32, 32), 1).mult_adds,
                                           torchvision=None)
     row = preset_row("resnet50")
     assert (row["params"], row["mult_adds"], row["depth"], row["torchvision"]) == (25_557_032, 4_089_238_376, 50,
