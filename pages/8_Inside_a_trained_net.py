@@ -157,6 +157,7 @@ def main() -> None:
     runs = {r.run_id: r for r in stored if r.status in (Status.FINISHED, Status.STOPPED) and r.has_weights}
     if not runs:
         st.info("No trained run with weights yet: train one on the Train page.")
+        st.page_link("pages/4_Train.py", label="Train a model", icon=":material/model_training:")
         return
     left, right = st.columns([1, 2], gap="large")
     with left:
