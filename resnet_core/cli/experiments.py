@@ -2,7 +2,7 @@
 
     python -m resnet_core flow --blocks 50 [--width 16] [--no-bn] [--init normal --std 0.05]
                                [--activation tanh] [--json]
-    python -m resnet_core degradation [--steps N] [--json]
+    python -m resnet_core degradation [--steps N] [--seeds K] [--json]
     python -m resnet_core lesion RUN_DIR [RUN_DIR ...] [--limit N] [--json]
 """
 
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .. import degradation, lesion
+from .. import degradation, lesion, seeds
 from ..data import DATASETS
 from ..flow import run_flow
 from ..flow_stack import ACTIVATIONS, INITS, LOSSES, MODES, FlowConfig
@@ -54,6 +54,8 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seeds", type=int, help=f"run every net with K seeds (--seed, --seed + 1, ...; at most "
+                   f"{seeds.MAX_SEEDS}); the last JSON line then holds each net's seeds, mean and std")
     p.add_argument("--test-subset", type=int, default=d.test_subset, help="evaluate on the first N test images")
     p.add_argument("--run-root", help="folder for the four run folders (default: the run store)")
     p.add_argument("--json", action="store_true", help="one JSON line per finished net, then {\"runs\": ...}")
@@ -92,6 +94,8 @@ def _degradation(args: argparse.Namespace) -> int:
         shallow=args.shallow, deep=args.deep, dataset=args.dataset, data_dir=args.data_dir, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, width=args.width, image_size=args.image_size, augment=args.augment,
         seed=args.seed, test_subset=args.test_subset).validate()
+    if args.seeds is not None:
+        return _degradation_seeds(config, args)
     if not args.json:
         print(f"training {config.describe()}".replace("`", ""), flush=True)
 
@@ -108,6 +112,29 @@ def _degradation(args: argparse.Namespace) -> int:
         print(json.dumps(dict(runs=summaries)))
     else:
         for line in degradation.describe(summaries):
+            print(line.replace("**", ""))
+    return 0
+
+
+def _degradation_seeds(config: degradation.DegradationConfig, args: argparse.Namespace) -> int:
+    seed_values = seeds.seed_list(config, args.seeds)
+    if not args.json:
+        print(f"training with seeds {', '.join(map(str, seed_values))}: {config.describe()}".replace("`", ""),
+              flush=True)
+
+    def finished(seed, name, result, run_dir) -> None:
+        summary = degradation.summarize_records(result.records)
+        if args.json:
+            print(json.dumps(dict(seed=seed, name=name, run_dir=str(run_dir), **summary)), flush=True)
+        else:
+            print(f"seed {seed} {name}: final train loss {summary['final_train_loss']:.4f}, test accuracy "
+                  f"{summary['test_acc']:.1%}, {summary['seconds']:.0f} s  ({run_dir})", flush=True)
+
+    result = seeds.run_seeds(config, args.seeds, root=args.run_root, on_result=finished)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for line in seeds.describe_seeds(result["nets"]):
             print(line.replace("**", ""))
     return 0
 

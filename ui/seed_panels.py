@@ -1,0 +1,57 @@
+"""Page sections for experiments run with several seeds: pick a seed set, see its bands, its numbers and the
+published lines. The pages call these; all numbers come from resnet_core.seeds."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from resnet_core import seeds
+from resnet_core.records import short_label
+
+from .live import live_fragment
+from .seed_figures import seed_band_figure
+
+
+def degradation_seed_panel(key: str = "degr_seedset") -> None:
+    """The newest (or chosen) seed set of the degradation experiment: mean ± std over seeds, polled while live."""
+    st.subheader("Across seeds")
+    sets = seeds.list_seed_sets()
+    if not sets:
+        st.caption("No seed set yet: set “Seeds” above 1 and start; every net then runs once per seed, and the "
+                   "curves here are the mean ± one standard deviation over the seeds.")
+        return
+    c = st.columns([3, 1])
+    chosen = c[0].selectbox("Seed set", list(sets), key=key, format_func=short_label)
+    faint = c[1].toggle("Each seed faintly", key=f"{key}_faint")
+
+    def draw() -> bool:
+        seed_set = seeds.list_seed_sets().get(chosen, {})
+        records = seeds.set_records(seed_set)
+        records = {name: {s: r for s, r in by_seed.items() if r[1]} for name, by_seed in records.items()}
+        records = {name: by_seed for name, by_seed in records.items() if by_seed}
+        live = any(info.status.live for runs in seed_set.values() for info in runs.values())
+        if not records:
+            st.info("No records yet.")
+            return live
+        summary = seeds.seed_summary(records)
+        rows = [dict(net=name, seeds=len(s["seeds"]), final_train_loss=s["mean"]["final_train_loss"],
+                     final_train_loss_std=s["std"]["final_train_loss"], test_acc=s["mean"]["test_acc"],
+                     test_acc_std=s["std"]["test_acc"]) for name, s in summary.items()]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.plotly_chart(seed_band_figure(seeds.band_curves(records), faint, seeds.paper_lines()), width="stretch",
+                        key=f"{key}_fig")
+        st.markdown("\n".join(f"- {line}" for line in seeds.describe_seeds(summary)))
+        st.caption("Band: mean ± one sample standard deviation over the seeds at each logged step. Dotted grey "
+                   "lines: published CIFAR-10 test errors for the same depth and kind, in the paper's setting "
+                   f"({seeds.HE2015_SETTING} for He et al.; {seeds.LI2018_SETTING} for Li et al.), not ours.")
+        return live
+
+    seed_set = sets[chosen]
+    live_fragment(draw, any(info.status.live for runs in seed_set.values() for info in runs.values()), 2.0)
+
+
+def paper_table() -> pd.DataFrame:
+    """The published lines as a table: net, test error %, source, setting."""
+    return pd.DataFrame([{"net": r["net"], "test error %": r["test_error"], "source": r["paper"],
+                          "setting": r["setting"]} for r in seeds.paper_lines()])
