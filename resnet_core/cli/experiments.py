@@ -2,6 +2,7 @@
 
     python -m resnet_core flow --blocks 50 [--width 16] [--no-bn] [--init normal --std 0.05]
                                [--activation tanh] [--json]
+    python -m resnet_core flow --shattered [--blocks 50] [--points 64] [--radius 0.5] [--json]
     python -m resnet_core degradation [--steps N] [--seeds K] [--json]
     python -m resnet_core lesion RUN_DIR [RUN_DIR ...] [--limit N] [--json]
 """
@@ -17,8 +18,11 @@ from ..data import DATASETS
 from ..flow import run_flow
 from ..flow_stack import ACTIVATIONS, INITS, LOSSES, MODES, FlowConfig
 from ..flow_text import describe_stacks, format_ratio
+from ..shattered import ShatteredConfig, measure_shattering
+from ..shattered import describe as describe_shattering
 
 _FLOW = FlowConfig()
+_SHATTERED = ShatteredConfig()
 _DEGRADATION = degradation.DegradationConfig()
 
 
@@ -37,6 +41,12 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="synthetic")
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=int, default=_FLOW.seed)
+    p.add_argument("--shattered", action="store_true",
+                   help="instead: correlation of the input gradients of nearby inputs against depth, at init "
+                        "(Balduzzi et al. 2017)")
+    p.add_argument("--points", type=int, default=_SHATTERED.points, help="--shattered: inputs on the line")
+    p.add_argument("--radius", type=float, default=_SHATTERED.radius,
+                   help="--shattered: the line runs over ±radius × the image's norm")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(func=_flow)
 
@@ -72,6 +82,8 @@ def _flow(args: argparse.Namespace) -> int:
     config = FlowConfig(blocks=args.blocks, width=args.width, batch_norm=not args.no_bn, mode=args.mode,
                         init=args.init, init_std=args.std, activation=args.activation, batch_size=args.batch_size,
                         resolution=args.resolution, loss=args.loss, seed=args.seed).validate()
+    if args.shattered:
+        return _shattered(config, args)
     result = run_flow(config, dataset=args.dataset, data_dir=args.data_dir)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -86,6 +98,21 @@ def _flow(args: argparse.Namespace) -> int:
     print()
     for line in describe_stacks(result):
         print(line.replace("**", ""))
+    return 0
+
+
+def _shattered(config: FlowConfig, args: argparse.Namespace) -> int:
+    grid = ShatteredConfig(points=args.points, radius=args.radius).validate()
+    result = measure_shattering(config, grid, dataset=args.dataset, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"{'block':>5}  {'plain corr':>10}  {'resid corr':>10}")
+    for depth, p, r in zip(result.depth, result.plain, result.residual):
+        print(f"{depth:>5}  {p:>10.4f}  {r:>10.4f}")
+    print()
+    for line in describe_shattering(result):
+        print(line.replace("**", "").replace("`", ""))
     return 0
 
 
