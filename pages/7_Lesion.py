@@ -12,6 +12,7 @@ from resnet_core.runstore import RunInfo, SkippedRun, newest_plain_and_residual,
 from ui.experiment_figures import lesion_figure
 from ui.live import live_fragment
 from ui.page import setup_page
+from ui.path_panels import path_length_section
 from ui.widgets import skipped_runs_note
 
 setup_page("Lesion study")
@@ -98,3 +99,5 @@ def results() -> bool:
 
 
 live_fragment(results, bool(job) and not job["task"].snapshot()[1], 1.0)
+st.divider()
+path_length_section(runs, chosen, limit)
