@@ -271,3 +271,42 @@ def curvature_text(results: Sequence[LandscapeResult]) -> list[str]:
                          "this measurement is what these runs give.")
     return lines
 
+
+
+class SliceTask:
+    """The slices of several runs as one list of points, computed one point per call (for `jobs.BackgroundRows`,
+    which gives the page its progress): each run's model and subset are prepared at its first point, and its
+    trained weights are put back after its last."""
+
+    def __init__(self, run_dirs: Sequence[str | Path], config: LandscapeConfig, device: str = "cpu") -> None:
+        self.run_dirs, self.config, self.device = [Path(d) for d in run_dirs], config.validate(), device
+        self.points = grid_points(config)
+        self._slicers: dict[int, tuple[Slicer, str, bool]] = {}
+
+    def items(self) -> list[tuple[int, tuple[int, ...]]]:
+        return [(run, index) for run in range(len(self.run_dirs)) for index in self.points]
+
+    def __call__(self, item: tuple[int, tuple[int, ...]]) -> dict[str, Any]:
+        run, index = item
+        if run not in self._slicers:
+            model, data, run_id = load_for_slice(self.run_dirs[run], self.config, self.device)
+            self._slicers[run] = (make_slicer(model, data, self.config), run_id, bool(model.spec.skip))
+        slicer, run_id, skip = self._slicers[run]
+        tick = time.perf_counter()
+        loss, acc = slicer.loss_at([self.config.alphas[i] for i in index])
+        if index == self.points[-1]:
+            slicer.restore()
+            del self._slicers[run]
+        return dict(run=run, name=run_id, skip=skip, index=list(index), loss=loss, acc=acc,
+                    seconds=time.perf_counter() - tick)
+
+    def results(self, rows: Sequence[dict[str, Any]]) -> list[LandscapeResult]:
+        """The runs whose every point is among `rows`, assembled, in the order of the run folders given."""
+        out = []
+        for run in range(len(self.run_dirs)):
+            mine = [r for r in rows if r["run"] == run]
+            if len(mine) == len(self.points):
+                values = {tuple(r["index"]): (r["loss"], r["acc"]) for r in mine}
+                out.append(assemble(mine[0]["name"], mine[0]["skip"], self.config, values,
+                                    sum(r["seconds"] for r in mine)))
+        return out

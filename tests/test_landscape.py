@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from streamlit.testing.v1 import AppTest
 
 from resnet_core.cli import main
 from resnet_core.config import TrainConfig
@@ -24,6 +26,9 @@ from resnet_core.landscape import (
 )
 from resnet_core.model import ResNet
 from resnet_core.runstore import load_model, load_run_data
+from tests.conftest import rerun_until
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +117,31 @@ def test_a_run_without_weights_is_one_line(runs, tmp_path, capsys):
     (tmp_path / "run" / "weights.pt").unlink()
     assert main(["landscape", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == "error: run run has no weights yet (weights.pt is written when the run ends)\n"
+
+
+def test_loss_landscape_page_slices_a_plain_and_a_residual_run_side_by_side(runs, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    root.mkdir()
+    for name in ("plain20", "resnet20"):
+        shutil.copytree(runs / name, root / f"20261130-100000-{name}-ab12")
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(root))
+    at = AppTest.from_file(str(PAGES / "8_Loss_landscape.py"), default_timeout=60)
+    at.session_state["shat_blocks"] = 4
+    at.run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="land_plain").value == "20261130-100000-plain20-ab12"
+    assert at.selectbox(key="land_residual").value == "20261130-100000-resnet20-ab12"
+    at.select_slider(key="land_points").set_value(5)
+    at.select_slider(key="land_subset").set_value(64).run()
+    assert sum("5 evaluations × 64 images = 320 images" in c.value for c in at.caption) == 2  # the cost, before Start
+    at.button(key="land_start").click().run()
+    rerun_until(at, lambda a: "curvature at α = 0" in "\n".join(md.value for md in a.markdown), 60, 0.3)
+    figure = next(json.loads(el.proto.spec) for el in at.get("plotly_chart") if "land_1d" in str(el.proto.id))
+    lines = [t for t in figure["data"] if t.get("xaxis", "x") == "x"]
+    assert [t["name"] for t in lines] == ["plain20-ab12 (plain)", "resnet20-ab12 (residual)"]
+    assert lines[0]["x"] == lines[1]["x"] == [-1.0, -0.5, 0.0, 0.5, 1.0]  # the same axes
+    expected = slice_run(root / "20261130-100000-plain20-ab12", LandscapeConfig(points=5, subset=64)).loss
+    assert lines[0]["y"] == pytest.approx(expected, rel=1e-6)
+    shattered_fig = next(json.loads(el.proto.spec) for el in at.get("plotly_chart") if "shat_fig" in str(el.proto.id))
+    assert [t["x"] for t in shattered_fig["data"]] == [[1, 2, 3, 4]] * 2
+    assert not at.exception and not at.error
