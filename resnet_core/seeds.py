@@ -208,3 +208,36 @@ def paper_lines() -> list[dict[str, Any]]:
             rows.append(dict(net=f"{'resnet' if skip else 'plain'}{depth}", depth=depth, skip=skip, test_error=error,
                              source=LI2018_TABLE1, paper="Li et al. 2018, Table 1", setting=LI2018_SETTING))
     return rows
+
+
+# ---------------------------------------------------------------- the lesion study over seeds
+
+
+def set_runs(seed_set: Mapping[int, Mapping[str, RunInfo]]) -> list[tuple[int, str, RunInfo]]:
+    """(seed, net name, run) of every run of a seed set, seed by seed."""
+    return [(seed, name, info) for seed, runs in seed_set.items() for name, info in runs.items()]
+
+
+def lesion_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Lesion results of the runs of a seed set (lesion.LesionResult dicts with `seed` and `net` added) per net:
+    skip, depth, blocks (names), deletable, seeds {seed: [acc per block or None]}, and over the seeds the mean and
+    sample std of the accuracy after deleting each block and of the intact accuracy (std None for one seed)."""
+    by_net: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_net.setdefault(row["net"], []).append(row)
+    out = {}
+    for name, results in by_net.items():
+        results = sorted(results, key=lambda r: r["seed"])
+        blocks = [b["block"] for b in results[0]["blocks"]]
+        deletable = [b["deletable"] for b in results[0]["blocks"]]
+        per_seed = {r["seed"]: [b["acc"] for b in r["blocks"]] for r in results}
+        mean, std = [], []
+        for i, ok in enumerate(deletable):
+            values = [accs[i] for accs in per_seed.values() if ok and accs[i] is not None]
+            mean.append(statistics.fmean(values) if values else None)
+            std.append(statistics.stdev(values) if len(values) > 1 else None)
+        intact = [r["baseline_acc"] for r in results]
+        out[name] = dict(degradation.parse_net(name), blocks=blocks, deletable=deletable, seeds=per_seed, mean=mean,
+                         std=std, intact_mean=statistics.fmean(intact),
+                         intact_std=statistics.stdev(intact) if len(intact) > 1 else None)
+    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import runstore, seeds
+from resnet_core import lesion, runstore, seeds
 from resnet_core.cli import main
 from resnet_core.degradation import summarize_records
 from resnet_core.runstore import read_metrics
@@ -109,3 +109,31 @@ def test_degradation_page_with_two_seeds_draws_bands(tmp_path, monkeypatch):
     band = next(json.loads(el.proto.spec) for el in at.get("plotly_chart") if "tonexty" in el.proto.spec)
     assert sum(1 for t in band["data"] if t.get("fill") == "tonexty") == 12
     assert not at.exception
+
+
+def test_lesion_over_the_seeds_of_a_set(seed_run, monkeypatch):
+    out, root = seed_run
+    seed_set = seeds.list_seed_sets(root)[out["set_id"]]
+    rows = [dict(lesion.lesion_row(info.path, limit=40), seed=seed, net=name)
+            for seed, name, info in seeds.set_runs(seed_set)]
+    summary = seeds.lesion_summary(rows)
+    assert list(summary) == ["plain20", "plain26", "resnet20", "resnet26"]
+    net = summary["resnet20"]
+    assert list(net["seeds"]) == [5, 6] and net["deletable"] == [True] * 3 + [False, True, True] * 2
+    by_seed = {r["seed"]: r for r in rows if r["net"] == "resnet20"}
+    for i, ok in enumerate(net["deletable"]):
+        accs = [by_seed[s]["blocks"][i]["acc"] for s in (5, 6)]
+        assert net["mean"][i] == (pytest.approx(statistics.fmean(accs)) if ok else None)
+        assert net["std"][i] == (pytest.approx(statistics.stdev(accs)) if ok else None)
+
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(root))
+    at = AppTest.from_file(str(PAGES / "7_Lesion.py"), default_timeout=60).run()
+    at.select_slider(key="lesion_limit").set_value(100).run()
+    at.button(key="lesion_seedset_start").click().run()
+    rerun_until(at, lambda a: any("lesion_seedset_fig" in str(el.proto.id) for el in a.get("plotly_chart"))
+                and not a.get("progress"), 60, 0.3)
+    figure = next(json.loads(el.proto.spec) for el in at.get("plotly_chart")
+                  if "lesion_seedset_fig" in str(el.proto.id))
+    means = [t for t in figure["data"] if "(mean over 2 seeds)" in t["name"]]
+    assert len(means) == 4 and all(t["error_y"]["visible"] for t in means)
+    assert not at.exception and not at.error

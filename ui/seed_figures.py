@@ -78,3 +78,34 @@ def seed_band_figure(nets: Mapping[str, Mapping], show_seeds: bool = False,
     losses = [v for n in nets.values() for v in n["train"]["loss"]]
     fig.update_yaxes(type="log", dtick=log_dtick(losses), row=1, col=1)
     return layout(fig, height=440)
+
+
+def lesion_band_figure(nets: Mapping[str, Mapping], show_seeds: bool = False) -> go.Figure:
+    """One panel per net: test accuracy after deleting each block, mean over seeds with ± std error bars, the
+    intact mean dashed; each seed faintly on demand. Nets are resnet_core.seeds.lesion_summary entries."""
+    names = list(nets)
+    cols = min(2, len(names))
+    rows_n = max(1, -(-len(names) // max(1, cols)))
+    fig = make_subplots(rows=rows_n, cols=max(1, cols), subplot_titles=names, vertical_spacing=0.3 / rows_n,
+                        horizontal_spacing=0.06)
+    for i, name in enumerate(names):
+        row, col = i // cols + 1, i % cols + 1
+        net, colour = nets[name], path_colour(nets[name]["skip"])
+        if show_seeds:
+            for seed, accs in net["seeds"].items():
+                fig.add_trace(go.Scatter(x=net["blocks"], y=[None if a is None else 100 * a for a in accs],
+                                         mode="lines", line=dict(color=translucent(colour, 0.35), width=1),
+                                         name=f"{name} seed {seed}", showlegend=False), row=row, col=col)
+        fig.add_trace(go.Scatter(
+            x=net["blocks"], y=[None if m is None else 100 * m for m in net["mean"]], mode="lines+markers",
+            line=dict(color=colour), name=f"{name} (mean over {len(net['seeds'])} seeds)",
+            error_y=dict(type="data", array=[100 * (s or 0.0) for s in net["std"]], visible=True)), row=row, col=col)
+        fig.add_hline(y=100 * net["intact_mean"], line=dict(color=colour, dash="dash"), row=row, col=col,
+                      annotation_text=f"intact {100 * net['intact_mean']:.1f}%"
+                      + (f" ± {100 * net['intact_std']:.1f}" if net["intact_std"] is not None else ""),
+                      annotation_position="bottom right")
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=net["blocks"], row=row, col=col)
+    fig.update_yaxes(range=[-5, 105])
+    fig.update_yaxes(title_text="test accuracy (%)", col=1)
+    fig.update_xaxes(title_text="deleted block", row=rows_n)
+    return layout(fig, height=330 * rows_n, showlegend=False)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from resnet_core import seeds
+from resnet_core import lesion, seeds
+from resnet_core.jobs import BackgroundRows
 from resnet_core.records import short_label
 
 from .live import live_fragment
-from .seed_figures import seed_band_figure
+from .seed_figures import lesion_band_figure, seed_band_figure
 
 
 def degradation_seed_panel(key: str = "degr_seedset") -> None:
@@ -55,3 +56,44 @@ def paper_table() -> pd.DataFrame:
     """The published lines as a table: net, test error %, source, setting."""
     return pd.DataFrame([{"net": r["net"], "test error %": r["test_error"], "source": r["paper"],
                           "setting": r["setting"]} for r in seeds.paper_lines()])
+
+
+LESION_TASK_KEY = "lesion_seed_task"  # {"set": set id, "limit": int, "task": BackgroundRows}
+
+
+def lesion_seed_panel(limit: int) -> None:
+    """The lesion study on every run of a degradation seed set, in the background; mean ± std per block."""
+    st.subheader("Across seeds")
+    sets = {set_id: s for set_id, s in seeds.list_seed_sets().items()
+            if any(info.has_weights for _, _, info in seeds.set_runs(s))}
+    if not sets:
+        st.caption("No degradation seed set with weights yet: start the Degradation runs with “Seeds” above 1.")
+        return
+    c = st.columns([3, 1, 1])
+    chosen = c[0].selectbox("Seed set", list(sets), key="lesion_seedset", format_func=short_label)
+    faint = c[1].toggle("Each seed faintly", key="lesion_seedset_faint")
+    if c[2].button("Lesion every run of the set", key="lesion_seedset_start"):
+        runs = [(seed, name, info) for seed, name, info in seeds.set_runs(sets[chosen]) if info.has_weights]
+        st.session_state[LESION_TASK_KEY] = dict(set=chosen, limit=limit, task=BackgroundRows(
+            lambda item: dict(lesion.lesion_row(item[2].path, limit=limit), seed=item[0], net=item[1]), runs))
+    job = st.session_state.get(LESION_TASK_KEY)
+
+    def draw() -> bool:
+        if not job:
+            return False
+        rows, done, error = job["task"].snapshot()
+        if error:
+            st.error(error, icon="⚠️")
+        if not done:
+            st.progress(len(rows) / job["task"].total, text=f"{len(rows)} of {job['task'].total} runs lesioned…")
+        for failed in (r for r in rows if "error" in r):
+            st.error(failed["error"], icon="⚠️")
+        measured = [r for r in rows if "error" not in r]
+        if measured:
+            st.plotly_chart(lesion_band_figure(seeds.lesion_summary(measured), faint), width="stretch",
+                            key="lesion_seedset_fig")
+            st.caption(f"Seed set {short_label(job['set'])}, {job['limit']} test images per evaluation; error bars: "
+                       "± one sample standard deviation over the seeds.")
+        return not done
+
+    live_fragment(draw, bool(job) and not job["task"].snapshot()[1], 1.0)
