@@ -22,16 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from . import degradation
+from .config import TrainConfig
 from .degradation import DegradationConfig, curves, summarize_records
 from .jobs import Job, JobRunner, execute
 from .presets import HE2015, PRESETS
-from .records import Record
-from .runstore import RunInfo, read_metrics
+from .records import Record, new_run_id
+from .runstore import RunInfo, list_runs, read_metrics, runs_root
 from .train import FitResult
 from .validation import check_int
 
 MAX_SEEDS = 10
 SEED_GROUP = re.compile(r"(.+)-seed(\d+)")
+REPEAT_RUN = re.compile(r"(.+-repeat-[0-9a-f]{4})-seed(\d+)")  # a run of a training repeated with N seeds
 LI2018_TABLE1 = ("Li, Xu, Taylor, Studer, Goldstein. Visualizing the Loss Landscape of Neural Nets. NeurIPS 2018 "
                  "(arXiv:1712.09913), Table 1")
 # Li et al. Table 1: CIFAR-10 test error (%) of ResNets with and without skip connections.
@@ -145,13 +147,16 @@ def seed_summary(records: Mapping[str, Mapping[int, tuple[str, Sequence[Record]]
     return out
 
 
-def band_curves(records: Mapping[str, Mapping[int, tuple[str, Sequence[Record]]]]) -> dict[str, dict[str, Any]]:
+def band_curves(records: Mapping[str, Mapping[int, tuple[str, Sequence[Record]]]],
+                kinds: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """For the figures, per net: skip, depth, and for "train" (loss) and "test" (loss, acc) each seed's curve
-    (a DataFrame) plus the mean and std per step across seeds."""
+    (a DataFrame) plus the mean and std per step across seeds. `kinds` gives each name's skip and depth (default:
+    read from a degradation net name, "plain56")."""
     out = {}
     for name, by_seed in records.items():
         per_seed = {seed: curves(recs) for seed, (_, recs) in sorted(by_seed.items())}
-        entry: dict[str, Any] = dict(degradation.parse_net(name), seeds=per_seed)
+        kind = dict(kinds[name]) if kinds else degradation.parse_net(name)
+        entry: dict[str, Any] = dict(kind, seeds=per_seed)
         for part, columns in (("train", ("loss",)), ("test", ("loss", "acc"))):
             frames = [c[part] for c in per_seed.values()]
             length = min((len(f) for f in frames), default=0)
@@ -241,3 +246,49 @@ def lesion_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
                          std=std, intact_mean=statistics.fmean(intact),
                          intact_std=statistics.stdev(intact) if len(intact) > 1 else None)
     return out
+
+
+# ---------------------------------------------------------------- one training run repeated with N seeds
+
+
+def start_repeats(config: TrainConfig, repeats: int, runner: JobRunner, owner: str = "",
+                  root: str | Path | None = None) -> tuple[str, list[Job]]:
+    """Submit `config` with seeds seed, seed + 1, ... (`repeats` runs) to `runner`; (set id, jobs in seed order).
+    The runs' folders are <root>/<set id>-seed<s>. If one is refused, those already queued are stopped."""
+    check_int("repeats", repeats, 1, MAX_SEEDS)
+    config.validate()
+    set_id = new_run_id(f"{config.model}-repeat")
+    base = Path(root) if root else runs_root()
+    jobs: list[Job] = []
+    try:
+        for seed in range(config.seed, config.seed + repeats):
+            run_dir = str(base / f"{set_id}-seed{seed}")
+            jobs.append(runner.submit(config.replace(seed=seed), owner=owner, run_dir=run_dir))
+    except ValueError:
+        for job in jobs:
+            job.stop()
+        raise
+    return set_id, jobs
+
+
+def list_repeat_sets(root: str | Path | None = None) -> dict[str, dict[int, RunInfo]]:
+    """Trainings repeated with several seeds, newest first: set id -> seed -> run."""
+    sets: dict[str, dict[int, RunInfo]] = {}
+    for info in list_runs(root):
+        match = REPEAT_RUN.fullmatch(info.run_id)
+        if match:
+            sets.setdefault(match.group(1), {})[int(match.group(2))] = info
+    return {set_id: dict(sorted(by_seed.items())) for set_id, by_seed in sorted(sets.items(), reverse=True)}
+
+
+def repeat_curves(repeat_set: Mapping[int, RunInfo]) -> dict[str, dict[str, Any]]:
+    """`band_curves` of a repeated training: one entry named after its model."""
+    if not repeat_set:
+        return {}
+    first = next(iter(repeat_set.values()))
+    name = first.config.train.model
+    records = {name: {seed: (str(info.path), read_metrics(info.path)) for seed, info in repeat_set.items()}}
+    records = {n: {s: r for s, r in by_seed.items() if r[1]} for n, by_seed in records.items()}
+    if not records[name]:
+        return {}
+    return band_curves(records, {name: dict(skip=first.skip, depth=first.config.spec.depth)})

@@ -11,10 +11,13 @@ from streamlit.testing.v1 import AppTest
 
 from resnet_core import lesion, runstore, seeds
 from resnet_core.cli import main
+from resnet_core.config import TrainConfig
 from resnet_core.degradation import summarize_records
+from resnet_core.jobs import JobRunner, default_runner
 from resnet_core.runstore import read_metrics
 from tests.conftest import rerun_until
 from ui.seed_figures import seed_band_figure
+from ui.widgets import OWNER_KEY
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 TINY = ["--shallow", "3", "--deep", "4", "--steps", "3", "--batch-size", "8", "--width", "4", "--image-size", "8",
@@ -137,3 +140,35 @@ def test_lesion_over_the_seeds_of_a_set(seed_run, monkeypatch):
     means = [t for t in figure["data"] if "(mean over 2 seeds)" in t["name"]]
     assert len(means) == 4 and all(t["error_y"]["visible"] for t in means)
     assert not at.exception and not at.error
+
+
+def test_train_page_repeats_a_run_with_n_seeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
+    config = TrainConfig(model="resnet20", overrides={"width": 4, "layers": (1, 1, 1)}, train_subset=128,
+                         max_steps=3, batch_size=32, test_subset=32, seed=3, probe_every=0)
+    set_id, jobs = seeds.start_repeats(config, 2, JobRunner(max_concurrent=1), root=tmp_path / "runs")
+    assert all(job.wait(120) for job in jobs)
+    repeat_set = seeds.list_repeat_sets(tmp_path / "runs")[set_id]
+    assert list(repeat_set) == [3, 4] and [i.config.train.seed for i in repeat_set.values()] == [3, 4]
+    assert [i.status for i in repeat_set.values()] == ["finished"] * 2
+    bands = seeds.repeat_curves(repeat_set)["resnet20"]
+    losses = [list(c["train"].loss) for c in bands["seeds"].values()]
+    assert losses[0] != losses[1] and bands["train"]["loss"] == pytest.approx([statistics.fmean(v)
+                                                                                for v in zip(*losses)])
+
+    at = AppTest.from_file(str(PAGES / "4_Train.py"), default_timeout=120)
+    for key, value in dict(model_choice={"model": "resnet20", "overrides": {"width": 4, "layers": (1, 1, 1)}},
+                           train_subset=128, train_steps=100_000, train_threads=1, train_repeats=3).items():
+        at.session_state[key] = value
+    at.run()
+    band = next(json.loads(el.proto.spec) for el in at.get("plotly_chart") if "train_repeatset" in str(el.proto.id))
+    assert sum(1 for t in band["data"] if t.get("fill") == "tonexty") == 3  # train loss, test loss, test error
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    mine = default_runner().jobs(owner=at.session_state[OWNER_KEY])
+    try:
+        assert [j.config.seed for j in mine] == [0, 1, 2] and mine[0].id == at.session_state["train_job"]
+    finally:
+        for job in mine:
+            job.stop()
+            job.wait(30)

@@ -97,3 +97,27 @@ def lesion_seed_panel(limit: int) -> None:
         return not done
 
     live_fragment(draw, bool(job) and not job["task"].snapshot()[1], 1.0)
+
+
+def repeat_seed_panel(key: str = "train_repeatset") -> None:
+    """Trainings repeated with several seeds (the Train page's “Repeat with N seeds”): mean ± std bands."""
+    sets = seeds.list_repeat_sets()
+    if not sets:
+        return
+    st.subheader("Repeated with several seeds")
+    c = st.columns([3, 1])
+    chosen = c[0].selectbox("Repeated run", list(sets), key=key, format_func=short_label)
+    faint = c[1].toggle("Each seed faintly", key=f"{key}_faint")
+
+    def draw() -> bool:
+        repeat_set = seeds.list_repeat_sets().get(chosen, {})
+        bands = seeds.repeat_curves(repeat_set)
+        rows = [dict(seed=seed, run=info.run_id, status=info.status.value,
+                     test_acc=info.final.test_acc if info.final else None) for seed, info in repeat_set.items()]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        if bands:
+            st.plotly_chart(seed_band_figure(bands, faint), width="stretch", key=f"{key}_fig")
+            st.caption("Band: mean ± one sample standard deviation over the seeds at each logged step.")
+        return any(info.status.live for info in repeat_set.values())
+
+    live_fragment(draw, any(info.status.live for info in sets[chosen].values()), 2.0)
