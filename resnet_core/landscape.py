@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .data import ImageData, normalize
 from .runstore import load_model, load_run_data, read_run
-from .validation import check_choice, check_float, check_int
+from .validation import check_float, check_int, is_int, shown
 
 LI2018 = ("Li, Xu, Taylor, Studer, Goldstein. Visualizing the Loss Landscape of Neural Nets. NeurIPS 2018 "
           "(arXiv:1712.09913)")
@@ -48,8 +48,8 @@ class LandscapeConfig:
         if self.points % 2 == 0:
             raise ValueError(f"points must be odd, so that α = 0 (the trained weights) is on the grid; "
                              f"got {self.points}")
-        if self.dims not in DIMS:
-            check_choice("dims", str(self.dims), [str(d) for d in DIMS])
+        if not is_int(self.dims) or self.dims not in DIMS:
+            raise ValueError(f"dims must be 1 or 2; got {shown(self.dims)}")
         check_int("subset", self.subset, 1, 10**6)
         check_float("span", self.span, 0.0, 100.0, low_open=True)
         check_int("seed", self.seed, 0, 2**31 - 1)

@@ -14,7 +14,6 @@ published test errors the figures draw as reference lines, each with the setting
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -177,7 +176,8 @@ def describe_seeds(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
         if len(pair) != 2:
             continue
         (_, shallow), (_, deep) = pair
-        finals = {name: {r["seed"]: _final(r) for r in summary[name]["seeds"]} for name in (shallow, deep)}
+        finals = {name: {r["seed"]: _final(r["train_loss"], summary[name]["steps"]) for r in summary[name]["seeds"]}
+                  for name in (shallow, deep)}
         seeds = sorted(s for s in finals[shallow] if s in finals[deep] and None not in
                        (finals[shallow][s], finals[deep][s]))
         if not seeds:
@@ -189,9 +189,13 @@ def describe_seeds(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def _final(row: Mapping[str, Any]) -> float | None:
-    losses = row["train_loss"]
-    return statistics.fmean(losses[-max(1, math.ceil(len(losses) * degradation.FINAL_FRACTION)):]) if losses else None
+def _final(losses: Sequence[float], steps: Sequence[int]) -> float | None:
+    """The mean logged loss over the last FINAL_FRACTION of the steps, as degradation.final_train_loss."""
+    n = min(len(losses), len(steps))
+    if not n:
+        return None
+    start = steps[n - 1] * (1 - degradation.FINAL_FRACTION)
+    return statistics.fmean(v for v, step in zip(losses[:n], steps[:n]) if step > start)
 
 
 def _pm(net: Mapping[str, Any]) -> str:
