@@ -1,17 +1,17 @@
 """Loss-surface speed: a 21×21 slice of ResNet-20 on 512 training images, against the naive per-point rebuild.
 
 The measured way is `landscape.slice_model`: one model, its weights moved in place from point to point, the
-subset normalised once, inference mode. The naive baseline, timed in the same run, rebuilds the model at each
-point (ResNet(spec), load the trained state_dict, add α·d1 + β·d2) and evaluates it with `train.evaluate`, which
-normalises the uint8 images batch by batch. The baseline is timed on the first --naive-points points of the
-same grid (its cost per point does not depend on the point) and its losses are checked against the slice's; the
-ratio is of seconds per point. Prints the load average: the machine may be shared.
+subset normalised once, inference mode; it is timed on the whole grid (skip with --no-grid). The naive
+baseline rebuilds the model at each point (ResNet(spec), load the trained state_dict, add α·d1 + β·d2) and
+evaluates it with `train.evaluate`, which normalises the uint8 images batch by batch. The ratio is of seconds
+per point on the first --naive-points points of the grid, the two ways interleaved point by point so that both
+see the same load (the machine may be shared; the load average is printed), and their losses are compared.
 
 With --pair PLAIN_RUN RESIDUAL_RUN it instead slices two stored runs (1-D, --points, --subset), prints each
 one's time against the 60 s goal and the curvature at α = 0 of both.
 
 Run from the repo root: .venv/bin/python -m benchmarks.bench_landscape [--run-dir RUN] [--points 21]
-[--subset 512] [--naive-points 21] [--pair PLAIN_RUN RESIDUAL_RUN]
+[--subset 512] [--naive-points 21] [--no-grid] [--pair PLAIN_RUN RESIDUAL_RUN]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from resnet_core.landscape import (
     curvature_text,
     filter_normalized_direction,
     grid_points,
+    make_slicer,
     slice_model,
     slice_run,
     subset_indices,
@@ -43,27 +44,36 @@ from resnet_core.train import evaluate
 GOAL_SECONDS = 60.0
 
 
-def naive_points(model: ResNet, data, config: LandscapeConfig, count: int) -> tuple[float, list[float]]:
-    """Seconds per point and the losses of the first `count` grid points, each from a rebuilt model."""
+def interleaved(model: ResNet, data, config: LandscapeConfig, count: int) -> tuple[float, float, float]:
+    """Seconds per point of the slicer and of the naive rebuild on the first `count` grid points, timed
+    alternately, and the largest relative difference of their losses."""
     trained = {k: v.clone() for k, v in model.state_dict().items()}
+    slicer = make_slicer(model, data, config)
     generator = torch.Generator().manual_seed(config.seed)
     directions = [filter_normalized_direction(model, generator) for _ in range(config.dims)]
     pick = subset_indices(len(data.train_labels), config.subset, config.seed)
     images = data.train_images[pick]
     # evaluate() reads the test split: the subset goes there, as uint8, to be normalised per batch
     sliced = dataclasses.replace(data, test_images=images, test_labels=data.train_labels[pick])
-    alphas, losses = config.alphas, []
-    start = time.perf_counter()
+    alphas, fast, naive, worst = config.alphas, 0.0, 0.0, 0.0
     for index in grid_points(config)[:count]:
+        coords = [alphas[i] for i in index]
+        start = time.perf_counter()
+        loss = slicer.loss_at(coords)[0]
+        fast += time.perf_counter() - start
+        start = time.perf_counter()
         fresh = ResNet(model.spec)
         fresh.load_state_dict(trained)
         with torch.no_grad():
-            for coord, dirs in zip([alphas[i] for i in index], directions):
+            for coord, dirs in zip(coords, directions):
                 for p, d in zip(fresh.parameters(), dirs):
                     if d is not None:
                         p.add_(d, alpha=coord)
-        losses.append(evaluate(fresh, sliced, batch_size=config.batch_size).loss)
-    return (time.perf_counter() - start) / count, losses
+        naive_loss = evaluate(fresh, sliced, batch_size=config.batch_size).loss
+        naive += time.perf_counter() - start
+        worst = max(worst, abs(loss - naive_loss) / abs(naive_loss))
+    slicer.restore()
+    return fast / count, naive / count, worst
 
 
 def train_resnet20(root: Path) -> Path:
@@ -79,21 +89,20 @@ def grid_benchmark(args: argparse.Namespace) -> None:
         run_dir = Path(args.run_dir) if args.run_dir else train_resnet20(Path(tmp))
         model, data = load_model(run_dir), load_run_data(run_dir)
         config = LandscapeConfig(points=args.points, dims=2, subset=args.subset).validate()
-        print(f"load average before: {os.getloadavg()}")
-        result = slice_model(model, data, config, name=str(run_dir))
-        per_point = result.seconds / config.evaluations
-        naive_per_point, naive_losses = naive_points(model, data, config, args.naive_points)
+        print(f"model: {model.spec.depth}-layer {'residual' if model.spec.skip else 'plain'}, "
+              f"{data.image_size}×{data.image_size} images; torch threads: {torch.get_num_threads()}")
+        print(f"load average before: {os.getloadavg()}", flush=True)
+        fast, naive, worst = interleaved(model, data, config, args.naive_points)
+        print(f"interleaved on {args.naive_points} points of the {config.points}×{config.points} grid, "
+              f"{config.subset} images: slicer {fast * 1e3:.1f} ms per point, naive rebuild {naive * 1e3:.1f} ms per "
+              f"point; ratio naive / slicer {naive / fast:.2f}×; largest relative difference of the losses "
+              f"{worst:.1e}", flush=True)
+        if args.grid:
+            result = slice_model(model, data, config, name=str(run_dir))
+            print(f"slice_model, whole grid of {config.evaluations} points: {result.seconds:.1f} s "
+                  f"({result.seconds / config.evaluations * 1e3:.1f} ms per point); the naive way at its rate above: "
+                  f"{naive * config.evaluations:.1f} s (extrapolated)")
         print(f"load average after: {os.getloadavg()}")
-    flat = [v for row in result.loss for v in row][:args.naive_points]
-    worst = max(abs(a - b) / abs(b) for a, b in zip(naive_losses, flat))
-    print(f"model: {model.spec.depth}-layer {'residual' if model.spec.skip else 'plain'}, "
-          f"{data.image_size}×{data.image_size} images; torch threads: {torch.get_num_threads()}")
-    print(f"slice_model, {config.points}×{config.points} = {config.evaluations} points on {config.subset} images: "
-          f"{result.seconds:.1f} s ({per_point * 1e3:.1f} ms per point)")
-    print(f"naive rebuild per point, timed on {args.naive_points} points: {naive_per_point * 1e3:.1f} ms per point, "
-          f"{naive_per_point * config.evaluations:.1f} s for the grid (extrapolated)")
-    print(f"ratio naive / slice_model per point: {naive_per_point / per_point:.2f}×; largest relative difference of "
-          f"the losses on those points: {worst:.1e}")
 
 
 def pair_benchmark(args: argparse.Namespace) -> None:
@@ -120,6 +129,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=21)
     parser.add_argument("--subset", type=int, default=512)
     parser.add_argument("--naive-points", type=int, default=21)
+    parser.add_argument("--no-grid", dest="grid", action="store_false", help="skip timing the whole grid")
     parser.add_argument("--pair", nargs=2, metavar=("PLAIN_RUN", "RESIDUAL_RUN"))
     args = parser.parse_args()
     if args.pair:
