@@ -14,6 +14,7 @@ from typing import Any
 
 import streamlit as st
 
+from resnet_core import seeds
 from resnet_core.config import AUGMENTS, DEFAULT_LR, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig, available_devices
 from resnet_core.data import DATASETS, default_data_dir, load_dataset
 from resnet_core.fence import DATA_ROOTS_ENV, check_run_data, data_roots, fenced_data_dir
@@ -28,6 +29,7 @@ from ui.charts import show_chart
 from ui.live import live_fragment
 from ui.page import setup_page
 from ui.quick_check import quick_check
+from ui.seed_panels import repeat_seed_panel
 from ui.train_figures import (
     DEFAULT_OVERLAY,
     OVERLAY_METRICS,
@@ -61,7 +63,7 @@ WIDGETS: dict[str, Any] = dict(  # widget key -> default, from TrainConfig's def
     train_warmup=DEFAULTS.warmup, train_wd=DEFAULTS.weight_decay, train_smoothing=DEFAULTS.label_smoothing,
     train_nesterov=DEFAULTS.nesterov, train_subset=0, train_augment=DEFAULTS.augment,
     train_precision=DEFAULTS.precision, train_seed=DEFAULTS.seed, train_probe_every=DEFAULTS.probe_every,
-    train_channels_last=DEFAULTS.channels_last, train_device=DEFAULTS.device, train_threads=0,
+    train_channels_last=DEFAULTS.channels_last, train_device=DEFAULTS.device, train_threads=0, train_repeats=1,
     train_processes=2,  # for the torchrun command shown (the server itself trains in one process)
     **{f"train_lr_{name}": lr for name, lr in DEFAULT_LR.items()}, **TRANSFER_WIDGETS,
 )
@@ -133,7 +135,11 @@ def config_from_state(choice: ModelChoice) -> TrainConfig:
 def start(choice: ModelChoice) -> None:
     st.session_state.pop(ERROR_KEY, None)
     try:
-        job = default_runner().submit(config_from_state(choice), owner=session_owner())
+        if st.session_state.train_repeats > 1:  # the first seed is shown live; the others wait in the queue
+            job = seeds.start_repeats(config_from_state(choice), st.session_state.train_repeats, default_runner(),
+                                      owner=session_owner())[1][0]
+        else:
+            job = default_runner().submit(config_from_state(choice), owner=session_owner())
     except ValueError as exc:  # bad settings or the memory guard's refusal, with its figures
         st.session_state[ERROR_KEY] = str(exc)
         return
@@ -195,6 +201,9 @@ def controls() -> ModelChoice:
         c[0].checkbox("Channels-last memory format", key="train_channels_last",
                       help="NHWC tensors: usually faster convolutions on CPUs and recent GPUs")
         c[1].selectbox("Device", available_devices(), key="train_device")
+        st.number_input("Repeat with N seeds", 1, seeds.MAX_SEEDS, key="train_repeats",
+                        help="seed, seed + 1, …: the runs queue one after another; their mean ± std bands are "
+                             "under “Repeated with several seeds”")
     return choice
 
 
@@ -497,6 +506,7 @@ def main() -> None:
     st.divider()
     server_runs(job)
     past_runs(job.snapshot().run_id if job is not None else None)
+    repeat_seed_panel()
 
 
 main()

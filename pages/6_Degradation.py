@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from resnet_core import degradation
+from resnet_core import degradation, seeds
 from resnet_core.data import DATASETS
 from resnet_core.degradation_status import group_text, net_progress, overall, read_queued
 from resnet_core.estimate import time_runs
@@ -20,6 +20,7 @@ from ui.experiment_figures import degradation_figure
 from ui.live import live_fragment
 from ui.page import setup_page
 from ui.quick_check import quick_check
+from ui.seed_panels import degradation_seed_panel, paper_table
 from ui.widgets import session_owner
 
 setup_page("Degradation")
@@ -33,7 +34,7 @@ def init_state() -> None:
     defaults = dict(degr_shallow=DEFAULT.shallow, degr_deep=DEFAULT.deep, degr_steps=DEFAULT.steps,
                     degr_batch=DEFAULT.batch_size, degr_lr=DEFAULT.lr, degr_width=DEFAULT.width,
                     degr_size=DEFAULT.image_size, degr_augment=DEFAULT.augment, degr_dataset=DEFAULT.dataset,
-                    degr_seed=DEFAULT.seed)
+                    degr_seed=DEFAULT.seed, degr_seeds=1)
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
     if GROUP_KEY not in st.session_state:
@@ -66,6 +67,8 @@ def controls() -> degradation.DegradationConfig | None:
         c[2].selectbox("Data set", [d for d in DATASETS if d != "imagefolder"], key="degr_dataset")
         c[3].number_input("Seed", 0, 2**31 - 1, key="degr_seed")
         c[4].toggle("Augment (crop + flip)", key="degr_augment")
+        st.number_input("Seeds (each net once per seed)", 1, seeds.MAX_SEEDS, key="degr_seeds",
+                        help="seed, seed + 1, …: mean ± std bands over the seeds under “Across seeds”")
         try:
             config = config_from_widgets()
         except ValueError as exc:
@@ -120,12 +123,17 @@ def start_buttons(config: degradation.DegradationConfig | None) -> None:
     c = st.columns([1, 1, 4])
     if c[0].button("Start the four runs", type="primary", disabled=config is None or bool(jobs), key="degr_start"):
         try:
-            group_id, started = degradation.start(config, default_runner(), owner=session_owner())
+            set_id, by_seed = seeds.start_seeds(config, st.session_state.degr_seeds, default_runner(),
+                                                owner=session_owner())
         except ValueError as exc:
             st.error(str(exc), icon="⚠️")
         else:
-            st.session_state[GROUP_KEY] = dict(id=group_id, names=list(started),
-                                               jobs={name: job.id for name, job in started.items()}, estimate=task)
+            first, *more = by_seed.values()
+            group_id = seeds.seed_group_id(set_id, next(iter(by_seed)))
+            st.session_state[GROUP_KEY] = dict(id=group_id, names=list(first),
+                                               jobs={name: job.id for name, job in first.items()},
+                                               more_jobs=[job.id for jobs in more for job in jobs.values()],
+                                               estimate=task)
             st.session_state["degr_shown"] = group_id
             st.rerun()
     if c[1].button("Stop", disabled=not jobs, key="degr_stop"):
@@ -148,7 +156,9 @@ def group_jobs(group: dict | None) -> dict[str, Job | None]:
 
 
 def live_jobs(group: dict | None) -> list[Job]:
-    return [job for job in group_jobs(group).values() if job is not None and not job.done]
+    """The group's live jobs and those of the other seeds started with it."""
+    more = [default_runner().get(job_id, session_owner()) for job_id in (group or {}).get("more_jobs", [])]
+    return [job for job in [*group_jobs(group).values(), *more] if job is not None and not job.done]
 
 
 def states(group: dict) -> dict[str, RunState | None]:
@@ -216,6 +226,7 @@ def reference_panel() -> None:
                + " The paper trains 64k iterations "
                "of batch 128 on 32×32 CIFAR-10 with augmentation; the runs here are far shorter, so compare the "
                "ordering of the curves, not the error levels.")
+    st.dataframe(paper_table(), hide_index=True, width="stretch")
 
 
 init_state()
@@ -228,6 +239,7 @@ start_buttons(config)
 left, right = st.columns([3, 1.2])
 with left:
     results_panel()
+    degradation_seed_panel()
 with right:
     st.subheader("Published reference")
     reference_panel()

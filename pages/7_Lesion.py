@@ -13,7 +13,9 @@ from ui.charts import show_chart
 from ui.experiment_figures import lesion_figure
 from ui.live import live_fragment
 from ui.page import setup_page
+from ui.path_panels import path_length_section
 from ui.quick_check import quick_check
+from ui.seed_panels import lesion_seed_panel
 from ui.widgets import skipped_runs_note
 
 setup_page("Lesion study")
@@ -105,6 +107,10 @@ def results() -> bool:
 
 
 live_fragment(results, bool(job) and not job["task"].snapshot()[1], 1.0)
+st.divider()
+lesion_seed_panel(limit)
+st.divider()
+path_length_section(runs, chosen, limit)
 
 
 quick_check("Lesion study")

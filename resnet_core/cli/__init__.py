@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-from . import experiments, export, identity, inspect, models, train
+from . import experiments, export, identity, inspect, landscape, models, train
 
 
 class ArgumentError(Exception):
@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m resnet_core", description="ResNet Explorer: build, inspect and train ResNets.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module in (models, train, experiments, identity, inspect, export):
+    for module in (models, train, experiments, identity, inspect, export, landscape):
         module.register(sub)
     return parser
 

@@ -2,7 +2,8 @@
 
     python -m resnet_core flow --blocks 50 [--width 16] [--no-bn] [--init normal --std 0.05]
                                [--activation tanh] [--json]
-    python -m resnet_core degradation [--steps N] [--json]
+    python -m resnet_core flow --shattered [--blocks 50] [--points 64] [--radius 0.5] [--json]
+    python -m resnet_core degradation [--steps N] [--seeds K] [--json]
     python -m resnet_core lesion RUN_DIR [RUN_DIR ...] [--limit N] [--json]
 """
 
@@ -12,13 +13,16 @@ import argparse
 import json
 import sys
 
-from .. import degradation, lesion
+from .. import degradation, lesion, seeds
 from ..data import DATASETS
 from ..flow import run_flow
 from ..flow_stack import ACTIVATIONS, INITS, LOSSES, MODES, FlowConfig
 from ..flow_text import describe_stacks, format_ratio
+from ..shattered import ShatteredConfig, measure_shattering
+from ..shattered import describe as describe_shattering
 
 _FLOW = FlowConfig()
+_SHATTERED = ShatteredConfig()
 _DEGRADATION = degradation.DegradationConfig()
 
 
@@ -37,6 +41,12 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="synthetic")
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=int, default=_FLOW.seed)
+    p.add_argument("--shattered", action="store_true",
+                   help="instead: correlation of the input gradients of nearby inputs against depth, at init "
+                        "(Balduzzi et al. 2017)")
+    p.add_argument("--points", type=int, default=_SHATTERED.points, help="--shattered: inputs on the line")
+    p.add_argument("--radius", type=float, default=_SHATTERED.radius,
+                   help="--shattered: the line runs over ±radius × the image's norm")
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(func=_flow)
 
@@ -54,6 +64,8 @@ def register(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
     p.add_argument("--data-dir")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seeds", type=int, help=f"run every net with K seeds (--seed, --seed + 1, ...; at most "
+                   f"{seeds.MAX_SEEDS}); the last JSON line then holds each net's seeds, mean and std")
     p.add_argument("--test-subset", type=int, default=d.test_subset, help="evaluate on the first N test images")
     p.add_argument("--run-root", help="folder for the four run folders (default: the run store)")
     p.add_argument("--json", action="store_true", help="one JSON line per finished net, then {\"runs\": ...}")
@@ -70,6 +82,8 @@ def _flow(args: argparse.Namespace) -> int:
     config = FlowConfig(blocks=args.blocks, width=args.width, batch_norm=not args.no_bn, mode=args.mode,
                         init=args.init, init_std=args.std, activation=args.activation, batch_size=args.batch_size,
                         resolution=args.resolution, loss=args.loss, seed=args.seed).validate()
+    if args.shattered:
+        return _shattered(config, args)
     result = run_flow(config, dataset=args.dataset, data_dir=args.data_dir)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -87,11 +101,28 @@ def _flow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shattered(config: FlowConfig, args: argparse.Namespace) -> int:
+    grid = ShatteredConfig(points=args.points, radius=args.radius).validate()
+    result = measure_shattering(config, grid, dataset=args.dataset, data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"{'block':>5}  {'plain corr':>10}  {'resid corr':>10}")
+    for depth, p, r in zip(result.depth, result.plain, result.residual):
+        print(f"{depth:>5}  {p:>10.4f}  {r:>10.4f}")
+    print()
+    for line in describe_shattering(result):
+        print(line.replace("**", "").replace("`", ""))
+    return 0
+
+
 def _degradation(args: argparse.Namespace) -> int:
     config = degradation.DegradationConfig(
         shallow=args.shallow, deep=args.deep, dataset=args.dataset, data_dir=args.data_dir, steps=args.steps,
         batch_size=args.batch_size, lr=args.lr, width=args.width, image_size=args.image_size, augment=args.augment,
         seed=args.seed, test_subset=args.test_subset).validate()
+    if args.seeds is not None:
+        return _degradation_seeds(config, args)
     if not args.json:
         print(f"training {config.describe()}".replace("`", ""), flush=True)
 
@@ -108,6 +139,29 @@ def _degradation(args: argparse.Namespace) -> int:
         print(json.dumps(dict(runs=summaries)))
     else:
         for line in degradation.describe(summaries):
+            print(line.replace("**", ""))
+    return 0
+
+
+def _degradation_seeds(config: degradation.DegradationConfig, args: argparse.Namespace) -> int:
+    seed_values = seeds.seed_list(config, args.seeds)
+    if not args.json:
+        print(f"training with seeds {', '.join(map(str, seed_values))}: {config.describe()}".replace("`", ""),
+              flush=True)
+
+    def finished(seed, name, result, run_dir) -> None:
+        summary = degradation.summarize_records(result.records)
+        if args.json:
+            print(json.dumps(dict(seed=seed, name=name, run_dir=str(run_dir), **summary)), flush=True)
+        else:
+            print(f"seed {seed} {name}: final train loss {summary['final_train_loss']:.4f}, test accuracy "
+                  f"{summary['test_acc']:.1%}, {summary['seconds']:.0f} s  ({run_dir})", flush=True)
+
+    result = seeds.run_seeds(config, args.seeds, root=args.run_root, on_result=finished)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for line in seeds.describe_seeds(result["nets"]):
             print(line.replace("**", ""))
     return 0
 
