@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .colors import REFERENCE, path_colour
-from .figure_layout import layout, log_dtick, positive
+from .figure_layout import layout, log_axis, positive
 
 
 def translucent(hex_colour: str, alpha: float) -> str:
@@ -76,7 +76,7 @@ def seed_band_figure(nets: Mapping[str, Mapping], show_seeds: bool = False,
                           annotation_position="top left", annotation_font_size=10)
     fig.update_xaxes(title_text="step")
     losses = [v for n in nets.values() for v in n["train"]["loss"]]
-    fig.update_yaxes(type="log", dtick=log_dtick(losses), row=1, col=1)
+    fig.update_yaxes(**log_axis(losses), row=1, col=1)
     return layout(fig, height=440)
 
 
