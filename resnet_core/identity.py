@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import BLOCK_TYPES
+from .blocks import BLOCK_TYPES, BlockStyle
 from .validation import check_bool, check_choice, check_float, check_int
 
 IDENTITY_BLOCKS = ("basic", "bottleneck")
@@ -115,7 +115,7 @@ def build_block(config: IdentityConfig, skip: bool) -> nn.Module:
     """The block of `config`, C -> C at stride 1 (so the shortcut is the identity), seeded: the plain and the
     residual block start from the same weights."""
     block_cls = BLOCK_TYPES[config.block]
-    block = block_cls(config.width, config.width // block_cls.expansion, skip=skip)
+    block = block_cls(config.width, config.width // block_cls.expansion, style=BlockStyle(skip=skip))
     kaiming_init_(block, torch.Generator().manual_seed(config.seed))
     if not config.batch_norm:
         for name, m in list(block.named_children()):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import BLOCK_TYPES, BasicBlock, PreActBasicBlock, make_shortcut
+from .blocks import BLOCK_TYPES, BasicBlock, BlockStyle, PreActBasicBlock, make_shortcut
 from .data import normalize
 from .flow import data_batch
 from .identity import kaiming_init_
@@ -97,7 +97,7 @@ def skip_mismatch(in_channels: int = 64, out_channels: int = 128, stride: int = 
     planes = out_channels // block_cls.expansion
     x = torch.randn(2, in_channels, size, size, generator=torch.Generator().manual_seed(0))
     broken = block_cls(in_channels, planes, stride, downsample=None).eval()
-    plain_twin = block_cls(in_channels, planes, stride, skip=False).eval()
+    plain_twin = block_cls(in_channels, planes, stride, style=BlockStyle(skip=False)).eval()
     plain_twin.load_state_dict(broken.state_dict())
     with torch.no_grad():
         main_shape = tuple(plain_twin(x).shape)
@@ -111,10 +111,11 @@ def skip_mismatch(in_channels: int = 64, out_channels: int = 128, stride: int = 
             if kind == "A" and out_channels < in_channels:
                 fixes.append(Fix(kind, None, 0, "not possible: zero-padding cannot drop channels"))
                 continue
-            shortcut = make_shortcut(kind, in_channels, out_channels, stride, norm=True)
+            shortcut = make_shortcut(kind, in_channels, out_channels, stride, norm=nn.BatchNorm2d)
             fixed = block_cls(in_channels, planes, stride, downsample=shortcut).eval()
             note = {"A": "subsample and zero-pad the new channels, no parameters",
-                    "B": "1×1 conv (+ BN) only where the shape changes", "C": "1×1 conv (+ BN) in every block"}[kind]
+                    "B": "1×1 conv (+ BN) only where the shape changes", "C": "1×1 conv (+ BN) in every block",
+                    "D": "where B projects, a 2×2 average pool, then a stride-1 1×1 conv (+ BN) (ResNet-D)"}[kind]
             if shortcut is None:
                 note = "the identity: the shape does not change"
             fixes.append(Fix(kind, tuple(fixed(x).shape), _params(shortcut), note))

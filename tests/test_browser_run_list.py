@@ -54,9 +54,13 @@ def test_each_run_shows_its_own_status(start_server, page, tmp_path):
         main = page.locator('[data-testid="stMain"]')
         main.get_by_text("4 run(s) stored on this server").wait_for(timeout=60_000)
         assert main.get_by_text("1 interrupted: the process training it ended before the run finished").count() == 1
-        main.locator('[data-testid="stSelectbox"]').filter(has_text="Inspect a stored run").click()
+        inspect = main.locator('[data-testid="stSelectbox"]').filter(has_text="Inspect a stored run")
+        inspect.scroll_into_view_if_needed()
+        inspect.locator("input").click()
+        page.locator('[role="option"]').nth(len(expected)).wait_for(timeout=30_000)  # "—" and the four runs
         options = page.locator('[role="option"]').all_inner_texts()
         labels = {text.split(" · ")[0]: text for text in options if " · " in text}
+        assert set(expected) <= set(labels), options
         for run_id, status in expected.items():
             info = runstore.read_run(runs / run_id)
             score = f" · test acc {info.final.test_acc:.1%}" if info.final else ""

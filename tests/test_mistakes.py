@@ -27,7 +27,8 @@ def test_skip_across_a_shape_change_raises_pytorchs_error_and_each_fix_runs():
     assert "channels 64 → 128" in result.explanation() and "16×16 → 8×8" in result.explanation()
     fixes = {f.shortcut: (f.output_shape, f.params) for f in result.fixes}
     projection = 64 * 128 + 2 * 128  # 1x1 conv + BN
-    assert fixes == {"A": ((2, 128, 8, 8), 0), "B": ((2, 128, 8, 8), projection), "C": ((2, 128, 8, 8), projection)}
+    assert fixes == {"A": ((2, 128, 8, 8), 0), "B": ((2, 128, 8, 8), projection), "C": ((2, 128, 8, 8), projection),
+                     "D": ((2, 128, 8, 8), projection)}  # D pools 2×2 first: the same 1×1 conv + BN at stride 1
 
     channels_only = skip_mismatch(256, 128, stride=1, size=8, block="bottleneck")
     assert channels_only.error == torch_error((2, 128, 8, 8), (2, 256, 8, 8))
@@ -35,7 +36,7 @@ def test_skip_across_a_shape_change_raises_pytorchs_error_and_each_fix_runs():
 
     same = skip_mismatch(64, 64, stride=1, size=8)
     assert same.error is None
-    assert {f.shortcut: f.params for f in same.fixes} == {"A": 0, "B": 0, "C": 64 * 64 + 2 * 64}
+    assert {f.shortcut: f.params for f in same.fixes} == {"A": 0, "B": 0, "C": 64 * 64 + 2 * 64, "D": 0}
 
 
 def test_relu_after_the_addition_breaks_the_identity_path():

@@ -32,7 +32,7 @@ from ui.live import live_fragment
 
 IDENTITY_TASK = "idexp_task"  # {"config": IdentityConfig, "task": BackgroundRows of one row per block}
 IDENTITY_DEFAULT = IdentityConfig()
-FIX_KEY = "break_fix"  # the shortcut kind picked as the fix (A, B or C)
+FIX_KEY = "break_fix"  # the shortcut kind picked as the fix (A, B, C or D)
 ZERO_INIT_MODEL = ("resnet20", {"width": 8})  # small enough to measure in about a second
 
 
