@@ -111,7 +111,7 @@ st.subheader("The shortcut options when the shape does not change" if same_shape
              f"The shortcut options for {args['in_channels']} → {args['out_channels']} channels, "
              f"stride {args['stride']}")
 if same_shape:
-    st.caption("With the same channels and size in and out, A and B are the identity; only C projects. "
+    st.caption("With the same channels and size in and out, A, B and D are the identity; only C projects. "
                "Change the channels or the stride above to see them differ.")
 st.dataframe(shortcut_options(args["in_channels"], args["out_channels"], args["stride"]), hide_index=True,
              column_config={"params": st.column_config.NumberColumn("params", format="localized")})
