@@ -63,6 +63,9 @@ VARIANTS: dict[str, BlockVariant] = {
                        note="every batch norm replaced by a 32-group GroupNorm (timm's resnet50_gn)"),
     "v1": BlockVariant("Bottleneck v1", "bottleneck", stride_placement="v1",
                        note="the stride on the first 1×1 conv, as in the original ResNet and SENet"),
+    "sk": BlockVariant("Selective-kernel bottleneck", "sk_bottleneck",
+                       note="the 3×3 becomes a 3×3 and a dilated 3×3 path on half the channels each, mixed per "
+                            "channel by softmax attention (timm's skresnet50)"),
 }
 
 
@@ -128,7 +131,7 @@ def _trace_block(key: str, in_channels: int, out_channels: int, stride: int, siz
     with torch.device("meta"):
         norm = None if preact else style.norm_layer
         downsample = make_shortcut(shortcut, in_channels, out_channels, stride, norm) if skip else None
-        block = block_cls(in_channels, out_channels // block_cls.expansion, stride, downsample, style)
+        block = block_cls(in_channels, out_channels // block_cls.expansion, stride, downsample, style).eval()
     x = torch.empty(1, in_channels, size, size, device="meta")
     steps = [Step("input", "", "input", tuple(x.shape), 0)] + _StepRecorder(block).run(x)
     return BlockAnatomy(key, variant, in_channels, out_channels, stride, shortcut, skip, tuple(steps),
@@ -192,7 +195,8 @@ SUM_OP = "add: main path + shortcut"
 _FUNCTION_OPS = {"relu": "ReLU", "mean": "global average pool", "sigmoid": "sigmoid gate",
                  "mul": "scale channels by the gate", "__mul__": "scale channels by the gate",
                  "add": SUM_OP, "__add__": SUM_OP, "unsqueeze": "pooled channels as a 1-D sequence",
-                 "view": "gates back to one per channel"}
+                 "view": "gates back to one per channel", "stack": "stack the paths",
+                 "sum": "sum over the paths", "softmax": "softmax across the paths, per channel"}
 
 
 def _is_leaf(module: nn.Module) -> bool:
@@ -209,6 +213,8 @@ def _describe_module(module: nn.Module) -> str:
             text += f", stride {s}"
         if module.groups > 1:
             text += f", {module.groups} groups"
+        if module.dilation[0] > 1:
+            text += f", dilation {module.dilation[0]}"
         return text
     if isinstance(module, nn.BatchNorm2d):
         return "batch norm"

@@ -1,7 +1,9 @@
-"""Residual blocks (basic, bottleneck and their pre-activation forms), shortcuts, channel attention, anti-aliasing.
+"""Residual blocks (basic, bottleneck, their pre-activation and selective-kernel forms), shortcuts, channel
+attention, anti-aliasing.
 
 Module names follow torchvision's `models/resnet.py` (conv1, bn1, ..., downsample) and timm's additions to it
-(se for any channel attention, aa for the anti-aliasing pool), so both libraries' state_dicts load strictly.
+(se for any channel attention, aa for the anti-aliasing pool, paths/attn inside a selective-kernel conv), so both
+libraries' state_dicts load strictly (timm's SK blocks after checkpoints.py renames their conv+norm pairs).
 `skip=False` turns any block into its plain twin. `BlockStyle` carries the per-block ModelSpec fields.
 """
 
@@ -32,13 +34,17 @@ class BlockStyle:
     norm_groups: int = 32  # groups of GroupNorm
     stride_placement: str = "v1.5"  # bottleneck stride on the 3x3 (v1.5) or on the first 1x1 (v1)
     attention_placement: str = "before_add"  # after_relu: a ReLU between the last norm and the attention
+    sk_reduction: int = 16  # selective-kernel attention hidden width = channels / reduction, rounded as below
+    sk_divisor: int = 8  # multiple the SK hidden width is rounded to
+    sk_split: bool = True  # each SK path convolves its own half of the input channels (timm's split_input)
 
     @classmethod
     def from_spec(cls, spec: Any) -> BlockStyle:
         return cls(groups=spec.groups, base_width=spec.width_per_group, skip=spec.skip, attention=spec.attention,
                    attention_reduction=spec.attention_reduction, attention_divisor=spec.attention_divisor,
                    anti_alias=spec.anti_alias, norm=spec.norm, norm_groups=spec.norm_groups,
-                   stride_placement=spec.stride_placement, attention_placement=spec.attention_placement)
+                   stride_placement=spec.stride_placement, attention_placement=spec.attention_placement,
+                   sk_reduction=spec.sk_reduction, sk_divisor=spec.sk_divisor, sk_split=spec.sk_split)
 
     def norm_layer(self, channels: int) -> nn.Module:
         return nn.GroupNorm(self.norm_groups, channels) if self.norm == "group" else nn.BatchNorm2d(channels)
@@ -74,6 +80,14 @@ def se_hidden(channels: int, reduction: int, divisor: int) -> int:
         return max(1, channels // reduction)
     nearest = (2 * channels + divisor * reduction) // (2 * reduction)  # int(channels / reduction + divisor / 2)
     return max(divisor, nearest // divisor * divisor)
+
+
+def sk_hidden(channels: int, reduction: int, divisor: int) -> int:
+    """SK attention hidden width: channels / reduction rounded to the nearest multiple of `divisor` (at least
+    `divisor`) and one `divisor` more if that lost over 10% (timm's make_divisible, round_limit 0.9)."""
+    value = channels / reduction
+    hidden = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return hidden + divisor if hidden < 0.9 * value else hidden
 
 
 class SqueezeExcite(nn.Module):
@@ -116,6 +130,53 @@ class BlurPool2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.filt, stride=self.stride, groups=self.channels)
+
+
+def conv_norm_relu(in_planes: int, out_planes: int, stride: int, dilation: int, groups: int,
+                   norm: NormFactory) -> nn.Sequential:
+    """One selective-kernel path: a 3x3 conv (dilation 2 stands for a 5x5), its norm and a ReLU."""
+    path = nn.Sequential()
+    path.add_module("conv", nn.Conv2d(in_planes, out_planes, 3, stride, padding=dilation, dilation=dilation,
+                                      groups=groups, bias=False))
+    path.add_module("bn", norm(out_planes))
+    path.add_module("relu", nn.ReLU(inplace=True))
+    return path
+
+
+class SelectiveKernelAttention(nn.Module):
+    """Softmax weights across the paths, per channel, from the pooled sum of the paths (Li et al. 2019)."""
+
+    def __init__(self, channels: int, hidden: int, num_paths: int = 2) -> None:
+        super().__init__()
+        self.num_paths = num_paths
+        self.fc_reduce = nn.Conv2d(channels, hidden, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm2d(hidden)  # batch norm whatever the block's norm, as in timm
+        self.relu = nn.ReLU(inplace=True)
+        self.fc_select = nn.Conv2d(hidden, channels * num_paths, kernel_size=1, bias=False)
+
+    def forward(self, paths: Tensor) -> Tensor:
+        s = paths.sum(1).mean((2, 3), keepdim=True)  # (N, C, 1, 1)
+        weights = self.fc_select(self.relu(self.bn(self.fc_reduce(s))))
+        return torch.softmax(weights.view(weights.shape[0], self.num_paths, -1, 1, 1), dim=1)
+
+
+class SelectiveKernel(nn.Module):
+    """Selective-kernel conv (Li et al. 2019, as timm builds it): a 3x3 path and a dilated 3x3 path (a 5x5's
+    window), each conv-norm-ReLU, mixed per channel by softmax attention. With `split`, each path sees its own
+    half of the input channels (timm's split_input, fewer parameters)."""
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int, groups: int, style: BlockStyle) -> None:
+        super().__init__()
+        self.split = style.sk_split
+        path_in = in_planes // 2 if self.split else in_planes
+        self.paths = nn.ModuleList(conv_norm_relu(path_in, out_planes, stride, dilation, groups, style.norm_layer)
+                                   for dilation in (1, 2))
+        self.attn = SelectiveKernelAttention(out_planes, sk_hidden(out_planes, style.sk_reduction, style.sk_divisor))
+
+    def forward(self, x: Tensor) -> Tensor:
+        inputs = torch.split(x, x.shape[1] // 2, 1) if self.split else (x, x)
+        paths = torch.stack([path(part) for path, part in zip(self.paths, inputs)], dim=1)  # (N, 2, C, H, W)
+        return (paths * self.attn(paths)).sum(1)
 
 
 class ZeroPadShortcut(nn.Module):
@@ -302,9 +363,73 @@ class PreActBottleneck(nn.Module):
         return out
 
 
+class SKBasicBlock(nn.Module):
+    """A basic block whose first 3x3 conv (with its norm and ReLU) is a selective-kernel conv (timm's skresnet)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 style: BlockStyle = BlockStyle()) -> None:
+        super().__init__()
+        self.conv1 = SelectiveKernel(inplanes, planes, stride, 1, style)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = style.norm_layer(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.se = style.attention_layer(planes)
+        self.downsample = downsample
+        self.stride = stride
+        self.skip = style.skip
+
+    def last_norm(self) -> nn.Module:
+        return self.bn2
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn2(self.conv2(self.conv1(x)))
+        if self.se is not None:
+            out = self.se(F.relu(out) if self.se.after_relu else out)
+        if self.skip:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+class SKBottleneck(nn.Module):
+    """A bottleneck whose (grouped) 3x3 conv, norm and ReLU are a selective-kernel conv (timm's skresnext)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 style: BlockStyle = BlockStyle()) -> None:
+        super().__init__()
+        width = int(planes * (style.base_width / 64.0)) * style.groups
+        self.conv1 = conv1x1(inplanes, width)
+        self.bn1 = style.norm_layer(width)
+        self.conv2 = SelectiveKernel(width, width, stride, style.groups, style)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = style.norm_layer(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.se = style.attention_layer(planes * self.expansion)
+        self.downsample = downsample
+        self.stride = stride
+        self.skip = style.skip
+
+    def last_norm(self) -> nn.Module:
+        return self.bn3
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn3(self.conv3(self.conv2(out)))
+        if self.se is not None:
+            out = self.se(F.relu(out) if self.se.after_relu else out)
+        if self.skip:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
 BLOCK_TYPES = {
     "basic": BasicBlock,
     "bottleneck": Bottleneck,
     "preact_basic": PreActBasicBlock,
     "preact_bottleneck": PreActBottleneck,
+    "sk_basic": SKBasicBlock,
+    "sk_bottleneck": SKBottleneck,
 }

@@ -4,7 +4,8 @@ Our names are torchvision's, and timm's ResNet keeps them (it started as a copy)
 timm's port of the Caffe SENet (`legacy_seresnet*`, `legacy_seresnext*`) names its stem `layer0`, its attention
 `se_module` and its classifier `last_linear`; timm's pre-activation `resnetv2_*` has `stem.conv`,
 `stages.i.blocks.j` with `norm1..3`, a final `norm` and a 1x1-conv classifier `head.fc` (reshaped to our Linear);
-those are renamed. Anything that still does not fit is one
+those are renamed, and so are the conv+norm pairs (`convN.conv`, `convN.bn`) of timm's selective-kernel blocks
+(`skresnet*`, `skresnext*`) to our `convN`, `bnN`. Anything that still does not fit is one
 ValueError naming the first bad key, before any weight of the model is touched.
 """
 
@@ -29,6 +30,8 @@ _TIMM_RENAMES = (
     (re.compile(r"^stem\.conv\."), "conv1."),  # resnetv2 (pre-activation)
     (re.compile(r"^norm\."), "final_norm.0."),
     (re.compile(r"^head\.fc\."), "fc."),
+    (re.compile(r"^(layer\d+\.\d+\.conv\d)\.conv\."), r"\1."),  # skresnet: conv+norm pairs of a block
+    (re.compile(r"^(layer\d+\.\d+\.)conv(\d)\.bn\."), r"\1bn\2."),
 )
 _V2_BLOCK = re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")

@@ -75,7 +75,9 @@ _TABLE = {
 # + D; aa/blur = anti-aliased downsampling; se/eca = channel attention; rs = ResNet-RS (Bello et al. 2021: deep
 # stem, conv stem pool, D, SE at reduction 4); legacy_ = the Caffe SENet port (stride on the first 1x1, ceil-mode
 # stem pool, SE hidden width channels // 16; its basic block applies a ReLU before the SE; its ResNeXt strides on
-# the 3x3).
+# the 3x3); sk = selective-kernel blocks (Li et al. 2019 as timm builds them: each path takes half the input in
+# skresnet, attention hidden width channels/8 to a multiple of 16 in skresnet18/34, channels/16 to a multiple of 8
+# in skresnet50/50d; skresnext's paths take the whole input, hidden channels/16 to a multiple of 32).
 _C = dict(stem="deep", stem_mid=32, stem_width=64)
 _D = dict(_C, shortcut="D")
 _S = dict(stem="deep", stem_mid=64, stem_width=128)
@@ -177,6 +179,12 @@ _TIMM_TABLE: dict[str, dict[str, Any]] = {
     "legacy_seresnext26_32x4d": _merge(_N, _LEGACY, _X32x4, stride_placement="v1.5", layers=R26),
     "legacy_seresnext50_32x4d": _merge(_N, _LEGACY, _X32x4, stride_placement="v1.5", layers=R50),
     "legacy_seresnext101_32x4d": _merge(_N, _LEGACY, _X32x4, stride_placement="v1.5", layers=R101),
+    "skresnet18": _merge(layers=R18, block="sk_basic", sk_reduction=8, sk_divisor=16),
+    "skresnet34": _merge(layers=R34, block="sk_basic", sk_reduction=8, sk_divisor=16),
+    "skresnet50": _merge(layers=R50, block="sk_bottleneck"),
+    "skresnet50d": _merge(_D, layers=R50, block="sk_bottleneck"),
+    "skresnext50_32x4d": _merge(_X32x4, layers=R50, block="sk_bottleneck", sk_reduction=16, sk_divisor=32,
+                                sk_split=False),
 }
 # Our presets whose network timm builds under the same or another name.
 _TIMM_TWINS = {name: name for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "wide_resnet50_2",

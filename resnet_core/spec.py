@@ -16,7 +16,7 @@ from typing import Any
 
 from .validation import check_bool, check_choice, check_int, is_int, shown
 
-BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck")
+BLOCKS = ("basic", "bottleneck", "preact_basic", "preact_bottleneck", "sk_basic", "sk_bottleneck")
 STEMS = ("imagenet", "cifar", "deep", "deep_tiered")
 STEM_POOLS = ("max", "max_ceil", "conv", "none")
 SHORTCUTS = ("A", "B", "C", "D")
@@ -45,7 +45,7 @@ OVERRIDABLE = (
     "block", "layers", "width", "stem_width", "groups", "width_per_group", "stem",
     "shortcut", "skip", "attention", "in_channels", "num_classes", "zero_init_residual",
     "stem_mid", "stem_pool", "attention_reduction", "attention_divisor", "anti_alias", "norm", "norm_groups",
-    "stride_placement", "attention_placement", "stem_norm",
+    "stride_placement", "attention_placement", "stem_norm", "sk_reduction", "sk_divisor", "sk_split",
 )
 # Fields that config.json files written before they were replaced may still hold, and what each means now.
 LEGACY_FIELDS = {"se": lambda on: dict(attention="se", attention_divisor=1) if on else dict(attention="none")}
@@ -57,7 +57,7 @@ BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    block: str = "basic"  # basic | bottleneck | preact_basic | preact_bottleneck
+    block: str = "basic"  # basic | bottleneck | preact_basic | preact_bottleneck | sk_basic | sk_bottleneck
     layers: tuple[int, ...] = (2, 2, 2, 2)  # blocks per stage; stage i has width * 2**i planes
     width: int = 64  # planes of the first stage
     stem_width: int | None = None  # channels out of the stem; None means `width`
@@ -81,6 +81,10 @@ class ModelSpec:
     stride_placement: str = "v1.5"  # bottlenecks: v1.5 strides on the 3x3 conv (torchvision), v1 on the first 1x1
     attention_placement: str = "before_add"  # on the last norm's output; after_relu: a ReLU first (legacy SENet)
     stem_norm: bool | None = None  # norm + ReLU after the stem conv; None: yes, except in CIFAR pre-activation nets
+    # sk_ blocks: a selective-kernel conv (3x3 and dilated 3x3 paths mixed by attention) replaces the first 3x3
+    sk_reduction: int = 16  # SK attention hidden width = channels / reduction ...
+    sk_divisor: int = 8  # ... rounded to a multiple of this (timm's make_divisible)
+    sk_split: bool = True  # each path convolves half of the input channels (timm's split_input)
 
     def __post_init__(self) -> None:
         # numpy (and other) whole numbers become ints, so they validate and serialise like ints.
@@ -96,7 +100,7 @@ class ModelSpec:
 
     @property
     def expansion(self) -> int:
-        return 4 if self.block in ("bottleneck", "preact_bottleneck") else 1
+        return 4 if self.block.endswith("bottleneck") else 1
 
     @property
     def preact(self) -> bool:
@@ -206,7 +210,9 @@ class ModelSpec:
         check_int("attention_reduction", self.attention_reduction, 1, 1024)
         check_int("attention_divisor", self.attention_divisor, 1, 64)
         check_int("norm_groups", self.norm_groups, 1, 4096)
-        for name in ("skip", "zero_init_residual"):
+        check_int("sk_reduction", self.sk_reduction, 1, 1024)
+        check_int("sk_divisor", self.sk_divisor, 1, 64)
+        for name in ("skip", "zero_init_residual", "sk_split"):
             check_bool(name, getattr(self, name))
         if self.stem_norm is not None:
             check_bool("stem_norm", self.stem_norm)
@@ -237,9 +243,31 @@ class ModelSpec:
         if self.anti_alias != "none" and self.resolved_stem_pool == "max_ceil":
             raise ValueError("anti_alias: a stem_pool of max_ceil has no anti-aliased form; use stem_pool max or conv, "
                              "or anti_alias none")
+        if self.block.startswith("sk_"):
+            self._check_selective_kernel()
         if self.anti_alias != "none" and self.stride_placement == "v1":
             raise ValueError("anti_alias needs stride_placement v1.5 (the stride moves from the 3x3 conv to the "
                              "anti-aliasing pool); got v1")
+
+    def _check_selective_kernel(self) -> None:
+        if self.anti_alias != "none":
+            raise ValueError(f"anti_alias: {self.block} blocks have no anti-aliased form; use anti_alias none")
+        if self.stride_placement != "v1.5":
+            raise ValueError(f"stride_placement: {self.block} blocks stride on the selective-kernel conv (v1.5); got "
+                             f"{self.stride_placement}")
+        if not self.sk_split:
+            return
+        # each of the 2 paths takes half of the SK conv's input channels, in whole groups
+        if self.expansion == 1:  # a basic block's SK conv takes the block input: the stem's or a stage's output
+            inputs = [("the stem", self.stem_channels)] + [(f"stage {i + 1}", p) for i, p in
+                                                          enumerate(self.stage_planes)]
+        else:
+            inputs = [(f"stage {i + 1}", self.inner_width(p)) for i, p in enumerate(self.stage_planes)]
+        for where, channels in inputs:
+            if channels % (2 * self.groups):
+                raise ValueError(f"sk_split: the selective-kernel conv splits its {channels} input channels ({where}) "
+                                 f"between 2 paths of {self.groups} group(s) each; use widths divisible by "
+                                 f"{2 * self.groups}, or sk_split false")
 
     def norm_channels(self) -> list[tuple[str, int]]:
         """(where, channels) of every normalisation layer's input, for the group-norm check."""

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .blocks import BlurPool2d
+from .blocks import BlurPool2d, SelectiveKernel
 from .depth import published_depth
 from .model import ResNet
 from .presets import get_preset, resolve_spec
@@ -282,11 +282,13 @@ def receptive_fields(model: ResNet, extra: dict[str, int] | None = None) -> dict
 
     def step(module: nn.Module) -> None:
         nonlocal rf, jump
-        for m in module.modules():
-            window = _window(m)
-            if window is not None:
-                rf += (window[0] - 1) * jump
-                jump *= window[1]
+        window = _window(module)
+        if window is None:
+            for child in module.children():
+                step(child)
+        else:
+            rf += (window[0] - 1) * jump
+            jump *= window[1]
 
     step(model.conv1)
     if model.maxpool is not None:
@@ -303,10 +305,15 @@ def receptive_fields(model: ResNet, extra: dict[str, int] | None = None) -> dict
 
 
 def _window(m: nn.Module) -> tuple[int, int] | None:
-    """(kernel, stride) of a spatial layer along the main path, None for layers that do not move the window."""
+    """(kernel, stride) of a spatial layer along the main path, None for layers that do not move the window.
+    A dilated kernel spans dilation * (k - 1) + 1 pixels; a selective-kernel conv's parallel paths, the widest."""
     if isinstance(m, BlurPool2d):
         return 3, m.stride
-    if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+    if isinstance(m, SelectiveKernel):
+        return max(_window(path.conv)[0] for path in m.paths), m.paths[0].conv.stride[0]
+    if isinstance(m, nn.Conv2d):
+        return m.dilation[0] * (m.kernel_size[0] - 1) + 1, m.stride[0]
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
         return _pair(m.kernel_size)[0], _pair(m.stride or m.kernel_size)[0]
     return None
 

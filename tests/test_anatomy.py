@@ -134,3 +134,14 @@ def test_tracing_leaves_other_threads_alone():
 def test_bad_arguments_name_the_field(args, field):
     with pytest.raises(ValueError, match=field):
         trace_block(**args)
+
+
+def test_selective_kernel_block_traces_both_paths_and_their_attention():
+    sk = trace_block("sk", 256, 512, stride=2, size=14)
+    main = [s.op for s in sk.steps if s.branch == "main"]
+    assert "conv 3×3, 64→128, stride 2" in main and "conv 3×3, 64→128, stride 2, dilation 2" in main  # half each
+    assert main.index("stack the paths") < main.index("softmax across the paths, per channel")
+    assert sk.output_shape == (1, 512, 7, 7)
+    # 1x1 reduce + norm, two 3x3 paths + norms, attention 128->8->256 (+ norm), 1x1 expand + norm, projection
+    assert sk.params == (256 * 128 + 256 + 2 * (64 * 128 * 9 + 256) + 128 * 8 + 16 + 8 * 256 + 128 * 512 + 1024
+                         + 256 * 512 + 1024)

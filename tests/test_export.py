@@ -36,7 +36,8 @@ def test_every_preset_rebuilds_with_our_keys_and_shapes(tmp_path):
 
 
 @pytest.mark.parametrize("name, side", [("resnet50d", 64), ("legacy_seresnet18", 64), ("resnet20", 32),
-                                        ("preact_resnet110", 32), ("resnetrs50", 64), ("resnetblur18", 64)])
+                                        ("preact_resnet110", 32), ("resnetrs50", 64), ("resnetblur18", 64),
+                                        ("skresnet18", 64)])
 def test_exported_file_computes_what_our_model_computes(tmp_path, name, side):
     source = python_source(resolve_spec(name), name)
     imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}

@@ -109,7 +109,9 @@ def test_shortcut_options_a_b_c_order_param_counts():
                                        dict(norm="group", norm_groups=8, shortcut="D"),
                                        dict(block="bottleneck", stride_placement="v1", stem_pool="max_ceil"),
                                        dict(block="preact_bottleneck", shortcut="D", anti_alias="blur"),
-                                       dict(stem="deep_tiered", stem_mid=8, stem_width=24)])
+                                       dict(stem="deep_tiered", stem_mid=8, stem_width=24),
+                                       dict(block="sk_basic", norm="group", norm_groups=8),
+                                       dict(block="sk_bottleneck", groups=4, width_per_group=8, attention="eca")])
 def test_overrides_build_and_run(overrides):
     model = build_model("resnet18", width=16, **overrides).eval()
     x = torch.randn(2, overrides.get("in_channels", 3), 64, 64)
@@ -170,7 +172,8 @@ def test_pretrained_weights_bad_requests():
     (dict(groups=0), r"groups must be an integer from 1 to 4096; got 0"),
     (dict(width=0), r"width must be an integer from 1 to 4096; got 0"),
     (dict(num_classes=0), r"num_classes must be an integer from 1 to 100000; got 0"),
-    (dict(block="dense"), r"block must be one of basic, bottleneck, preact_basic, preact_bottleneck; got 'dense'"),
+    (dict(block="dense"), r"block must be one of basic, bottleneck, preact_basic, preact_bottleneck, sk_basic, "
+                                  r"sk_bottleneck; got 'dense'"),
     (dict(shortcut="E"), r"shortcut must be one of A, B, C, D; got 'E'"),
     (dict(stem="huge"), r"stem must be one of imagenet, cifar, deep, deep_tiered; got 'huge'"),
     (dict(attention="cbam"), r"^attention must be one of none, se, eca; got 'cbam'$"),
@@ -188,6 +191,11 @@ def test_pretrained_weights_bad_requests():
     (dict(shortcut="A", stem_width=88), r"^shortcut A zero-pads channels, so they must not shrink: stem_width 88 is "
                                         r"wider than stage 1.s 64 output channels; use shortcut B, C or D"),
     (dict(groups=32), r"basic blocks only support groups=1"),
+    (dict(block="sk_basic", sk_reduction=0), r"^sk_reduction must be an integer from 1 to 1024; got 0$"),
+    (dict(block="sk_basic", sk_split="half"), r"^sk_split must be true or false"),
+    (dict(block="sk_basic", stem_width=63), r"^sk_split: the selective-kernel conv splits its 63 input channels "
+                                            r"\(the stem\) between 2 paths of 1 group\(s\) each; use widths divisible"),
+    (dict(block="sk_bottleneck", anti_alias="avg"), r"^anti_alias: sk_bottleneck blocks have no anti-aliased form"),
     (dict(skip="yes"), r"skip must be true or false"),
     (dict(depth=50), r"unknown override 'depth'; allowed overrides are block, layers"),
 ])

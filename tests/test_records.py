@@ -150,7 +150,8 @@ def test_run_config_and_spec_round_trip():
     # its spec's "se": false is attention "none" now, beside the fields added since (at their defaults)
     written_before_settings["spec"] = {k: v for k, v in written_before_settings["spec"].items() if k != "se"} | dict(
         attention="none", stem_mid=32, stem_pool=None, attention_reduction=16, attention_divisor=8, anti_alias="none",
-        norm="batch", norm_groups=32, stride_placement="v1.5", attention_placement="before_add", stem_norm=None)
+        norm="batch", norm_groups=32, stride_placement="v1.5", attention_placement="before_add", stem_norm=None,
+        sk_reduction=16, sk_divisor=8, sk_split=True)
     assert config.to_dict() == written_before_settings | {"settings": dict(
         augment="crop+flip", augment_reason="set in the run's config", precision="fp32",
         precision_reason="set in the run's config"), "distributed": dict(  # one process, before torchrun runs

@@ -26,6 +26,8 @@ from resnet_core.summary import _summarize_spec, natural_input_size, preset_row,
                                    anti_alias="blur", norm="group", norm_groups=8)),
     ("resnet50", (3, 48, 48), dict(stride_placement="v1", stem_pool="max_ceil", anti_alias="none",
                                    attention="se", attention_divisor=1, attention_reduction=4)),
+    ("skresnet18", (3, 64, 64), dict(layers=(1, 2, 1, 1))),
+    ("skresnext50_32x4d", (3, 64, 64), dict(layers=(1, 2, 1, 1), attention="se", sk_split=True)),
 ])
 def test_params_and_mult_adds_equal_torchinfo(name, input_size, kwargs):
     ours = summarize(name, input_size, 2, **kwargs)
@@ -119,7 +121,8 @@ def _measured_receptive_field(model: nn.Module, stage: str, size: int) -> int:
 
 
 @pytest.mark.parametrize("name, stage, size", [("resnet20", "layer1", 64), ("resnet20", "layer2", 96),
-                                               ("resnet18", "layer1", 128), ("resnet50", "layer2", 256)])
+                                               ("resnet18", "layer1", 128), ("resnet50", "layer2", 256),
+                                               ("skresnet18", "layer1", 128), ("skresnext50_32x4d", "layer2", 256)])
 def test_receptive_fields_match_backprop(name, stage, size):
     model = build_model(name)
     assert receptive_fields(model)[stage] == _measured_receptive_field(model, stage, size)
@@ -171,6 +174,7 @@ def test_an_input_the_network_cannot_take_is_one_value_error():
     ("resnext50_32x4d", {}), ("resnet50d", {}), ("resnetrs50", {}), ("legacy_seresnet50", {}),
     ("resnetblur50", {}), ("ecaresnetlight", {}), ("resnet50_gn", {}), ("resnet26t", {}),
     ("resnet20", dict(shortcut="C", layers=(5, 1, 3))), ("resnet18", dict(block="preact_bottleneck", layers=(3, 2))),
+    ("skresnet34", {}), ("skresnext50_32x4d", {}),
 ])
 def test_repeated_blocks_equal_the_full_trace(name, overrides):
     """Only two blocks per stage are traced; every row, stage and total equals the trace of every block."""

@@ -65,7 +65,7 @@ def test_every_timm_family_is_covered():
     assert len(TIMM_PRESETS) >= 80
     assert len(STRUCTURES) >= 25
     families = ("resnet", "resnext", "seresnet", "seresnext", "ecaresnet", "resnetrs", "resnetaa", "resnetblur",
-                "wide_resnet", "legacy_seresnet", "legacy_seresnext", "resnetv2")
+                "wide_resnet", "legacy_seresnet", "legacy_seresnext", "resnetv2", "skresnet", "skresnext")
     assert all(any(PRESETS[n].timm.startswith(f) for n in TIMM_PRESETS) for f in families)
 
 
@@ -99,7 +99,8 @@ def test_every_preset_has_timms_parameters_and_names(name):
 
 @pytest.mark.parametrize("name", ["resnet50d", "resnet26t", "resnet50s", "resnetrs50", "ecaresnetlight",
                                   "seresnext26d_32x4d", "resnetblur50", "resnetaa34d", "resnet50_gn",
-                                  "legacy_seresnet18", "legacy_seresnext26_32x4d", "wide_resnet50_2", "resnetv2_50"])
+                                  "legacy_seresnet18", "legacy_seresnext26_32x4d", "wide_resnet50_2", "resnetv2_50",
+                                  "skresnet34", "skresnext50_32x4d"])
 def test_full_depth_parameters_and_names_equal_timms(name):
     with torch.device("meta"):
         theirs = timm.create_model(PRESETS[name].timm)
@@ -116,3 +117,15 @@ def test_mult_adds_equal_torchinfos_count_of_timms_model(name):
     info = torchinfo.summary(theirs, input_size=(1, 3, 64, 64), verbose=0, device="cpu")
     ours = summarize(name, (3, 64, 64), 1, layers=SHALLOW)
     assert (ours.total_params, ours.mult_adds) == (info.total_params, info.total_mult_adds)
+
+
+@pytest.mark.parametrize("name", ["skresnet18", "skresnext50_32x4d"])
+def test_selective_kernel_mult_adds_equal_torchinfos_count_of_timms_model(name):
+    """torchinfo counts only leaf modules, and timm's BatchNormAct2d (norm + ReLU in one, inside the SK paths and the
+    blocks' conv+norm pairs) has children; our plain BatchNorm2d is a leaf, so its per-sample affine counts."""
+    theirs = timm.create_model(PRESETS[name].timm, layers=SHALLOW)
+    info = torchinfo.summary(theirs, input_size=(1, 3, 64, 64), verbose=0, device="cpu")
+    norm_act = sum(p.numel() for m in theirs.modules() if type(m).__name__ == "BatchNormAct2d" for p in m.parameters())
+    ours = summarize(name, (3, 64, 64), 1, layers=SHALLOW)
+    assert norm_act > 0
+    assert (ours.total_params, ours.mult_adds) == (info.total_params, info.total_mult_adds + norm_act)

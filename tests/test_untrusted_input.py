@@ -79,6 +79,9 @@ VALID = {
     "stride_placement": st.sampled_from(STRIDE_PLACEMENTS),
     "attention_placement": st.sampled_from(ATTENTION_PLACEMENTS),
     "stem_norm": st.one_of(st.none(), st.booleans()),
+    "sk_reduction": st.one_of(st.sampled_from([16, 8]), st.integers(1, 64)),
+    "sk_divisor": st.sampled_from([8, 16, 32, 1, 3]),
+    "sk_split": st.booleans(),
 }
 HOSTILE = {name: st.one_of(HOSTILE_LAYERS if name == "layers" else INTS, JUNK) for name in VALID}
 

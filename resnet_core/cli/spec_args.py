@@ -45,6 +45,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--norm-groups", type=_field("norm_groups"), help="groups of the group norm")
     g.add_argument("--stem-norm", type=_field("stem_norm"), help="true|false: norm + ReLU after the stem conv")
     g.add_argument("--stride-placement", help=f"bottleneck stride: one of {', '.join(STRIDE_PLACEMENTS)}")
+    g.add_argument("--sk-reduction", type=_field("sk_reduction"), help="SK attention hidden = channels / this")
+    g.add_argument("--sk-divisor", type=_field("sk_divisor"), help="SK attention hidden rounded to a multiple of this")
+    g.add_argument("--sk-split", type=_field("sk_split"), help="true|false: each SK path takes half the input channels")
     g.add_argument("--in-channels", type=_field("in_channels"))
     g.add_argument("--num-classes", type=_field("num_classes"))
     g.add_argument("--zero-init-residual", action="store_true")
@@ -59,7 +62,8 @@ def spec_overrides(args: argparse.Namespace) -> dict[str, Any]:
         attention_reduction=args.attention_reduction, attention_divisor=args.attention_divisor,
         attention_placement=args.attention_placement, stem_mid=args.stem_mid, stem_pool=args.stem_pool,
         anti_alias=args.anti_alias, norm=args.norm, norm_groups=args.norm_groups,
-        stride_placement=args.stride_placement, stem_norm=args.stem_norm,
+        stride_placement=args.stride_placement, stem_norm=args.stem_norm, sk_reduction=args.sk_reduction,
+        sk_divisor=args.sk_divisor, sk_split=args.sk_split,
     )
     if args.no_skip:
         overrides["skip"] = False
