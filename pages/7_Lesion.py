@@ -5,10 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from resnet_core import degradation, lesion, lesion_notes
-from resnet_core.fence import check_run_data
 from resnet_core.jobs import BackgroundRows
-from resnet_core.records import Status
-from resnet_core.runstore import RunInfo, SkippedRun, scan_runs
+from resnet_core.runstore import trained_runs
 from ui.charts import show_chart
 from ui.experiment_figures import lesion_figure
 from ui.live import live_fragment
@@ -24,22 +22,6 @@ TASK_KEY = "lesion_task"  # {"key": (run ids, limit), "task": BackgroundRows}
 TEST_IMAGES = [100, 250, 500, 1000, 2000]  # the choices of the "Test images" slider
 
 
-def finished_runs() -> tuple[dict[str, RunInfo], list[SkippedRun]]:
-    """Runs with weights whose data the server may read again; the others' reasons join the unreadable ones."""
-    stored, skipped = scan_runs()
-    runs = {}
-    for r in stored:
-        if r.status not in (Status.FINISHED, Status.STOPPED) or not r.has_weights:
-            continue
-        try:
-            check_run_data(r.config.train.data_dir)  # a command-line run may name any folder
-        except ValueError as exc:
-            skipped.append(SkippedRun(r.run_id, f"run {r.run_id}: its {exc}"))
-        else:
-            runs[r.run_id] = r
-    return runs, skipped
-
-
 def chance_warning(name: str, acc: float, what: str = "intact accuracy") -> None:
     final = runs[name].final
     warning = lesion_notes.chance_warning(name, acc, len(final.classes), what) if final else None
@@ -52,7 +34,7 @@ st.markdown("Veit, Wilber and Belongie (2016) deleted single blocks from trained
             "loses little, as if it were an ensemble of shallower paths, while a plain net collapses. Here each "
             "block of a stored run is replaced by the identity in turn and the test accuracy measured. A block whose "
             "output shape differs from its input's (the first block of a downsampling stage) cannot be deleted.")
-runs, skipped = finished_runs()
+runs, skipped = trained_runs()
 skipped_runs_note(skipped)
 if not runs:
     st.info("No trained run with weights yet: train on the Train page or start the Degradation runs.")

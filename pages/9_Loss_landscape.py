@@ -8,12 +8,11 @@ from __future__ import annotations
 import streamlit as st
 
 from resnet_core import degradation, landscape, shattered
-from resnet_core.fence import check_run_data
 from resnet_core.flow_stack import FlowConfig
 from resnet_core.format import format_seconds
 from resnet_core.jobs import BackgroundRows
-from resnet_core.records import Status, short_label
-from resnet_core.runstore import RunInfo, SkippedRun, newest_plain_and_residual, scan_runs
+from resnet_core.records import short_label
+from resnet_core.runstore import RunInfo, newest_plain_and_residual, trained_runs
 from ui.charts import show_chart
 from ui.landscape_figures import contour_figure, slice_1d_figure, surface_figure
 from ui.live import live_fragment
@@ -25,22 +24,6 @@ setup_page("Loss landscape")
 
 TASK_KEY = "land_task"  # {"key": (run ids, config), "slices": SliceTask, "task": BackgroundRows}
 NONE = "—"
-
-
-def trained_runs() -> tuple[dict[str, RunInfo], list[SkippedRun]]:
-    """Runs with weights whose data the server may read again; the others' reasons join the unreadable ones."""
-    stored, skipped = scan_runs()
-    runs = {}
-    for r in stored:
-        if r.status not in (Status.FINISHED, Status.STOPPED) or not r.has_weights:
-            continue
-        try:
-            check_run_data(r.config.train.data_dir)  # a command-line run may name any folder
-        except ValueError as exc:
-            skipped.append(SkippedRun(r.run_id, f"run {r.run_id}: its {exc}"))
-        else:
-            runs[r.run_id] = r
-    return runs, skipped
 
 
 def default_pair(runs: dict[str, RunInfo]) -> dict[bool, str]:

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from .data import ImageData
+from .fence import check_run_data
 from .model import ResNet
 from .records import (
     FinalRecord,
@@ -213,6 +214,23 @@ def scan_runs(root: str | Path | None = None) -> tuple[list[RunInfo], list[Skipp
             except OSError as exc:
                 skipped.append(SkippedRun(child.name, f"run {child.name}: {exc.strerror or exc}"))
     return sorted(runs, key=lambda r: r.created, reverse=True), sorted(skipped, key=lambda s: s.name)
+
+
+def trained_runs(root: str | Path | None = None) -> tuple[dict[str, RunInfo], list[SkippedRun]]:
+    """Finished or stopped runs with weights whose data the server may read again (fence.check_run_data: a
+    command-line run may name any folder), by id; the others' reasons join the folders `scan_runs` skipped."""
+    stored, skipped = scan_runs(root)
+    runs = {}
+    for r in stored:
+        if r.status not in (Status.FINISHED, Status.STOPPED) or not r.has_weights:
+            continue
+        try:
+            check_run_data(r.config.train.data_dir)
+        except ValueError as exc:
+            skipped.append(SkippedRun(r.run_id, f"run {r.run_id}: its {exc}"))
+        else:
+            runs[r.run_id] = r
+    return runs, skipped
 
 
 def list_runs(root: str | Path | None = None) -> list[RunInfo]:
