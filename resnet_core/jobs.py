@@ -60,7 +60,7 @@ from .resume import Resume, continue_metrics
 from .runstore import CONFIG, RunWriter, create_run, read_run
 from .settings import resolve_settings
 from .summary import BYTES_PER_FLOAT, natural_input_size, summarize
-from .train import Diverged, FitResult, fit, initial_model, load_data
+from .train import Diverged, FitResult, fit, initial_model, load_data, resumed_model
 from .transfer import check_init_from
 
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
@@ -354,7 +354,10 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
     config.validate()
     guard_memory(config, memory_budget, data)
     data = data if data is not None else load_data(config)
-    model, transfer = initial_model(config, data, resolve_device(config.device))  # a bad init_from: nothing written
+    if resume:
+        model, transfer = resumed_model(config, data, resolve_device(config.device)), resume.info.config.transfer
+    else:
+        model, transfer = initial_model(config, data, resolve_device(config.device))  # a bad source: nothing written
     settings = resume.info.config.settings if resume else resolve_settings(config)
     state = resume.state if resume else None
     if not replicas.writes:  # every rank starts from the same weights and freezes the same parameters

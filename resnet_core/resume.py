@@ -17,6 +17,7 @@ from .model import ResNet
 from .records import FinalRecord, Record, Status, TestRecord, record_from_dict
 from .runstore import METRICS, RunInfo, read_run
 from .train import make_optimizer
+from .transfer import freeze
 
 RESUMABLE = (Status.STOPPED, Status.FAILED, Status.INTERRUPTED)
 
@@ -50,6 +51,8 @@ def check_fits(info: RunInfo, state: TrainState) -> None:
     """A ValueError, before anything is written, when the checkpoint's model or optimizer state does not load into
     the run's model and optimizer."""
     model = ResNet(info.config.spec)
+    if info.config.train.init_from is not None:  # its optimizer holds only the parameters fine-tuning trains
+        freeze(model, info.config.train.finetune)
     try:
         model.load_state_dict(state.model, strict=True)
         make_optimizer(info.config.train, model).load_state_dict(state.optimizer)

@@ -49,7 +49,7 @@ from .records import FinalRecord, ProbeRecord, Record, Status, TestRecord, Train
 from .settings import RunSettings, resolve_settings
 from .spec import ModelSpec
 from .summary import natural_input_size
-from .transfer import apply_init, param_groups
+from .transfer import apply_init, freeze, param_groups
 
 ONECYCLE_WARMUP = 0.25  # one-cycle's rising phase when warmup is 0
 ONECYCLE_DIV = 25.0  # one-cycle starts at lr/25 (torch's OneCycleLR default)
@@ -124,6 +124,15 @@ def initial_model(config: TrainConfig, data: ImageData,
     """The model a run starts from: fresh and seeded, then loaded from `config.init_from` if set (transfer.py)."""
     model = build_seeded_model(model_spec(config, data), config.seed, device)
     return model, apply_init(model, config) if config.init_from is not None else None
+
+
+def resumed_model(config: TrainConfig, data: ImageData, device: str | torch.device = "cpu") -> ResNet:
+    """The model a resumed run goes on with: its checkpoint brings the weights, so an `init_from` source is not
+    read again; the same parameters are frozen as when the run started."""
+    model = build_seeded_model(model_spec(config, data), config.seed, device)
+    if config.init_from is not None:
+        freeze(model, config.finetune)
+    return model
 
 
 def steps_per_epoch(config: TrainConfig, train_size: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,23 @@ def test_a_torchvision_state_dict_file_loads_with_a_new_head(tmp_path):
     assert facts.new_head and facts.trainable_params == 512 * 10 + 10 and facts.total_params == 11_181_642
     ours = model.state_dict()
     assert all(torch.equal(ours[k], v) for k, v in theirs.state_dict().items() if not k.startswith("fc."))
+
+
+def test_a_stopped_head_only_run_resumes_without_its_source(source, tmp_path, capsys):
+    """The checkpoint holds the weights and only the head's optimizer state: a resume freezes the same parameters
+    and never reads the source again (here it is gone); the backbone stays the source's, bit for bit."""
+    copy = tmp_path / "source"
+    shutil.copytree(source, copy)
+    run_dir = tmp_path / "head"
+    stop = threading.Event()
+    stopped = execute(TrainConfig(max_steps=6, init_from=str(copy), finetune="head", checkpoint_every=1, **QUICK),
+                      run_dir=run_dir, on_record=lambda r: r.step >= 2 and stop.set(), stop=stop)
+    assert stopped.status == "stopped" and stopped.final.steps < 6
+    shutil.rmtree(copy)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--threads", "1", "--json"]) == 0
+    final = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert final["status"] == "finished" and final["resumed_from"] == stopped.final.steps
+    assert final["trainable_params"] == 650
+    before, after = _state(source), _state(run_dir)
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("fc."))

@@ -138,7 +138,7 @@ def _run_train(args: argparse.Namespace) -> int:
     config = resumed_config(args, resume) if resume else config_from_args(args)
     if args.run_dir:
         check_run_dir(args.run_dir)  # before the data are loaded, which can take minutes
-    if config.init_from is not None:
+    if config.init_from is not None and resume is None:  # a resumed run's checkpoint holds its weights
         check_init_from(config)  # before the data are loaded
     sync_bn = resume.info.config.distributed.sync_bn if resume else args.sync_bn
     replicas = Replicas.from_env(config.device, sync_bn)
