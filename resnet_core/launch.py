@@ -11,19 +11,22 @@ import shlex
 from typing import Any
 
 from .config import DEFAULT_LR, TrainConfig
+from .presets import PRESETS, get_preset
+from .spec import OVERRIDABLE, field_to_text
 
 _FLAGS = dict(  # TrainConfig field -> its flag (the value follows)
     dataset="--dataset", data_dir="--data-dir", image_size="--image-size", train_subset="--train-subset",
     epochs="--epochs", max_steps="--steps", batch_size="--batch-size", optimizer="--optimizer",
     weight_decay="--weight-decay", schedule="--schedule", warmup="--warmup", label_smoothing="--label-smoothing",
     augment="--augment", precision="--precision", seed="--seed", threads="--threads", device="--device",
-    probe_every="--probe-every", checkpoint_every="--checkpoint-every",
+    probe_every="--probe-every", checkpoint_every="--checkpoint-every", init_from="--init-from",
+    finetune="--finetune", backbone_lr_scale="--backbone-lr-scale",
 )
 _SWITCHES = dict(nesterov="--no-nesterov", channels_last="--no-channels-last")  # given when the field is False
-_SPEC_FLAGS = dict(layers="--layers", block="--block", width="--width", stem_width="--stem-width", groups="--groups",
-                   width_per_group="--width-per-group", stem="--stem", shortcut="--shortcut",
-                   in_channels="--in-channels", num_classes="--num-classes")
-_SPEC_SWITCHES = dict(skip=(False, "--no-skip"), se=(True, "--se"), zero_init_residual=(True, "--zero-init-residual"))
+# ModelSpec field -> (the value it gives, its switch); every other field has a flag of its dashed name
+# (cli/spec_args.py)
+_SPEC_SWITCHES = dict(skip=(False, "--no-skip"), zero_init_residual=(True, "--zero-init-residual"))
+_SPEC_FLAGS = {name: "--" + name.replace("_", "-") for name in OVERRIDABLE if name not in _SPEC_SWITCHES}
 _NO_FLAG = ("test_subset", "pad", "momentum", "milestones", "gamma", "log_every")  # the CLI keeps their defaults
 
 
@@ -36,12 +39,7 @@ def train_arguments(config: TrainConfig) -> list[str]:
                              f"{name}={getattr(defaults, name)!r}")
     args = ["train", config.model]
     for name, value in config.overrides.items():
-        if name in _SPEC_FLAGS:
-            args += [_SPEC_FLAGS[name], _text(value)]
-        elif name in _SPEC_SWITCHES and value == _SPEC_SWITCHES[name][0]:
-            args.append(_SPEC_SWITCHES[name][1])
-        elif name not in _SPEC_SWITCHES:
-            raise ValueError(f"overrides: {name} has no command-line flag")
+        args += _spec_arguments(config.model, name, value)
     for name, flag in _FLAGS.items():
         value = getattr(config, name)
         if value != getattr(defaults, name):
@@ -60,7 +58,24 @@ def train_command(config: TrainConfig, processes: int = 1) -> str:
     return shlex.join(launcher + train_arguments(config))
 
 
+def _spec_arguments(model: str, name: str, value: Any) -> list[str]:
+    """The flag(s) giving the override `name`=`value` on preset `model`; a ValueError when there is none."""
+    preset_value = getattr(get_preset(model).spec, name) if name in OVERRIDABLE else None
+    if name in _SPEC_FLAGS and value is not None:
+        return [_SPEC_FLAGS[name], _text(value)]
+    if name in _SPEC_SWITCHES and value == _SPEC_SWITCHES[name][0]:
+        return [_SPEC_SWITCHES[name][1]]
+    if name in OVERRIDABLE and value == preset_value:
+        return []  # the preset's own value: nothing to give
+    if name == "skip":
+        twin = model.replace("plain", "resnet", 1)
+        instead = f"; train {twin} instead" if twin in PRESETS and twin != model else ""
+        raise ValueError(f"overrides: skip=True on {model} has no command-line flag{instead}")
+    if name in OVERRIDABLE:
+        raise ValueError(f"overrides: {name}={value!r} has no command-line flag; the command would train with "
+                         f"{model}'s {name}={preset_value!r}")
+    raise ValueError(f"overrides: {name} has no command-line flag")
+
+
 def _text(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(v) for v in value)
-    return str(value)
+    return field_to_text(tuple(value) if isinstance(value, list) else value)

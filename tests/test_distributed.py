@@ -248,6 +248,27 @@ def test_the_command_shown_gives_back_the_same_config():
     assert args[:5] == ["torchrun", "--standalone", "--nproc_per_node=2", "-m", "resnet_core"]
     assert config_from_args(build_parser().parse_args(args[5:])) == config
     assert shlex.split(train_command(TrainConfig(), 1)) == ["python", "-m", "resnet_core", "train", "resnet20"]
+    transfer = TrainConfig(model="resnet18", init_from="torchvision", finetune="head", backbone_lr_scale=0.1)
+    newer_fields = TrainConfig(model="resnet50", overrides={
+        "attention": "eca", "norm": "group", "norm_groups": 16, "anti_alias": "avg", "stem_pool": "conv",
+        "stem_norm": False, "stem": "deep", "stem_mid": 32, "zero_init_residual": True})
+    selective = TrainConfig(model="resnet50", overrides={"block": "sk_bottleneck", "sk_split": True, "sk_reduction": 8,
+                                                         "sk_divisor": 4, "groups": 2})
+    legacy_senet = TrainConfig(model="resnet50", overrides={
+        "stride_placement": "v1", "attention": "se", "attention_placement": "after_relu", "attention_divisor": 1,
+        "attention_reduction": 8, "shortcut": "C", "stem_width": 32, "num_classes": 10, "in_channels": 1})
+    for config in (transfer, newer_fields, selective, legacy_senet):
+        args = shlex.split(train_command(config.validate(), 1))
+        assert config_from_args(build_parser().parse_args(args[3:])) == config
+    assert shlex.split(train_command(transfer))[5:] == ["--init-from", "torchvision", "--finetune", "head",
+                                                        "--backbone-lr-scale", "0.1"]
+    assert "--anti-alias avg --stem-pool conv --stem-norm false" in train_command(newer_fields)
+    with pytest.raises(ValueError, match=r"^overrides: skip=True on plain20 has no command-line flag; train resnet20 "
+                                         r"instead$"):
+        train_command(TrainConfig(model="plain20", overrides={"skip": True}))
+    with pytest.raises(ValueError, match=r"^overrides: stem_norm=None has no command-line flag; the command would "
+                                         r"train with resnetv2_50's stem_norm=False$"):
+        train_command(TrainConfig(model="resnetv2_50", overrides={"stem_norm": None}))
 
 
 def test_the_train_page_follows_a_run_another_process_writes(tmp_path, monkeypatch):
