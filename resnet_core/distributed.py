@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .transfer import keep_frozen_norms_in_eval
 from .validation import shown
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -107,6 +108,7 @@ class Replicas:
         if self.sync_bn:
             convert = nn.SyncBatchNorm.convert_sync_batchnorm if self.backend == "nccl" else global_batch_norm
             convert(model)
+            keep_frozen_norms_in_eval(model)  # the swapped layers lost fine-tuning's hooks
         device = next(model.parameters()).device
         return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 

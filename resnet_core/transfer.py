@@ -187,11 +187,18 @@ def freeze(model: ResNet, finetune: str) -> int:
     model.requires_grad_(False)
     for module in trainable:
         module.requires_grad_(True)
-    live = {id(m) for part in trainable for m in part.modules()}
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in live:
-            m.register_forward_pre_hook(_keep_eval)
+    keep_frozen_norms_in_eval(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def keep_frozen_norms_in_eval(model: nn.Module) -> None:
+    """Every BatchNorm whose parameters are all frozen stays in eval mode. Called again after a layer swap (torchrun's
+    --sync-bn replaces the BatchNorms, and their hooks with them)."""
+    for m in model.modules():
+        if not isinstance(m, nn.modules.batchnorm._BatchNorm) or any(p.requires_grad for p in m.parameters()):
+            continue
+        if _keep_eval not in m._forward_pre_hooks.values():
+            m.register_forward_pre_hook(_keep_eval)
 
 
 def _keep_eval(module: nn.Module, args: Any) -> None:

@@ -10,17 +10,20 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from streamlit.testing.v1 import AppTest
+from torch import nn
 
 from resnet_core import runstore
 from resnet_core.cli import main
 from resnet_core.config import TrainConfig
+from resnet_core.distributed import GlobalBatchNorm2d, Replicas
 from resnet_core.jobs import default_runner, execute
 from resnet_core.model import ResNet
 from resnet_core.presets import resolve_spec
 from resnet_core.records import TrainRecord, of_kind
 from resnet_core.train import fit, initial_model, load_data
-from resnet_core.transfer import apply_init, param_groups
+from resnet_core.transfer import apply_init, freeze, param_groups
 
 torch.set_num_threads(1)
 
@@ -209,3 +212,21 @@ def test_a_stopped_head_only_run_resumes_without_its_source(source, tmp_path, ca
     assert final["trainable_params"] == 650
     before, after = _state(source), _state(run_dir)
     assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("fc."))
+
+
+def test_frozen_batch_norms_stay_frozen_under_sync_bn(tmp_path):
+    """torchrun --sync-bn swaps every BatchNorm for one whose statistics span the processes; the frozen ones must
+    still keep the source's statistics (a one-process gloo group stands in for the job)."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = ResNet(resolve_spec("resnet20", width=4, layers=(1, 1, 1)))
+        freeze(model, "head")
+        net = Replicas(rank=0, world_size=2, backend="gloo", sync_bn=True).prepare(model)
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(isinstance(m, GlobalBatchNorm2d) for m in norms)
+        before = [m.running_mean.clone() for m in norms]
+        model.train()
+        net(torch.randn(8, 3, 32, 32))
+        assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))
+    finally:
+        dist.destroy_process_group()
