@@ -122,6 +122,9 @@ class TrainConfig:
         if self.init_from is None and self.finetune != "all":
             raise ValueError(f"finetune {self.finetune} needs init_from: the weights to start from")
         check_float("backbone_lr_scale", self.backbone_lr_scale, 0.0, 10.0, low_open=True)
+        if self.init_from is None and self.backbone_lr_scale != 1.0:
+            raise ValueError(f"backbone_lr_scale {self.backbone_lr_scale:g} needs init_from: a fresh model has no "
+                             "backbone to slow down (leave it at 1)")
         resolve_spec(self.model, **self.overrides)
         return self
 

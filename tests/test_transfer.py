@@ -230,3 +230,11 @@ def test_frozen_batch_norms_stay_frozen_under_sync_bn(tmp_path):
         assert all(torch.equal(b, m.running_mean) for b, m in zip(before, norms))
     finally:
         dist.destroy_process_group()
+
+
+def test_a_backbone_lr_scale_without_init_from_is_refused_in_one_line(capsys):
+    with pytest.raises(ValueError, match="backbone_lr_scale 0.1 needs init_from"):
+        TrainConfig(backbone_lr_scale=0.1).validate()
+    assert main(["train", "resnet20", "--backbone-lr-scale", "0.1", *QUICK_ARGS]) == 2
+    assert capsys.readouterr().err == ("error: backbone_lr_scale 0.1 needs init_from: a fresh model has no backbone "
+                                       "to slow down (leave it at 1)\n")

@@ -47,7 +47,8 @@ def transfer_fields() -> dict[str, Any]:
     s = st.session_state
     init_from = s.get(INIT_KEY, FRESH) or None
     return dict(init_from=init_from, finetune=s.get(FINETUNE_KEY, DEFAULTS.finetune) if init_from else "all",
-                backbone_lr_scale=s.get(SCALE_KEY, DEFAULTS.backbone_lr_scale))
+                backbone_lr_scale=s.get(SCALE_KEY, DEFAULTS.backbone_lr_scale) if init_from else
+                DEFAULTS.backbone_lr_scale)  # the disabled control must not slow a fresh run's backbone
 
 
 def sources(spec: ModelSpec | None, model: str) -> dict[str, str]:
