@@ -121,8 +121,12 @@ class ModelSpec:
     @property
     def depth(self) -> int:
         """Weighted layers on the main path: stem convs + block convs + the classifier."""
-        stem_convs = (3 if self.deep_stem else 1) + (self.resolved_stem_pool == "conv")
-        return stem_convs + sum(self.layers) * self.convs_per_block + 1
+        return self.stem_convs + sum(self.layers) * self.convs_per_block + 1
+
+    @property
+    def stem_convs(self) -> int:
+        """Convs of the stem: one, or three for a deep stem, plus ResNet-RS's conv stem pool."""
+        return (3 if self.deep_stem else 1) + (self.resolved_stem_pool == "conv")
 
     @property
     def deep_stem(self) -> bool:

@@ -11,7 +11,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import degradation
+from resnet_core.summary import summarize
 from tests.conftest import rerun_until
+from ui import quick_check
 from ui.quick_check import FIGURES, Check, feedback, load_checks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,3 +143,10 @@ def test_lesion_cites_the_median_drop(runs_root):
     at.run()
     figure = check_answers(at, check)
     assert f"a median drop of {figure}" in page_text(at)
+
+
+@pytest.mark.parametrize("model", ["resnet18", "resnet10t", "resnetrs50"])
+def test_the_depth_feedback_adds_up_for_every_stem(model):
+    """stem convs + blocks × convs per block + the classifier = the Depth shown, deep and conv-pool stems too."""
+    figure = quick_check.depth({"arch_last_good": (model, summarize(model))})
+    assert int(figure["stem"]) + int(figure["blocks"]) * int(figure["convs"]) + 1 == int(figure["figure"])

@@ -104,7 +104,7 @@ def depth(state: State) -> Figure | None:
     if shown is None:
         return None
     spec = shown[1].spec
-    return dict(figure=str(spec.depth), stem=str(3 if spec.stem == "deep" else 1), blocks=str(sum(spec.layers)),
+    return dict(figure=str(spec.depth), stem=str(spec.stem_convs), blocks=str(sum(spec.layers)),
                 convs=str(spec.convs_per_block))
 
 
