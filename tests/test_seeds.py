@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -18,6 +20,14 @@ from resnet_core.runstore import read_metrics
 from tests.conftest import rerun_until
 from ui.seed_figures import seed_band_figure
 from ui.widgets import OWNER_KEY
+
+
+def values(data) -> list[float]:
+    """A plotly trace's y, plain or base64-typed-array encoded."""
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"])).tolist()
+    return [v for v in data if v is not None]
+
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 TINY = ["--shallow", "3", "--deep", "4", "--steps", "3", "--batch-size", "8", "--width", "4", "--image-size", "8",
@@ -75,6 +85,10 @@ def test_sets_read_back_and_bands_match_the_summary(seed_run):
                       "Li et al. 2018, Table 1: resnet20 7.37% (paper's setting)"]
     text = seeds.describe_seeds(summary)
     assert len(text) == 2 and all("over 2 seed(s)" in line for line in text)
+    log_panel = [y for t in fig["data"] if t.get("yaxis", "y") == "y" for y in values(t["y"]) if y and y > 0]
+    axis = fig["layout"]["yaxis"]
+    if "range" in axis:  # the axis shows every band edge and every seed's curve
+        assert 10 ** axis["range"][0] <= min(log_panel) and max(log_panel) <= 10 ** axis["range"][1]
 
 
 def test_paper_lines_hold_li_et_al_table_1():

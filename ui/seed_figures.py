@@ -75,8 +75,13 @@ def seed_band_figure(nets: Mapping[str, Mapping], show_seeds: bool = False,
                           annotation_text=f"{ref['paper']}: {ref['net']} {ref['test_error']:g}% (paper's setting)",
                           annotation_position="top left", annotation_font_size=10)
     fig.update_xaxes(title_text="step")
-    losses = [v for n in nets.values() for v in n["train"]["loss"]]
-    fig.update_yaxes(**log_axis(losses), row=1, col=1)
+    losses = []  # everything the log panel draws: the band's edges, and each seed's own curve when shown
+    for net in nets.values():
+        train = net["train"]
+        losses += [m + sign * (sd or 0.0) for m, sd in zip(train["loss"], train["loss_std"]) for sign in (-1, 1)]
+        if show_seeds:
+            losses += [v for c in net["seeds"].values() for v in c["train"].loss]
+    fig.update_yaxes(**log_axis([v for v in losses if v > 0]), row=1, col=1)
     return layout(fig, height=440)
 
 
