@@ -9,7 +9,7 @@ import streamlit as st
 
 from resnet_core import degradation, seeds
 from resnet_core.data import DATASETS
-from resnet_core.degradation_status import group_text, net_progress, overall, read_queued
+from resnet_core.degradation_status import NetProgress, group_text, net_progress, overall, read_queued
 from resnet_core.estimate import time_runs
 from resnet_core.format import format_seconds
 from resnet_core.jobs import BackgroundRows, Job, default_runner
@@ -26,8 +26,9 @@ from ui.widgets import session_owner
 setup_page("Degradation")
 
 DEFAULT = degradation.DegradationConfig()
-GROUP_KEY = "degr_group"  # the group shown: {"id", "names": [...], "jobs": {name: job id}, "estimate": its task}
-ESTIMATE_KEY = "degr_estimate"  # {"key": DegradationConfig, "task": BackgroundRows of the nets' timed estimates}
+GROUP_KEY = "degr_group"  # the group shown: {"id", "names": [...], "jobs": {name: job id}, "estimate": its task,
+# and when this session started it: "more_jobs": [the other seeds' job ids], "seed_groups": {group id: jobs}}
+ESTIMATE_KEY = "degr_estimate"  # {"key": (DegradationConfig, seeds), "task": BackgroundRows of the nets' estimates}
 
 
 def init_state() -> None:
@@ -78,22 +79,23 @@ def controls() -> degradation.DegradationConfig | None:
     return config
 
 
-def estimate_task(config: degradation.DegradationConfig | None) -> BackgroundRows | None:
-    """The nets of `config` timed on this machine in the background, once per configuration."""
+def estimate_task(config: degradation.DegradationConfig | None, seed_count: int) -> BackgroundRows | None:
+    """The nets of `config` timed on this machine in the background, once per configuration and seed count
+    (each seed trains the same four nets, so one seed's are timed)."""
     if config is None:
         return None
     current = st.session_state.get(ESTIMATE_KEY)
-    if current is None or current["key"] != config:
+    if current is None or current["key"] != (config, seed_count):
         if current is not None:
             current["task"].cancel()
         configs, threads = config.train_configs(), default_runner().threads_per_run
         task = BackgroundRows(lambda _: {name: e.to_dict() for name, e in time_runs(configs, threads).items()},
                               ["the four nets"])
-        st.session_state[ESTIMATE_KEY] = current = dict(key=config, task=task)
+        st.session_state[ESTIMATE_KEY] = current = dict(key=(config, seed_count), task=task)
     return current["task"]
 
 
-def expected_time(task: BackgroundRows | None) -> None:
+def expected_time(task: BackgroundRows | None, seed_count: int) -> None:
     def draw() -> bool:
         rows, done, error = task.snapshot()
         if error:
@@ -104,7 +106,13 @@ def expected_time(task: BackgroundRows | None) -> None:
             estimates = rows[0]
             total = sum(e["seconds"] for e in estimates.values())
             nets = ", ".join(f"{name} {format_seconds(e['seconds'])}" for name, e in estimates.items())
-            st.markdown(f"**Expected time: about {format_seconds(total)}** for the four, one after another ({nets}).")
+            if seed_count == 1:
+                st.markdown(f"**Expected time: about {format_seconds(total)}** for the four, one after another "
+                            f"({nets}).")
+            else:
+                st.markdown(f"**Expected time: about {format_seconds(seed_count * total)}** for the "
+                            f"{seed_count * len(estimates)} runs — the {len(estimates)} nets × {seed_count} seeds, "
+                            f"one after another (each seed: {nets}).")
             first = next(iter(estimates.values()))
             st.caption(f"Each net: {first['steps']} steps × its own step time and {first['evaluations']} "
                        f"evaluations × its own evaluation time, both timed here just now (load average "
@@ -119,11 +127,14 @@ def expected_time(task: BackgroundRows | None) -> None:
 def start_buttons(config: degradation.DegradationConfig | None) -> None:
     group = st.session_state.get(GROUP_KEY)
     jobs = live_jobs(group)
-    task = None if jobs else estimate_task(config)
+    seed_count = st.session_state.degr_seeds
+    task = None if jobs else estimate_task(config, seed_count)
+    runs = seed_count * (len(config.nets()) if config else 4)
+    label = "Start the four runs" if runs == 4 else f"Start the {runs} runs"
     c = st.columns([1, 1, 4])
-    if c[0].button("Start the four runs", type="primary", disabled=config is None or bool(jobs), key="degr_start"):
+    if c[0].button(label, type="primary", disabled=config is None or bool(jobs), key="degr_start"):
         try:
-            set_id, by_seed = seeds.start_seeds(config, st.session_state.degr_seeds, default_runner(),
+            set_id, by_seed = seeds.start_seeds(config, seed_count, default_runner(),
                                                 owner=session_owner())
         except ValueError as exc:
             st.error(str(exc), icon="⚠️")
@@ -133,6 +144,9 @@ def start_buttons(config: degradation.DegradationConfig | None) -> None:
             st.session_state[GROUP_KEY] = dict(id=group_id, names=list(first),
                                                jobs={name: job.id for name, job in first.items()},
                                                more_jobs=[job.id for jobs in more for job in jobs.values()],
+                                               seed_groups={seeds.seed_group_id(set_id, seed): {
+                                                   name: job.id for name, job in jobs.items()}
+                                                   for seed, jobs in by_seed.items()},
                                                estimate=task)
             st.session_state["degr_shown"] = group_id
             st.rerun()
@@ -142,7 +156,7 @@ def start_buttons(config: degradation.DegradationConfig | None) -> None:
     runner = default_runner()
     running, queued = runner.load()
     with c[2]:
-        expected_time(task)
+        expected_time(task, seed_count)
     c[2].caption(f"Job runner (shared by all sessions): {running} running, {queued} queued, at most "
                  f"{runner.max_concurrent} at a time.")
 
@@ -165,12 +179,28 @@ def states(group: dict) -> dict[str, RunState | None]:
     return degradation.group_states(group["id"], group["names"], group_jobs(group))
 
 
+def other_seed_groups(group: dict) -> list[dict]:
+    """The groups of the other seeds started with `group` by this session (none for a group read back from disk)."""
+    return [dict(id=group_id, names=list(jobs), jobs=jobs)
+            for group_id, jobs in group.get("seed_groups", {}).items() if group_id != group["id"]]
+
+
+def set_live(group: dict) -> bool:
+    """Whether a net of the group, or of another seed started with it, is still queued or running."""
+    return any(s is not None and s.live for g in [group, *other_seed_groups(group)] for s in states(g).values())
+
+
+def seed_progress(group: dict, estimates: dict) -> list[NetProgress]:
+    dirs, state = degradation.run_dirs(group["id"], group["names"]), states(group)
+    return [net_progress(name, state[name], read_metrics(dirs[name]), estimates.get(name)) for name in group["names"]]
+
+
 def results_panel() -> None:
     stored = degradation.list_groups()
     group = st.session_state.get(GROUP_KEY)
     options = list(dict.fromkeys(([group["id"]] if group else []) + list(stored)))
     if not options:
-        st.info("No degradation runs yet. Press “Start the four runs”: the nets named above under “What runs” "
+        st.info("No degradation runs yet. Press “Start”: the nets named above under “What runs” (once per seed) "
                 "train one after another in the background, with the expected time shown next to the button; "
                 "their curves, a table and a verdict from the numbers appear here as they train.")
         return
@@ -190,9 +220,15 @@ def results_panel() -> None:
         timed = task.snapshot()[0] if task else []
         estimates = timed[0] if timed else {}
         progress = [net_progress(name, state[name], records[name], estimates.get(name)) for name in group["names"]]
-        if any(p.status is not None and p.status.live for p in progress):
-            done, text = overall(progress)
-            st.progress(done, text=text)
+        others = other_seed_groups(group)
+        every_run = progress + [p for g in others for p in seed_progress(g, estimates)]
+        live = any(p.status is not None and p.status.live for p in every_run)
+        if live:
+            done, text = overall(every_run)
+            seed = seeds.SEED_GROUP.fullmatch(group["id"])
+            scope = (f" ({len(others) + 1} seeds; the bars below: seed {seed.group(2)})" if others else
+                     f" (the nets of seed {seed.group(2)})" if seed and "seed_groups" not in group else "")
+            st.progress(done, text=text + scope)
             for p in progress:
                 st.progress(p.fraction, text=p.text())
         st.caption(group_text(group["names"], progress))
@@ -210,9 +246,9 @@ def results_panel() -> None:
             show_chart(degradation_figure(curves), key="degr_fig", name="degradation " + " ".join(curves),
                        title="Degradation: " + ", ".join(curves), width="stretch")
             st.markdown("\n".join(f"- {line}" for line in degradation.describe(summaries)))
-        return any(s is not None and s.live for s in state.values())
+        return live
 
-    live_fragment(draw, any(s is not None and s.live for s in states(group).values()), 2.0)
+    live_fragment(draw, set_live(group), 2.0)
 
 
 def reference_panel() -> None:

@@ -5,6 +5,7 @@ with Signal flow carry several labelled ticks."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from resnet_core import degradation
 from resnet_core.degradation_status import group_text, net_progress, overall, queued_file, read_queued, seconds_left
 from resnet_core.estimate import time_run
+from resnet_core.format import format_seconds
 from resnet_core.jobs import BackgroundRows
 from resnet_core.records import RunState, Status, TrainRecord
 from resnet_core.runstore import list_runs
@@ -94,6 +96,28 @@ def test_stop_says_what_was_queued_what_ran_and_what_never_started(runs_root):
     again = page()  # another session, after a reload: the queued file still names the four
     assert "Queued together: plain8, plain14, resnet8, resnet14." in captions(again)
     assert "Not started (stopped while queued): plain14, resnet8, resnet14." in captions(again)
+
+
+def test_several_seeds_are_timed_as_k_times_the_four_and_followed_until_the_last_run_ends(runs_root):
+    at = page(degr_steps=150, degr_seeds=2)
+    rerun_until(at, lambda a: any("Expected time: about" in m.value for m in a.markdown), 60, 0.3)
+    line = next(m.value for m in at.markdown if "Expected time" in m.value)
+    estimate = at.session_state["degr_estimate"]
+    assert estimate["key"] == (degradation.DegradationConfig(shallow=1, deep=2, steps=150, batch_size=16, width=4,
+                                                             image_size=8), 2)
+    one_seed = sum(e["seconds"] for e in estimate["task"].snapshot()[0][0].values())
+    assert line.startswith(f"**Expected time: about {format_seconds(2 * one_seed)}** for the 8 runs — the 4 nets × "
+                           "2 seeds, one after another (each seed: plain8 ")
+    assert at.button(key="degr_start").label == "Start the 8 runs"
+    at.button(key="degr_start").click().run()
+    assert not at.exception
+    # seed 0's four have ended and seed 1's still train: the page keeps following the set
+    following = re.compile(r"Overall: [4-7] of 8 nets done.*")
+    rerun_until(at, lambda a: any(following.fullmatch(p.proto.text) for p in a.get("progress")), 120, 0.3)
+    (bar,) = [p.proto.text for p in at.get("progress") if p.proto.text.startswith("Overall")]
+    assert bar.endswith("(2 seeds; the bars below: seed 0)")
+    at.button(key="degr_stop").click().run()
+    rerun_until(at, lambda a: not a.get("progress"), 60, 0.3)
 
 
 def test_finished_group_reads_test_accuracy_in_percent_and_its_axes_have_ticks(runs_root):
