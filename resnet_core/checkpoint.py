@@ -11,6 +11,7 @@ Checkpoints are loaded with weights_only=True and validated like any file from d
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,9 +62,28 @@ class TrainState:
                                                              for v in data["model"].values()):
             raise ValueError(f"{where}: model must be a state_dict of tensors")
         for name in ("epoch_sum", "window"):
-            if not isinstance(data[name], Mapping) or set(data[name]) != set(_SUMS):
-                raise ValueError(f"{where}: {name} must hold {', '.join(_SUMS)}")
+            if not isinstance(data[name], Mapping) or set(data[name]) != set(_SUMS) or not all(
+                    _is_number(v) for v in data[name].values()):
+                raise ValueError(f"{where}: {name} must hold the numbers {', '.join(_SUMS)}")
+        order, generator = data["order"], data["generator"]
+        if order.dim() != 1 or order.dtype != torch.int64 or (order.numel() and int(order.min()) < 0):
+            raise ValueError(f"{where}: order must be a 1-D tensor of image indices")
+        if generator.dim() != 1 or generator.dtype != torch.uint8:
+            raise ValueError(f"{where}: generator must be a generator state (a 1-D uint8 tensor)")
+        if data["tested_at"] is not None and (not is_int(data["tested_at"]) or not 0 <= data["tested_at"] <=
+                                               data["step"]):
+            raise ValueError(f"{where}: tested_at must be a step from 0 to {data['step']} or None; "
+                             f"got {data['tested_at']!r}")
+        for name in ("train_seconds", "elapsed"):
+            if not _is_number(data[name]) or data[name] < 0:
+                raise ValueError(f"{where}: {name} must be a number of seconds >= 0; got {data[name]!r}")
+        if not isinstance(data["eval_seconds"], list) or not all(_is_number(v) for v in data["eval_seconds"]):
+            raise ValueError(f"{where}: eval_seconds must be a list of numbers")
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def save_checkpoint(run_dir: str | Path, state: TrainState) -> None:
