@@ -218,6 +218,17 @@ def make_shortcut(kind: str, in_planes: int, out_planes: int, stride: int,
     return nn.Sequential(*layers, *([norm(out_planes)] if norm is not None else []))
 
 
+def add_shortcut(block: nn.Module, out: Tensor, x: Tensor, shortcut_input: Tensor) -> Tensor:
+    """The end every block shares: its attention (if any) on the branch output `out`, then, unless the block is
+    plain, the shortcut added: `x` itself, or `block.downsample(shortcut_input)` (pre-activation blocks project
+    their pre-activated input)."""
+    if block.se is not None:
+        out = block.se(F.relu(out) if block.se.after_relu else out)
+    if block.skip:
+        out = out + (x if block.downsample is None else block.downsample(shortcut_input))
+    return out
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
@@ -243,11 +254,7 @@ class BasicBlock(nn.Module):
         if self.aa is not None:
             out = self.aa(out)
         out = self.bn2(self.conv2(out))
-        if self.se is not None:
-            out = self.se(F.relu(out) if self.se.after_relu else out)
-        if self.skip:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self.relu(add_shortcut(self, out, x, x))
 
 
 class Bottleneck(nn.Module):
@@ -283,11 +290,7 @@ class Bottleneck(nn.Module):
         if self.aa is not None:
             out = self.aa(out)
         out = self.bn3(self.conv3(out))
-        if self.se is not None:
-            out = self.se(F.relu(out) if self.se.after_relu else out)
-        if self.skip:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self.relu(add_shortcut(self, out, x, x))
 
 
 class PreActBasicBlock(nn.Module):
@@ -318,11 +321,7 @@ class PreActBasicBlock(nn.Module):
         if self.aa is not None:
             out = self.aa(out)
         out = self.conv2(self.relu(self.bn2(out)))
-        if self.se is not None:
-            out = self.se(F.relu(out) if self.se.after_relu else out)
-        if self.skip:
-            out = out + (x if self.downsample is None else self.downsample(pre))
-        return out
+        return add_shortcut(self, out, x, pre)
 
 
 class PreActBottleneck(nn.Module):
@@ -356,11 +355,7 @@ class PreActBottleneck(nn.Module):
         if self.aa is not None:
             out = self.aa(out)
         out = self.conv3(self.relu(self.bn3(out)))
-        if self.se is not None:
-            out = self.se(F.relu(out) if self.se.after_relu else out)
-        if self.skip:
-            out = out + (x if self.downsample is None else self.downsample(pre))
-        return out
+        return add_shortcut(self, out, x, pre)
 
 
 class SKBasicBlock(nn.Module):
@@ -385,11 +380,7 @@ class SKBasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.bn2(self.conv2(self.conv1(x)))
-        if self.se is not None:
-            out = self.se(F.relu(out) if self.se.after_relu else out)
-        if self.skip:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self.relu(add_shortcut(self, out, x, x))
 
 
 class SKBottleneck(nn.Module):
@@ -418,11 +409,7 @@ class SKBottleneck(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn3(self.conv3(self.conv2(out)))
-        if self.se is not None:
-            out = self.se(F.relu(out) if self.se.after_relu else out)
-        if self.skip:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return self.relu(add_shortcut(self, out, x, x))
 
 
 BLOCK_TYPES = {
