@@ -9,7 +9,7 @@ from resnet_core.jobs import BackgroundRows
 from resnet_core.runstore import trained_runs
 from ui.charts import show_chart
 from ui.experiment_figures import lesion_figure
-from ui.live import live_fragment
+from ui.live import live_fragment, measured_rows
 from ui.page import setup_page
 from ui.path_panels import path_length_section
 from ui.quick_check import quick_check
@@ -65,14 +65,7 @@ def results() -> bool:
     if not job:
         st.caption("Pick trained runs and press “Run the lesion study”.")
         return False
-    rows, done, error = job["task"].snapshot()
-    if error:
-        st.error(error, icon="⚠️")
-    if not done:
-        st.progress(len(rows) / job["task"].total, text=f"{len(rows)} of {job['task'].total} runs lesioned…")
-    for failed in (r for r in rows if "error" in r):
-        st.error(failed["error"], icon="⚠️")
-    measured = [r for r in rows if "error" not in r]
+    measured, done = measured_rows(job["task"], "runs lesioned")
     if measured:
         show_chart(lesion_figure({r["name"]: r for r in measured}), key="lesion_fig",
                    name="lesion " + " ".join(r["name"] for r in measured),

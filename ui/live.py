@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
+
+from resnet_core.jobs import BackgroundRows
 
 
 def live_fragment(draw: Callable[[], bool], live: bool, every: float) -> None:
@@ -22,3 +25,17 @@ def live_fragment(draw: Callable[[], bool], live: bool, every: float) -> None:
             st.rerun()
 
     fragment()
+
+
+def measured_rows(task: BackgroundRows, done_text: str) -> tuple[list[dict[str, Any]], bool]:
+    """A BackgroundRows job of one row per run on the page: its error, a bar while it works ("2 of 4 runs
+    lesioned…" for `done_text` "runs lesioned"), one error line per run that failed. Returns the rows that did
+    not fail, and whether the job is done."""
+    rows, done, error = task.snapshot()
+    if error:
+        st.error(error, icon="⚠️")
+    if not done:
+        st.progress(len(rows) / task.total, text=f"{len(rows)} of {task.total} {done_text}…")
+    for failed in (r for r in rows if "error" in r):
+        st.error(failed["error"], icon="⚠️")
+    return [r for r in rows if "error" not in r], done

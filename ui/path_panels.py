@@ -12,7 +12,7 @@ from resnet_core.jobs import BackgroundRows
 from resnet_core.runstore import RunInfo
 
 from .charts import show_chart
-from .live import live_fragment
+from .live import live_fragment, measured_rows
 from .path_figures import path_length_figure
 
 TASK_KEY = "paths_task"  # {"key": (run ids, limit, samples), "task": BackgroundRows}
@@ -38,14 +38,7 @@ def path_length_section(runs: Mapping[str, RunInfo], chosen: Sequence[str], limi
         if not job:
             st.caption("Pick runs above and press “Delete k blocks”.")
             return False
-        rows, done, error = job["task"].snapshot()
-        if error:
-            st.error(error, icon="⚠️")
-        if not done:
-            st.progress(len(rows) / job["task"].total, text=f"{len(rows)} of {job['task'].total} runs measured…")
-        for failed in (r for r in rows if "error" in r):
-            st.error(failed["error"], icon="⚠️")
-        measured = [r for r in rows if "error" not in r]
+        measured, done = measured_rows(job["task"], "runs measured")
         if measured:
             show_chart(path_length_figure(measured), key="paths_fig", width="stretch",
                        name="path lengths " + " ".join(str(r.get("name", "")) for r in measured),

@@ -11,7 +11,7 @@ from resnet_core.jobs import BackgroundRows
 from resnet_core.records import short_label
 
 from .charts import show_chart
-from .live import live_fragment
+from .live import live_fragment, measured_rows
 from .seed_figures import lesion_band_figure, seed_band_figure
 
 
@@ -82,14 +82,7 @@ def lesion_seed_panel(limit: int) -> None:
     def draw() -> bool:
         if not job:
             return False
-        rows, done, error = job["task"].snapshot()
-        if error:
-            st.error(error, icon="⚠️")
-        if not done:
-            st.progress(len(rows) / job["task"].total, text=f"{len(rows)} of {job['task'].total} runs lesioned…")
-        for failed in (r for r in rows if "error" in r):
-            st.error(failed["error"], icon="⚠️")
-        measured = [r for r in rows if "error" not in r]
+        measured, done = measured_rows(job["task"], "runs lesioned")
         if measured:
             show_chart(lesion_band_figure(seeds.lesion_summary(measured), faint), key="lesion_seedset_fig",
                        name=f"lesion seeds {short_label(job['set'])}", width="stretch",
