@@ -163,21 +163,17 @@ def _zero_init():
 def break_it_section() -> None:
     st.subheader("Break it")
     st.markdown("Each switch builds a common mistake for real and shows what PyTorch says or what it measures.")
-    with st.container(border=True):
-        if st.toggle("Add the skip across a channel or stride change, without a projection", key="break_mismatch"):
-            _mismatch_panel()
-    with st.container(border=True):
-        if st.toggle("ReLU after the addition, against nothing after it (pre-activation)", key="break_relu"):
-            _placement_panel()
-    with st.container(border=True):
-        if st.toggle("Put a BatchNorm on the shortcut", key="break_bn_shortcut"):
-            _shortcut_norm_panel()
-    with st.container(border=True):
-        if st.toggle("Leave BatchNorm in train mode at evaluation", key="break_train_mode"):
-            _train_mode_panel()
-    with st.container(border=True):
-        if st.toggle("Forget zero_init_residual", key="break_zero_init"):
-            _zero_init_panel()
+    switches = (  # (label, widget key, the panel it opens)
+        ("Add the skip across a channel or stride change, without a projection", "break_mismatch", _mismatch_panel),
+        ("ReLU after the addition, against nothing after it (pre-activation)", "break_relu", _placement_panel),
+        ("Put a BatchNorm on the shortcut", "break_bn_shortcut", _shortcut_norm_panel),
+        ("Leave BatchNorm in train mode at evaluation", "break_train_mode", _train_mode_panel),
+        ("Forget zero_init_residual", "break_zero_init", _zero_init_panel),
+    )
+    for label, key, panel in switches:
+        with st.container(border=True):
+            if st.toggle(label, key=key):
+                panel()
 
 
 def _mismatch_panel() -> None:
