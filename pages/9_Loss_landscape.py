@@ -12,7 +12,7 @@ from resnet_core.flow_stack import FlowConfig
 from resnet_core.format import format_seconds
 from resnet_core.jobs import BackgroundRows
 from resnet_core.records import short_label
-from resnet_core.runstore import RunInfo, newest_plain_and_residual, trained_runs
+from resnet_core.runstore import trained_runs
 from ui.charts import show_chart
 from ui.landscape_figures import contour_figure, slice_1d_figure, surface_figure
 from ui.live import live_fragment
@@ -24,17 +24,6 @@ setup_page("Loss landscape")
 
 TASK_KEY = "land_task"  # {"key": (run ids, config), "slices": SliceTask, "task": BackgroundRows}
 NONE = "—"
-
-
-def default_pair(runs: dict[str, RunInfo]) -> dict[bool, str]:
-    """The deep pair of the newest degradation group, else the newest plain and the newest residual run."""
-    for group in degradation.list_groups().values():
-        present = {name: info for name, info in group.items() if info.run_id in runs}
-        if present:
-            depth = max(degradation.parse_net(name)["depth"] for name in present)
-            return {info.skip: info.run_id for name, info in present.items()
-                    if degradation.parse_net(name)["depth"] == depth}
-    return {r.skip: r.run_id for r in newest_plain_and_residual(runs.values())}
 
 
 @st.cache_data(max_entries=32, show_spinner="Timing one forward pass…")
@@ -60,7 +49,7 @@ def landscape_section() -> None:
     if not runs:
         st.info("No trained run with weights yet: train on the Train page or start the Degradation runs.")
         return
-    pair = default_pair(runs)
+    pair = degradation.newest_deep_pair(runs)
     plain_ids = [NONE] + [rid for rid, r in runs.items() if not r.skip]
     residual_ids = [NONE] + [rid for rid, r in runs.items() if r.skip]
     c = st.columns(2)

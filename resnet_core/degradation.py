@@ -26,7 +26,7 @@ from .degradation_status import write_queued
 from .jobs import Job, JobRunner, execute, run_state
 from .presets import HE2015, PRESETS
 from .records import FinalRecord, Record, RunState, TestRecord, TrainRecord, final_of, new_run_id, of_kind
-from .runstore import RunInfo, list_runs, read_metrics, runs_root
+from .runstore import RunInfo, list_runs, newest_plain_and_residual, read_metrics, runs_root
 from .train import FitResult
 from .validation import check_choice, check_int
 
@@ -291,3 +291,14 @@ def describe(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
 def _loss_text(summary: Mapping[str, Any]) -> str:
     se = summary.get("final_train_loss_se")
     return f"{summary['final_train_loss']:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+
+
+def newest_deep_pair(runs: Mapping[str, RunInfo]) -> dict[bool, str]:
+    """skip -> run id among `runs`: the deep pair of the newest degradation group, else the newest plain and the
+    newest residual run."""
+    for group in list_groups().values():
+        present = {name: info for name, info in group.items() if info.run_id in runs}
+        if present:
+            depth = max(parse_net(name)["depth"] for name in present)
+            return {info.skip: info.run_id for name, info in present.items() if parse_net(name)["depth"] == depth}
+    return {r.skip: r.run_id for r in newest_plain_and_residual(runs.values())}
