@@ -6,12 +6,9 @@ request to a fresh server. A link such as /?model=resnet50 opens the Architectur
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import streamlit as st
 
-from ui.page import page_files, setup_page
+from ui.page import page_descriptions, page_files, setup_page
 from ui.widgets import preset_family_job
 
 ARCHITECTURE_PAGE = "pages/1_Architecture.py"
@@ -19,22 +16,10 @@ CLI_EXAMPLES = """\
 python -m resnet_core list                           # every preset with its params and mult-adds
 python -m resnet_core summary resnet50 --block basic  # one model's stage table, any field overridden"""
 
-
-def page_description(path: Path) -> str:
-    """The first line of the page's module docstring, minus its "Title:" prefix."""
-    try:
-        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-    except (SyntaxError, UnicodeDecodeError):
-        doc = ""
-    first = doc.strip().splitlines()[0] if doc.strip() else ""
-    text = first.split(":", 1)[1].strip() if ":" in first else first
-    return text[:1].upper() + text[1:]
-
-
 setup_page()
 if "model" in st.query_params:
     st.switch_page(ARCHITECTURE_PAGE, query_params=st.query_params.to_dict())
-preset_family_job()  # warms the summary cache of every preset in the background, once per server
+preset_family_job()  # warms the summary cache of every preset in the background (at idle priority), once per server
 st.title("ResNet Explorer")
 st.write(
     "See and test residual networks. Pick a depth and a block type and the network is built at once: "
@@ -49,11 +34,12 @@ with st.container(border=True):
     st.page_link(ARCHITECTURE_PAGE, label="Start with Architecture", icon=":material/play_arrow:")
 
 pages = page_files()
+descriptions = page_descriptions(tuple((str(path), path.stat().st_mtime) for path in pages))
 columns = st.columns(3)
 for i, path in enumerate(pages):
     with columns[i % 3].container(border=True):
         st.page_link(f"pages/{path.name}", icon=":material/arrow_forward:")
-        st.caption(page_description(path) or " ")
+        st.caption(descriptions[str(path)] or " ")
 
 st.subheader("The same numbers from the command line")
 st.code(CLI_EXAMPLES, language="bash")

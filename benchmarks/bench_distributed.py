@@ -40,9 +40,9 @@ def communication_share() -> None:
     import torch
     import torch.nn.functional as F
 
-    from resnet_core.distributed import Replicas
-    from resnet_core.presets import resolve_spec
-    from resnet_core.train import build_seeded_model
+    from resnet_core.models.presets import resolve_spec
+    from resnet_core.training.distributed import Replicas
+    from resnet_core.training.engine import build_seeded_model
 
     torch.set_num_threads(1)
     replicas = Replicas.from_env("cpu")

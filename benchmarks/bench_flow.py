@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from resnet_core.flow import data_batch, measure_stacks
-from resnet_core.flow_stack import FlowConfig, FlowStack
+from resnet_core.experiments.flow import data_batch, measure_stacks
+from resnet_core.experiments.flow_stack import FlowConfig, FlowStack
 
 GOAL_SECONDS = 1.0
 

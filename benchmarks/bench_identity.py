@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from resnet_core.identity import GOAL_RATIO, IdentityConfig, format_times, run_identity
+from resnet_core.experiments.identity import GOAL_RATIO, IdentityConfig, format_times, run_identity
 
 
 def main() -> None:

@@ -28,13 +28,13 @@ import torch
 from PIL import Image
 
 from resnet_core.cli import main as cli
-from resnet_core.config import TrainConfig
-from resnet_core.data import SYNTHETIC_CLASSES
-from resnet_core.model import ResNet
-from resnet_core.presets import resolve_spec
-from resnet_core.records import DataFacts, RunConfig
-from resnet_core.runstore import RunWriter
-from resnet_core.settings import resolve_settings
+from resnet_core.data.synthetic import SYNTHETIC_CLASSES
+from resnet_core.models.presets import resolve_spec
+from resnet_core.models.resnet import ResNet
+from resnet_core.runs.contract import DataFacts, RunConfig
+from resnet_core.runs.store import RunWriter
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.settings import resolve_settings
 
 CASES = (("resnet20", 32, 0.5), ("resnet50", 224, 3.0))  # model, image side, goal in seconds
 

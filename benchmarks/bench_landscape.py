@@ -25,9 +25,7 @@ from pathlib import Path
 
 import torch
 
-from resnet_core.config import TrainConfig
-from resnet_core.jobs import execute
-from resnet_core.landscape import (
+from resnet_core.experiments.landscape import (
     LandscapeConfig,
     curvature_text,
     filter_normalized_direction,
@@ -37,9 +35,13 @@ from resnet_core.landscape import (
     slice_run,
     subset_indices,
 )
-from resnet_core.model import ResNet
-from resnet_core.runstore import load_model, load_run_data
-from resnet_core.train import evaluate
+from resnet_core.models.resnet import ResNet
+from resnet_core.runs.execute import execute
+from resnet_core.runs.loading import load_model, load_run_data
+from resnet_core.runs.pairing import run_differences
+from resnet_core.runs.store import read_run
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.engine import evaluate
 
 GOAL_SECONDS = 60.0
 
@@ -119,7 +121,8 @@ def pair_benchmark(args: argparse.Namespace) -> None:
               f"loading ({result.seconds:.1f} s slicing), {verdict} the {GOAL_SECONDS:.0f} s goal; curvature at "
               f"α = 0: {result.curvature['alpha']:.4g}; loss at α = 0: {result.origin_loss:.4g}")
     print(f"load average after: {os.getloadavg()}")
-    for line in curvature_text(results):
+    differences = run_differences(*(read_run(d) for d in args.pair)) if len(args.pair) == 2 else []
+    for line in curvature_text(results, differences):
         print(line.replace("**", ""))
 
 

@@ -14,7 +14,7 @@ import torch
 import torchinfo
 
 from resnet_core import build_model, summarize
-from resnet_core.summary import _summarize_spec
+from resnet_core.introspect.summary import _summarize_spec
 
 
 def main() -> None:

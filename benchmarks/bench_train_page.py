@@ -25,8 +25,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from resnet_core.records import TrainRecord
-from resnet_core.runstore import read_metrics, read_run
+from resnet_core.runs.store import read_metrics, read_run
+from resnet_core.training.records import TrainRecord
 from tests.conftest import launch_chromium, serve_app, stop_server, wait_for_app
 from tests.test_browser_train import LIVE_POINTS
 

@@ -7,25 +7,32 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from resnet_core.depth import DEPTH_RULE, conv_layers, published_depth
-from resnet_core.export import python_source
-from resnet_core.format import format_bytes, format_count, format_shape, stage_frame_for_display, stage_table_markdown
-from resnet_core.jobs import available_memory, default_memory_budget
-from resnet_core.presets import PRESETS, get_preset, matching_preset, resolve_spec
-from resnet_core.spec import (
+from resnet_core.formatting import format_bytes, format_count, format_shape
+from resnet_core.introspect.depth import DEPTH_RULE, conv_layers, published_depth
+from resnet_core.introspect.summary import MAX_BATCH, Summary, largest_batch_within, summarize
+from resnet_core.introspect.tables import stage_frame_for_display, stage_table_markdown
+from resnet_core.models.export import python_source
+from resnet_core.models.presets import PRESETS, get_preset, matching_preset, resolve_spec
+from resnet_core.models.spec import (
     ANTI_ALIASES,
     ATTENTION_PLACEMENTS,
     ATTENTIONS,
+    AVG_DOWNSAMPLES,
     BLOCKS,
     NORMS,
+    RES2NET_SCALES,
+    SHORTCUT_KERNELS,
     SHORTCUTS,
     STEM_POOLS,
     STEMS,
     STRIDE_PLACEMENTS,
     ModelSpec,
+    field_from_text,
+    field_to_text,
+    natural_input_size,
     parse_shape,
 )
-from resnet_core.summary import MAX_BATCH, Summary, largest_batch_within, natural_input_size, summarize
+from resnet_core.runs.memory import available_memory, default_memory_budget
 from ui.architecture_figures import short_count, stage_figure
 from ui.charts import show_chart
 from ui.page import setup_page
@@ -51,7 +58,13 @@ FIELD_KEYS = {"block": "arch_block", "layers": "arch_layers", "shortcut": "arch_
               "stem_mid": "arch_stem_mid", "stem_pool": "arch_stem_pool", "attention_reduction": "arch_att_reduction",
               "attention_divisor": "arch_att_divisor", "attention_placement": "arch_att_placement",
               "anti_alias": "arch_anti_alias", "norm": "arch_norm", "norm_groups": "arch_norm_groups",
-              "stride_placement": "arch_stride_placement", "stem_norm": "arch_stem_norm"}
+              "stride_placement": "arch_stride_placement", "stem_norm": "arch_stem_norm",
+              "res2net_scale": "arch_res2net_scale", "radix": "arch_radix", "avg_downsample": "arch_avg_downsample",
+              "weight_standardization": "arch_weight_std", "shortcut_kernel": "arch_shortcut_kernel",
+              "reduce_first": "arch_reduce_first"}
+# ModelSpec list fields -> text box key: empty is None (every stage its `block`, widths from `width`)
+TEXT_FIELD_KEYS = {"stage_blocks": "arch_stage_blocks", "stage_widths": "arch_stage_widths",
+                   "block_widths": "arch_block_widths"}
 LAST_GOOD_KEY = "arch_last_good"
 SHORTCUT_HELP = ("A: zero-pad the identity where the shape changes (no parameters); "
                  "B: 1×1 projection only where the shape changes; C: projection in every block; "
@@ -68,6 +81,8 @@ def family_presets(family: str) -> list[str]:
 
 def widget_values(spec: ModelSpec) -> dict[str, Any]:
     values = {key: getattr(spec, field) for field, key in FIELD_KEYS.items()}
+    values.update({key: "" if getattr(spec, field) is None else field_to_text(getattr(spec, field))
+                   for field, key in TEXT_FIELD_KEYS.items()})
     values["arch_layers"] = ",".join(map(str, spec.layers))
     values["arch_input"] = ",".join(map(str, natural_input_size(spec)))
     return values
@@ -123,8 +138,10 @@ def configuration_widgets() -> None:
         c = st.columns([1, 1.3, 1, 1, 0.8, 0.9, 0.8])
         c[0].selectbox("Family", families, key="arch_family", format_func=lambda f: FAMILY_LABELS.get(f, f),
                        on_change=on_family_change, help="The presets come in families: ImageNet-sized nets "
-                       "(torchvision's and the original paper's), the ImageNet variants only timm has (named as timm "
-                       "names them), He et al.'s CIFAR nets and Zagoruyko & Komodakis's wide CIFAR nets.")
+                       "(torchvision's and the original paper's), the ImageNet nets only timm has (named as timm "
+                       "names them, grouped by the timm module that registers them: its ResNets, ResNet v2 and BiT, "
+                       "Res2Net, ResNeSt, the legacy SENets, the selective-kernel nets), He et al.'s CIFAR nets and "
+                       "Zagoruyko & Komodakis's wide CIFAR nets.")
         c[1].selectbox("Preset", family_presets(state["arch_family"]), key="arch_model",
                        format_func=lambda n: preset_label(n).split(" · ", 1)[1],
                        on_change=on_preset_change, help="Picking a preset resets the fields to its values.")
@@ -175,8 +192,38 @@ def timm_options() -> None:
         c[3].selectbox("Attention placement", ATTENTION_PLACEMENTS, key="arch_att_placement",
                        help="before_add: on the last norm's output; after_relu: a ReLU first (legacy SENet)")
         norm = c[4].columns(2)
-        norm[0].selectbox("Norm", NORMS, key="arch_norm", help="batch norm or group norm everywhere")
+        norm[0].selectbox("Norm", NORMS, key="arch_norm", help="batch norm or group norm everywhere; evonorm_s0 "
+                          "and frn_tlu (pre-activation blocks) are a norm and its activation in one")
         norm[1].number_input("Groups", min_value=1, key="arch_norm_groups", help="groups of the group norm")
+    family_options()
+
+
+def family_options() -> None:
+    """The fields of timm's other ResNet families: Res2Net, ResNeSt, BiT, SENet-154, test_resnet, pruned nets."""
+    with st.expander("Res2Net, ResNeSt, BiT, SENet-154, per-stage and pruned widths"):
+        c = st.columns(6)
+        c[0].number_input("Res2Net scale", min_value=RES2NET_SCALES[0], max_value=RES2NET_SCALES[1],
+                          key="arch_res2net_scale", help="res2net_bottleneck: the 3×3 stage works on this many "
+                          "groups of the inner width, each adding the previous group's output")
+        c[1].number_input("Radix", min_value=1, key="arch_radix",
+                          help="split_attention_bottleneck: maps per group the attention mixes (ResNeSt)")
+        c[2].selectbox("Avg downsample", AVG_DOWNSAMPLES, key="arch_avg_downsample",
+                       help="split_attention_bottleneck: a 3×3 average pool takes the stride, before or after the "
+                            "3×3 conv (ResNeSt's avd)")
+        c[3].toggle("Weight standardisation", key="arch_weight_std",
+                    help="every stem, block and shortcut conv standardises its weights per output channel (BiT)")
+        c[4].selectbox("Shortcut kernel", SHORTCUT_KERNELS, key="arch_shortcut_kernel",
+                       help="3: a strided projection shortcut is a 3×3 conv (SENet-154)")
+        c[5].number_input("Reduce first", min_value=1, key="arch_reduce_first",
+                          help="the block's first conv outputs its inner width / this (SENet-154: 2)")
+        c = st.columns([1, 1, 3])
+        c[0].text_input("Block type per stage", key="arch_stage_blocks", placeholder="empty: Block in every stage",
+                        help="e.g. basic,basic,bottleneck,basic (timm's test_resnet)")
+        c[1].text_input("Planes per stage", key="arch_stage_widths", placeholder="empty: width · 2^i",
+                        help="e.g. 32,48,48,96")
+        c[2].text_input("Per-block widths", key="arch_block_widths", placeholder="empty: from the planes",
+                        help="bottlenecks: first 1×1:3×3:output per block, e.g. 47:18:19,52:22:19,… (timm's pruned "
+                             "ECA-ResNets)")
 
 
 def current_view() -> tuple[str, Summary] | None:
@@ -186,6 +233,11 @@ def current_view() -> tuple[str, Summary] | None:
     if dims is None:
         return None
     fields = {field: st.session_state[key] for field, key in FIELD_KEYS.items()}
+    for field, key in TEXT_FIELD_KEYS.items():
+        text = or_error(field_from_text, field, st.session_state[key] or "none")
+        if text is None and st.session_state[key].strip().lower() not in ("", "none"):
+            return None  # the error is shown
+        fields[field] = text
     spec = or_error(resolve_spec, model, in_channels=dims[0], **fields)
     summary = None if spec is None else or_error(summarize, spec, dims, st.session_state["arch_batch"])
     return None if summary is None else (model, summary)
@@ -239,6 +291,9 @@ def badges(summary: Summary, model: str) -> None:
     if match.torchvision:
         st.badge(f"= torchvision.models.{match.torchvision}: {format_count(summary.total_params)} parameters",
                  icon=":material/check_circle:", color="green")
+    if match.timm:
+        st.badge(f"= timm's {match.timm} (timm 1.0.31, models/{match.timm_module}.py): its parameters, state_dict "
+                 "and outputs, checked in tests/test_timm_oracle.py", icon=":material/check_circle:", color="green")
     if match.name != model:
         st.badge(f"same network as the preset {match.name}", icon=":material/info:", color="blue")
     if match.reference:
@@ -268,8 +323,12 @@ def stages_section(summary: Summary, slug: str) -> None:
                          "text/markdown", key="dl_stages_md", icon=":material/download:", width="stretch")
     c[2].download_button("Layers (CSV)", summary.layers.to_csv(index=False), f"{slug}_layers.csv", "text/csv",
                          key="dl_layers_csv", icon=":material/download:", width="stretch")
-    show_chart(stage_figure(summary.stages, residual=summary.spec.skip), key="stage_figure", name=f"{slug}_stages",
-               title=f"{slug}: stages")
+    # drawn only once opened: a chart makes a new session's browser load and run plotly.js (about 1 s here)
+    figure = st.expander("Stage figure: channels, height × width and parameters per stage", key="arch_stage_figure",
+                         on_change="rerun")
+    if figure.open:
+        show_chart(stage_figure(summary.stages, residual=summary.spec.skip), key="stage_figure",
+                   name=f"{slug}_stages", title=f"{slug}: stages", where=figure)
 
 
 def layers_section(summary: Summary) -> None:

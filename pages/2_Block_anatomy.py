@@ -1,13 +1,14 @@
-"""Block anatomy: the path of a tensor through Basic, Bottleneck, PreAct, ResNeXt and SE blocks, traced live."""
+"""Block anatomy: the path of a tensor through Basic, Bottleneck, PreAct, ResNeXt, SE and timm's other blocks (ECA,
+anti-aliased, selective-kernel, Res2Net, split attention, BiT's weight-standardised convs), traced live."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from resnet_core.anatomy import VARIANTS, BlockAnatomy, bottleneck_saving, shortcut_options, trace_block
-from resnet_core.format import format_count, format_shape
-from resnet_core.spec import SHORTCUTS
+from resnet_core.formatting import format_count, format_shape
+from resnet_core.introspect.anatomy import VARIANTS, BlockAnatomy, bottleneck_saving, shortcut_options, trace_block
+from resnet_core.models.spec import SHORTCUTS
 from ui.architecture_figures import block_path_figure, path_box_count
 from ui.block_lab import break_it_section, identity_section
 from ui.charts import show_chart
@@ -86,7 +87,7 @@ def summary_table(anatomies: list[BlockAnatomy]) -> pd.DataFrame:
 
 
 st.title("Block anatomy")
-st.write("Each block below is built from `resnet_core.blocks` and run once on the meta device while every "
+st.write("Each block below is built from `resnet_core.models.blocks` and run once on the meta device while every "
          "step is recorded: the ops, shapes and parameter counts are read off the real module.")
 st.subheader("The bottleneck's saving, computed")
 seeds_comparison()

@@ -7,70 +7,63 @@ the server is listed with its run id, so anyone who opens the page can reattach 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
-from resnet_core import seeds
-from resnet_core.config import AUGMENTS, DEFAULT_LR, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig, available_devices
-from resnet_core.data import DATASETS, default_data_dir, load_dataset
-from resnet_core.fence import DATA_ROOTS_ENV, check_run_data, data_roots, fenced_data_dir
-from resnet_core.format import format_bytes, format_seconds
-from resnet_core.jobs import Job, JobSnapshot, default_runner, memory_check
-from resnet_core.launch import train_command
-from resnet_core.records import Record, Status, TrainRecord, final_of, of_kind
-from resnet_core.runstore import RunInfo, evaluate_run, metrics_csv, read_metrics, read_run, scan_runs, weights_file
-from resnet_core.settings import RunSettings, precision_warning, resolve_settings
-from resnet_core.train import Evaluation, warm_up
+from resnet_core.data.fence import DATA_ROOTS_ENV, check_run_data, data_roots, fenced_data_dir
+from resnet_core.data.location import default_data_dir
+from resnet_core.data.sets import load_dataset
+from resnet_core.experiments import seeds
+from resnet_core.formatting import format_bytes, format_seconds
+from resnet_core.runs.board import RunBoard, RunEntry, run_entry, waited
+from resnet_core.runs.loading import evaluate_run
+from resnet_core.runs.memory import memory_check
+from resnet_core.runs.runner import CANCELLED, Job, JobSnapshot, default_runner
+from resnet_core.runs.store import RunInfo, metrics_csv, read_metrics, read_run, weights_file
+from resnet_core.training.budget import AUTO_MIN_EPOCHS, AUTO_MIN_STEPS
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.engine import Evaluation, warm_up
+from resnet_core.training.launch import train_command
+from resnet_core.training.records import Record, Status, TrainRecord, final_of
+from resnet_core.training.settings import RunSettings, precision_warning, preview_settings
 from ui.charts import show_chart
-from ui.live import live_fragment
+from ui.live import current_board, follow_runs, live_fragment, server_runner, wait_for
+from ui.options import TRAIN
 from ui.page import setup_page
 from ui.quick_check import quick_check
+from ui.run_status import no_points_note, run_lines, stored_runs_note
 from ui.seed_panels import repeat_seed_panel
 from ui.train_figures import (
     DEFAULT_OVERLAY,
     OVERLAY_METRICS,
     confusion_figure,
+    has_points,
     overlay_figure,
     prediction_grid,
     run_title,
     training_curves,
 )
-from ui.transfer_controls import (
-    TRANSFER_WIDGETS,
-    strategies_button,
-    strategies_section,
-    transfer_controls,
-    transfer_fields,
-    widgets_from_transfer,
-)
+from ui.transfer_controls import strategies_button, strategies_section, transfer_controls
 from ui.widgets import ModelChoice, model_picker, or_error, remember_choice, session_owner, skipped_runs_note
 
 setup_page("Train")
 
 POLL_SECONDS = 0.5
+OVERLAY_POLL = 2.0  # the overlay of a live run: its own curves are drawn live above, every POLL_SECONDS
+FIRST_POINT_WAIT, FIRST_POINT_WAIT_PAGE = 0.4, 1.1  # seconds a poll, and the page's run, wait for a first point
 GRID_IMAGES = 24
 JOB_KEY, ERROR_KEY, TOASTED_KEY = "train_job", "train_error", "train_toasted"
 JOB_PARAM = "job"  # the URL's query parameter holding the attached job's id
-BATCH_SIZES = [16, 32, 64, 128, 256, 512]
-DEFAULTS = TrainConfig()
-WIDGETS: dict[str, Any] = dict(  # widget key -> default, from TrainConfig's defaults
-    train_dataset=DEFAULTS.dataset, train_data_dir="", train_epochs=DEFAULTS.epochs, train_steps=0,
-    train_batch=DEFAULTS.batch_size, train_optimizer=DEFAULTS.optimizer, train_schedule=DEFAULTS.schedule,
-    train_warmup=DEFAULTS.warmup, train_wd=DEFAULTS.weight_decay, train_smoothing=DEFAULTS.label_smoothing,
-    train_nesterov=DEFAULTS.nesterov, train_subset=0, train_augment=DEFAULTS.augment,
-    train_precision=DEFAULTS.precision, train_seed=DEFAULTS.seed, train_probe_every=DEFAULTS.probe_every,
-    train_channels_last=DEFAULTS.channels_last, train_device=DEFAULTS.device, train_threads=0, train_repeats=1,
-    train_processes=2,  # for the torchrun command shown (the server itself trains in one process)
-    **{f"train_lr_{name}": lr for name, lr in DEFAULT_LR.items()}, **TRANSFER_WIDGETS,
-)
+AUTO_BUDGET = f"whole epochs, at least {AUTO_MIN_EPOCHS} of them and {AUTO_MIN_STEPS} steps,"
+PAGE_WIDGETS = dict(train_repeats=1, train_processes=2)  # the page's own (the server itself trains in one process)
+MAIN_OPTIONS = ("dataset", "data_dir", "init_from", "finetune", "backbone_lr_scale", "epochs", "max_steps",
+                "batch_size", "train_subset", "optimizer", "lr")  # the rest are under "More settings"
 
 
 def init_state() -> None:
-    for key, value in WIDGETS.items():
+    for key, value in {**TRAIN.defaults(), **PAGE_WIDGETS}.items():
         st.session_state.setdefault(key, value)
 
 
@@ -88,7 +81,7 @@ def attach(job_id: str) -> None:
     if job is None:
         return
     st.session_state[JOB_KEY] = job.id
-    st.session_state.update(widgets_from_config(job.config))
+    st.session_state.update(TRAIN.state(job.config))
     st.session_state["train_model"] = job.config.model
     remember_choice(ModelChoice(job.config.model, dict(job.config.overrides)))
     st.query_params[JOB_PARAM] = job.id
@@ -104,32 +97,10 @@ def reattach_from_url() -> None:
             attach(job_id)
 
 
-def widgets_from_config(config: TrainConfig) -> dict[str, Any]:
-    """The inverse of `config_from_state`: widget values that give `config` again (threads are left alone: the
-    runner fills them in)."""
-    return dict(
-        train_dataset=config.dataset, train_data_dir=config.data_dir or "", train_subset=config.train_subset or 0,
-        train_epochs=config.epochs, train_steps=config.max_steps or 0, train_batch=config.batch_size,
-        train_optimizer=config.optimizer, **{f"train_lr_{config.optimizer}": config.peak_lr},
-        train_nesterov=config.nesterov, train_wd=config.weight_decay, train_schedule=config.schedule,
-        train_warmup=config.warmup, train_smoothing=config.label_smoothing, train_augment=config.augment,
-        train_precision=config.precision, train_seed=config.seed, train_probe_every=config.probe_every,
-        train_channels_last=config.channels_last, train_device=config.device, **widgets_from_transfer(config),
-    )
-
-
 def config_from_state(choice: ModelChoice) -> TrainConfig:
-    s = st.session_state
-    return TrainConfig(
-        model=choice.model, overrides=dict(choice.overrides), dataset=s.train_dataset,
-        data_dir=fenced_data_dir(s.train_data_dir), train_subset=s.train_subset or None, epochs=s.train_epochs,
-        max_steps=s.train_steps or None, batch_size=s.train_batch, optimizer=s.train_optimizer,
-        lr=s[f"train_lr_{s.train_optimizer}"], nesterov=s.train_nesterov, weight_decay=s.train_wd,
-        schedule=s.train_schedule, warmup=s.train_warmup, label_smoothing=s.train_smoothing,
-        augment=s.train_augment, precision=s.train_precision, seed=s.train_seed, probe_every=s.train_probe_every,
-        channels_last=s.train_channels_last, device=s.train_device, threads=s.train_threads or None,
-        **transfer_fields(),
-    )
+    """The widgets' config; the data folder must lie inside the server's fence."""
+    return TRAIN.config(st.session_state, convert={"data_dir": fenced_data_dir}, model=choice.model,
+                        overrides=dict(choice.overrides))
 
 
 def start(choice: ModelChoice) -> None:
@@ -155,52 +126,18 @@ def stop() -> None:
 
 def controls() -> ModelChoice:
     choice = model_picker("Model", key="train_model", default="resnet20")
-    st.selectbox("Data set", DATASETS, key="train_dataset",
-                 help="synthetic: 10 classes of shapes, generated here (works offline)")
+    TRAIN.draw("dataset")
     if st.session_state.train_dataset != "synthetic":
-        st.text_input("Data folder", key="train_data_dir", placeholder=str(default_data_dir()),
-                      help="where the files are (or are downloaded to); for imagefolder: a folder of class folders, "
-                           "or with train/ and test/ (or val/)")
+        TRAIN.draw("data_dir", placeholder=str(default_data_dir()))
         st.caption(f"This server reads data only inside {', '.join(f'`{r}`' for r in data_roots())} "
                    f"(its operator can add folders with `{DATA_ROOTS_ENV}`).")
     transfer_controls(choice)
-    c = st.columns(2)
-    c[0].number_input("Epochs", 1, 500, key="train_epochs")
-    c[1].number_input("Step budget (0: use epochs)", 0, 10**7, key="train_steps")
-    c = st.columns(2)
-    c[0].selectbox("Batch size", BATCH_SIZES, key="train_batch")
-    c[1].number_input("Train subset (0: all)", 0, 10**7, step=500, key="train_subset")
-    c = st.columns(2)
-    optimizer = c[0].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer")
-    c[1].number_input("Peak learning rate", 1e-6, 100.0, format="%.4g", key=f"train_lr_{optimizer}")
+    TRAIN.draw_in_rows(["epochs", "max_steps", "batch_size", "train_subset", "optimizer", "lr"])
     with st.expander("More settings"):
-        c = st.columns(2)
-        c[0].selectbox("Schedule", SCHEDULES, key="train_schedule",
-                       help="onecycle: rise for the first quarter (or the warmup), then cosine down")
-        c[1].slider("Warmup (fraction of steps)", 0.0, 0.5, step=0.05, key="train_warmup")
-        c = st.columns(2)
-        c[0].number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%.4g", key="train_wd")
-        c[1].slider("Label smoothing", 0.0, 0.3, step=0.05, key="train_smoothing")
-        c = st.columns(2)
-        c[0].checkbox("Nesterov momentum (SGD)", key="train_nesterov")
-        c[1].selectbox("Augmentation", AUGMENTS, key="train_augment",
-                       help="auto: random crops, and horizontal flips only for data sets whose classes survive a "
-                            "mirror (CIFAR-10, the synthetic shapes); a flipped digit is not a digit")
-        c = st.columns(2)
-        c[0].radio("Precision", PRECISIONS, key="train_precision", horizontal=True,
-                   help="auto: bf16 autocast where the hardware has bf16 units (CPUs with AMX, GPUs with bf16), "
-                        "fp32 elsewhere, where bf16 trains slower (measured: AVX512-BF16 alone is not enough)")
-        c[1].number_input("Seed", 0, 2**31 - 1, key="train_seed")
-        c = st.columns(2)
-        c[0].number_input("Probe every (steps, 0: off)", 0, 10_000, key="train_probe_every",
-                          help="per-block gradient norms and activation statistics, read by the Signal flow page")
-        c[1].number_input("Threads (0: the server's share)", 0, os.cpu_count() or 1, key="train_threads",
-                          help=f"this server gives each run {default_runner().threads_per_run} thread(s) by default; "
-                               "at most its core count, as the server is shared")
-        c = st.columns(2)
-        c[0].checkbox("Channels-last memory format", key="train_channels_last",
-                      help="NHWC tensors: usually faster convolutions on CPUs and recent GPUs")
-        c[1].selectbox("Device", available_devices(), key="train_device")
+        threads = (f"{TRAIN.options['threads'].help}; this server gives each run {default_runner().threads_per_run} "
+                   "by default")
+        TRAIN.draw_in_rows([o.name for o in TRAIN.with_widgets if o.name not in MAIN_OPTIONS],
+                           extra={"threads": {"help": threads}})
         st.number_input("Repeat with N seeds", 1, seeds.MAX_SEEDS, key="train_repeats",
                         help="seed, seed + 1, …: the runs queue one after another; their mean ± std bands are "
                              "under “Repeated with several seeds”")
@@ -226,14 +163,19 @@ def memory_caption(choice: ModelChoice) -> None:
 
 
 def settings_caption(choice: ModelChoice) -> None:
-    """What "auto" will choose for the current settings, and why; a warning for emulated bf16."""
+    """What "auto" will choose for the current settings, and why; a warning where bf16 measured slower here.
+
+    Nothing is measured here: the page would stall for seconds at every change of model or batch. A verdict this
+    machine remembers is shown; otherwise the caption says the run measures it after its step 1 (about 2 s,
+    once), in the job, on the run's own thread share."""
+    threads = default_runner().threads_per_run
     try:
         config = config_from_state(choice)
-        settings = resolve_settings(config)
+        settings = preview_settings(config, threads=threads)
     except ValueError:
         return  # the settings' error is shown when Start is pressed
     st.caption(settings_text(settings))
-    warning = precision_warning(config)
+    warning = precision_warning(config, threads=threads)
     if warning:
         st.warning(warning[0].upper() + warning[1:], icon="⚠️")
 
@@ -255,15 +197,21 @@ def launch_help(choice: ModelChoice) -> None:
 
 
 def settings_text(settings: RunSettings) -> str:
-    return (f"Augmentation **{settings.augment}** ({settings.augment_reason}); precision **{settings.precision}** "
-            f"({settings.precision_reason}).")
+    budget = f"{settings.budget_reason[0].upper()}{settings.budget_reason[1:]}. " if settings.budget_reason else ""
+    images = f" {settings.images_reason[0].upper()}{settings.images_reason[1:]}." if settings.images_reason else ""
+    return (f"{budget}Augmentation **{settings.augment}** ({settings.augment_reason}); precision "
+            f"**{settings.precision}** ({settings.precision_reason}).{images}")
 
 
 def status_line(snap: JobSnapshot) -> None:
     running, queued = default_runner().load()
     if snap.status == Status.QUEUED:
-        st.info(f"Queued at position {snap.queue_position}: {running} run(s) training on this server, which trains "
-                f"at most {default_runner().max_concurrent} at a time.")
+        wait = format_seconds(waited(snap.submitted, snap.started, snap.ended))
+        st.info(f"Queued at position {snap.queue_position} of {queued}, waiting {wait} so far: {running} run(s) "
+                f"training on this server, which trains at most {default_runner().max_concurrent} at a time."
+                + (f" It starts in about {format_seconds(snap.wait_sec)}, from the pace measured on the runs here."
+                   if snap.wait_sec is not None else ""))
+        st.button("Cancel", key="train_cancel", on_click=stop, help="take this run off the queue before it starts")
         return
     if snap.status == Status.RUNNING:
         total = snap.total_steps or 0
@@ -274,7 +222,7 @@ def status_line(snap: JobSnapshot) -> None:
             st.caption(f"{queued} run(s) waiting in the server's queue.")
         return
     note = {Status.FINISHED: st.success, Status.STOPPED: st.warning}.get(snap.status, st.error)
-    text = snap.message if snap.message.startswith(snap.status) else f"{snap.status}: {snap.message}"
+    text = snap.message if snap.message.startswith((snap.status, CANCELLED)) else f"{snap.status}: {snap.message}"
     note(text[0].upper() + text[1:])
     if snap.error:
         with st.expander("Traceback"):
@@ -285,12 +233,23 @@ def live_panel(job: Job, live: bool) -> None:
     """`live`: the job was running when this page run began; then the panel polls until it sees the end."""
 
     def draw() -> bool:
+        await_first_point(job, FIRST_POINT_WAIT)
         snap = job.snapshot()
         status_line(snap)
         live_curves(snap.records, run_title(snap.run_id, snap.config))
         return not snap.done
 
+    if live:
+        await_first_point(job, FIRST_POINT_WAIT_PAGE)
     live_fragment(draw, live, POLL_SECONDS)
+
+
+def await_first_point(job: Job, seconds: float) -> None:
+    """While a running job has no point yet, wait up to `seconds` for it, so that the page's run after Start, then
+    each poll, draws it the moment it comes (and leaves the cores to the run's step 1 meanwhile)."""
+    snap = job.snapshot()
+    if snap.status == Status.RUNNING and not snap.of_kind(TrainRecord):
+        wait_for(lambda: job.done or bool(job.snapshot().of_kind(TrainRecord)), seconds)
 
 
 def live_curves(records: Sequence[Record], chart_title: str | None = None) -> None:
@@ -354,104 +313,170 @@ def stored_evaluation(run_dir: str, weights_mtime: float):
     return evaluation, data.test_images
 
 
-def run_label(info: RunInfo) -> str:
-    acc = info.final.test_acc if info.final else None
-    score = f" · test acc {acc:.1%}" if acc is not None else ""
-    processes = info.config.distributed.world_size
-    where = f" · {processes} processes" if processes > 1 else ""
-    return f"{info.run_id} · {info.config.train.dataset} · {info.status}{where}{score}"
-
-
-def past_runs(current_run: str | None) -> None:
-    stored, skipped = scan_runs()
-    runs = {info.run_id: info for info in stored}
-    st.subheader("Past runs")
-    skipped_runs_note(skipped)
+def past_runs(current_run: str | None, board: RunBoard) -> None:
+    """Overlay and inspect stored runs. Their selectors hold run ids with labels that never change; where each run
+    stands is drawn apart, above them, by `runs_now`."""
+    runs = board.runs
     if not runs:
-        st.caption("No runs stored yet: they are kept in the runs folder and listed here after a restart.")
         return
-    interrupted = sum(info.status is Status.INTERRUPTED for info in runs.values())
-    st.caption(f"{len(runs)} run(s) stored on this server, from every session."
-               + (f" {interrupted} interrupted: the process training it ended before the run finished; its curves "
-                  "are kept." if interrupted else ""))
-    ours = {job.snapshot().run_id for job in default_runner().jobs()}
-    elsewhere = [r for r, info in runs.items() if info.status.live and r not in ours]
-    if elsewhere:
-        st.caption(f"Training now in other processes (the command line, torchrun, another machine): "
-                   f"{', '.join(f'`{r}`' for r in elsewhere)}; inspect one below to watch its curves grow.")
     c = st.columns([3, 1])
     default = [current_run] if current_run in runs else list(runs)[:1]
-    picked = c[0].multiselect("Overlay runs", list(runs), default=default, format_func=lambda r: run_label(runs[r]),
+    picked = c[0].multiselect("Overlay runs", list(runs), default=default, format_func=lambda r: runs[r].choice_label,
                               key="train_overlay_runs")
     metric = c[1].selectbox("Metric", list(OVERLAY_METRICS), index=list(OVERLAY_METRICS).index(DEFAULT_OVERLAY),
                             key="train_overlay_metric")
     if picked:
-        overlay = [dict(label=r, records=read_metrics(runs[r].path), skip=runs[r].skip) for r in picked]
-        show_chart(overlay_figure(overlay, metric), key="train_overlay", name=f"{metric} of {len(picked)} runs",
-                   title=f"{metric}: {', '.join(picked)}", width="stretch")
+        overlay_panel([runs[r] for r in picked], metric)
     inspect = st.selectbox("Inspect a stored run", ["—", *runs], format_func=lambda r: r if r == "—" else
-                           run_label(runs[r]), key="train_inspect")
+                           runs[r].choice_label, key="train_inspect")
     if inspect != "—":
-        info = runs[inspect]
-        if info.status.live:
-            stored_live_panel(info)  # written by another process (a CLI or torchrun run, another server)
-            return
-        records = read_metrics(info.path)
-        show_chart(training_curves(records), key="train_inspect_curves", name=run_title(info.run_id, info.config.train),
-                   title=run_title(info.run_id, info.config.train), width="stretch")
-        weights = weights_file(info.path)
-        evaluation = images = None
-        if weights is not None and info.final and info.final.confusion is not None:
-            try:
-                check_run_data(info.config.train.data_dir)  # a command-line run may name any folder
-                evaluation, images = stored_evaluation(str(info.path), weights.stat().st_mtime)
-            except (ValueError, RuntimeError) as exc:
-                st.warning(f"Cannot re-evaluate this run: {exc}")
-        results(f"Stored run {info.run_id}", str(info.path), records, info.config.settings, evaluation, images,
-                run_title(info.run_id, info.config.train))
+        inspect_panel(runs[inspect])
+
+
+def overlay_panel(picked: list[RunEntry], metric: str) -> None:
+    """The picked runs' `metric` on one chart, re-read while one of them is live; a run without points of it is
+    named in a line instead (no empty chart: a run that has just started shows "no points yet")."""
+
+    def draw() -> bool:
+        entries = [fresh_entry(e) for e in picked]
+        records = {e.key: read_metrics(e.path) for e in entries}
+        drawn = [e for e in entries if has_points(records[e.key], metric)]
+        if drawn:
+            overlay = [dict(label=e.run_id, records=records[e.key], skip=e.skip) for e in drawn]
+            show_chart(overlay_figure(overlay, metric), key="train_overlay", name=f"{metric} of {len(drawn)} runs",
+                       title=f"{metric}: {', '.join(e.run_id for e in drawn)}", width="stretch")
+        missing = [e for e in entries if e not in drawn]
+        if missing:
+            st.caption(no_points_note([(e.run_id, e.status_text, e.live) for e in missing], metric))
+        return any(e.live for e in entries)
+
+    live_fragment(draw, any(e.live for e in picked), OVERLAY_POLL)
+
+
+def fresh_entry(entry: RunEntry) -> RunEntry:
+    """The run as it stands now (from the board's one place: its job here, else its folder)."""
+    try:
+        return run_entry(server_runner(), read_run(entry.path))
+    except ValueError:
+        return entry  # spoilt since the page was drawn: listed as it was, and under Past runs as unreadable
+
+
+def inspect_panel(entry: RunEntry) -> None:
+    info = read_run(entry.path)
+    if entry.live:
+        stored_live_panel(info)  # still training, here or in another process (a CLI or torchrun run)
+        return
+    records = read_metrics(info.path)
+    show_chart(training_curves(records), key="train_inspect_curves", name=run_title(info.run_id, info.config.train),
+               title=run_title(info.run_id, info.config.train), width="stretch")
+    weights = weights_file(info.path)
+    evaluation = images = None
+    if weights is not None and info.final and info.final.confusion is not None:
+        try:
+            check_run_data(info.config.train.data_dir)  # a command-line run may name any folder
+            evaluation, images = stored_evaluation(str(info.path), weights.stat().st_mtime)
+        except (ValueError, RuntimeError) as exc:
+            st.warning(f"Cannot re-evaluate this run: {exc}")
+    results(f"Stored run {info.run_id}", str(info.path), records, info.config.settings, evaluation, images,
+            run_title(info.run_id, info.config.train))
 
 
 def stored_live_panel(info: RunInfo) -> None:
-    """A live stored run (another process may be writing it): its status and curves, re-read from its folder while
-    it is live."""
+    """A live run: its status and curves, re-read while it is live (its job's state when it trains here)."""
 
     def draw() -> bool:
         try:
-            state = read_run(info.path).state
+            entry = run_entry(server_runner(), read_run(info.path))
         except ValueError as exc:
             st.warning(str(exc))
             return False
-        records = read_metrics(info.path)
-        steps = of_kind(records, TrainRecord)
-        progress = f" · step {steps[-1].step} of {steps[-1].total_steps}" if steps else ""
-        note = f" — {state.message}" if state.message else ""
-        st.caption(f"Live from its run folder: **{state.label}**{progress}{note}")
-        show_chart(training_curves(records), key="train_inspect_curves", name=run_title(info.run_id, info.config.train),
-                   title=run_title(info.run_id, info.config.train), width="stretch")
-        return state.live
+        note = f" — {entry.state.message}" if entry.state.message and not entry.job_id else ""
+        st.caption(f"Live: **{entry.status_text}**{note}")
+        show_chart(training_curves(read_metrics(info.path)), key="train_inspect_curves",
+                   name=run_title(info.run_id, info.config.train), title=run_title(info.run_id, info.config.train),
+                   width="stretch")
+        return entry.live
 
     live_fragment(draw, True, POLL_SECONDS)
 
 
-def server_runs(shown: Job | None) -> None:
+def runs_now(board: RunBoard, shown: Job | None) -> None:
+    """Where every run of the server stands, redrawn from the board while one is live: the jobs of other sessions
+    (with Open), then the stored runs. The page reruns when a run appears or changes state (`follow_runs`)."""
+
+    def draw(now: RunBoard) -> None:
+        if st.session_state.get(JOB_KEY) != (shown.id if shown else None):
+            st.rerun()  # Open was pressed: show that job, with the widgets set as it was started
+        server_runs(now, shown)
+        st.subheader("Past runs")
+        skipped_runs_note(now.skipped)
+        if not now.runs:
+            st.caption("No runs stored yet: they are kept in the runs folder and listed here after a restart.")
+            return
+        st.caption(stored_runs_note(now))
+        st.markdown(run_lines(now))
+
+    follow_runs(board, draw)
+
+
+def server_runs(board: RunBoard, shown: Job | None) -> None:
     """Every queued or running job of this server but the one shown, with an Open button: a run left behind by
     a closed tab can be reattached and stopped by whoever opens the page."""
-    others = [j for j in default_runner().jobs() if not j.done and j is not shown]
+    others = [e for e in board.live if e.job_id is not None and e.job_id != (shown.id if shown else None)]
     if not others:
         return
     st.subheader("Training on this server now")
-    for job in others:
-        snap = job.snapshot()
+    for entry in others:
         c = st.columns([5, 1])
-        c[0].markdown(f"`{snap.run_id or 'not started yet'}` · {job.config.model} on {job.config.dataset} · "
-                      f"{snap.state.label} · step {snap.step} of {snap.total_steps or '…'}")
-        c[1].button("Open", key=f"train_open_{job.id}", on_click=attach, args=(job.id,), disabled=live_here(shown),
-                    help="show this run here, with its curves and Stop" if not live_here(shown)
-                    else "stop or leave the run shown above first")
+        c[0].markdown(f"`{entry.name}` · {entry.model} on {entry.dataset} · {entry.status_text}")
+        c[1].button("Open", key=f"train_open_{entry.job_id}", on_click=attach, args=(entry.job_id,),
+                    disabled=live_here(shown), help="show this run here, with its curves and Stop"
+                    if not live_here(shown) else "stop or leave the run shown above first")
 
 
 def live_here(job: Job | None) -> bool:
     return job is not None and not job.done
+
+
+def start_panel(live: bool) -> None:
+    """The settings, Start and Stop, and what the settings will cost and choose."""
+    choice = controls()
+    c = st.columns(2)
+    c[0].button("Start training", type="primary", on_click=start, args=(choice,), disabled=live,
+                key="train_start", width="stretch")
+    c[1].button("Stop", on_click=stop, disabled=not live, key="train_stop", width="stretch")
+    strategies_button(config_or_none(choice))
+    memory_caption(choice)
+    settings_caption(choice)
+    launch_help(choice)
+    if ERROR_KEY in st.session_state:
+        st.error(st.session_state[ERROR_KEY], icon="⚠️")
+
+
+def run_panel(job: Job | None, live: bool) -> None:
+    """The run shown: its bar and live curves, or their empty places before a Start."""
+    with st.spinner("Preparing the training engine…"):
+        warm_up()  # once per server process, so that Start goes straight to training
+        if st.session_state.train_dataset == "synthetic":
+            load_dataset("synthetic")
+    if job is None:
+        running, queued = default_runner().load()
+        st.caption(f"Pick a model and press **Start training** (by default {AUTO_BUDGET} on the "
+                   f"built-in synthetic set). This server: {running} run(s) training, {queued} queued.")
+        st.progress(0.0, text="Not started")  # the live run's bar and chart, empty until its first step
+        live_curves([])
+    else:
+        st.caption(f"{job.config.model} on {job.config.dataset} · seed {job.config.seed} · "
+                   + settings_text(job.result.settings if job.result is not None else
+                                   preview_settings(job.config, threads=default_runner().threads_per_run)))
+        live_panel(job, live)
+
+
+def toast_once(job: Job) -> None:
+    if st.session_state.get(TOASTED_KEY) != job.id:
+        st.session_state[TOASTED_KEY] = job.id  # once per run, on whichever rerun first sees it ended
+        message = job.snapshot().message
+        st.toast(message[0].upper() + message[1:])
 
 
 def main() -> None:
@@ -461,51 +486,29 @@ def main() -> None:
                 "on disk with its config, metrics, status and final weights.")
     if or_error(default_runner) is None:  # e.g. a bad $RESNET_EXPLORER_MAX_RUNS: no training, stored runs still shown
         st.divider()
-        past_runs(None)
+        board = current_board()
+        runs_now(board, None)
+        past_runs(None, board)
         return
     reattach_from_url()
     job = my_job()
     live = job is not None and not job.done  # read once: the job may end while this run draws the page
-    if job is not None and not live and st.session_state.get(TOASTED_KEY) != job.id:
-        st.session_state[TOASTED_KEY] = job.id  # once per run, on whichever rerun first sees it ended
-        message = job.snapshot().message
-        st.toast(message[0].upper() + message[1:])
+    board = current_board()  # every run's state for this page run; `runs_now` reruns the page when it changes
+    if job is not None and not live:
+        toast_once(job)
     left, right = st.columns([1, 2.3], gap="large")
     with left:
-        choice = controls()
-        c = st.columns(2)
-        c[0].button("Start training", type="primary", on_click=start, args=(choice,), disabled=live,
-                    key="train_start", width="stretch")
-        c[1].button("Stop", on_click=stop, disabled=not live, key="train_stop", width="stretch")
-        strategies_button(config_or_none(choice))
-        memory_caption(choice)
-        settings_caption(choice)
-        launch_help(choice)
-        if ERROR_KEY in st.session_state:
-            st.error(st.session_state[ERROR_KEY], icon="⚠️")
+        start_panel(live)
     with right:
-        with st.spinner("Preparing the training engine…"):
-            warm_up()  # once per server process, so that Start goes straight to training
-            if st.session_state.train_dataset == "synthetic":
-                load_dataset("synthetic")
-        if job is None:
-            running, queued = default_runner().load()
-            st.caption(f"Pick a model and press **Start training** (by default {DEFAULTS.epochs} epochs on the "
-                       f"built-in synthetic set). This server: {running} run(s) training, {queued} queued.")
-            st.progress(0.0, text="Not started")  # the live run's bar and chart, empty until its first step
-            live_curves([])
-        else:
-            st.caption(f"{job.config.model} on {job.config.dataset} · seed {job.config.seed} · "
-                       + settings_text(resolve_settings(job.config)))
-            live_panel(job, live)
+        run_panel(job, live)
     if job is not None and not live and job.result is not None:
         snap = job.snapshot()
         results("Results", snap.run_dir, snap.records, job.result.settings, job.result.evaluation,
                 job.result.data.test_images, run_title(snap.run_id, snap.config))
     strategies_section()
     st.divider()
-    server_runs(job)
-    past_runs(job.snapshot().run_id if job is not None else None)
+    runs_now(board, job)
+    past_runs(job.snapshot().run_id if job is not None else None, board)
     repeat_seed_panel()
 
 

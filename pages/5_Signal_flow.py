@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from resnet_core.data import DATASETS
-from resnet_core.flow import measure_twins, run_flow
-from resnet_core.flow_stack import ACTIVATIONS, INITS, MAX_BLOCKS, FlowConfig
-from resnet_core.flow_text import describe_model, describe_stacks, describe_training_flow
-from resnet_core.probes import probe_frame, stage_activations
-from resnet_core.records import ProbeRecord, short_label
-from resnet_core.runstore import list_runs, newest_plain_and_residual, read_metrics, scan_runs
+from resnet_core.data.sets import DATASETS
+from resnet_core.experiments.flow import measure_twins, run_flow
+from resnet_core.experiments.flow_stack import ACTIVATIONS, INITS, MAX_BLOCKS, FlowConfig
+from resnet_core.experiments.flow_text import describe_model, describe_stacks, describe_training_flow
+from resnet_core.runs.contract import short_label
+from resnet_core.runs.store import list_runs, newest_plain_and_residual, read_metrics, scan_runs
+from resnet_core.training.probes import probe_frame, stage_activations
+from resnet_core.training.records import ProbeRecord
 from ui.charts import show_chart
 from ui.flow_figures import activation_curves, gradient_heatmap, model_flow_figure, spread_figure, stack_flow_figure
-from ui.live import live_fragment
+from ui.live import live_fragment, runs_strip
 from ui.page import setup_page
 from ui.quick_check import quick_check
 from ui.widgets import model_picker, skipped_runs_note
@@ -62,6 +63,22 @@ def stacks_tab() -> None:
                 "weights: as a plain stack, and as a residual stack that adds `+ x` before each block's last "
                 "activation. One batch goes forward and back, and each block's first-conv gradient and output are "
                 "measured.")
+    stack_controls()
+    s = st.session_state
+    try:
+        config = FlowConfig(blocks=s.flow_blocks, width=s.flow_width, batch_norm=s.flow_bn, mode=s.flow_mode,
+                            init=s.flow_init, init_std=float(s.flow_std), activation=s.flow_activation,
+                            batch_size=s.flow_batch, resolution=s.flow_resolution, loss=s.flow_loss,
+                            seed=s.flow_seed).validate()
+        measured = measured_stacks(config, s.flow_dataset)
+    except (ValueError, RuntimeError) as exc:
+        st.error(str(exc), icon="⚠️")
+        return
+    stack_charts(config, measured, s.flow_dataset)
+
+
+def stack_controls() -> None:
+    """The stacks' settings (their values are in st.session_state) and the settings to try."""
     with st.container(border=True):
         c = st.columns([2, 1, 1, 1.3, 1.2, 0.8])
         c[0].slider("Blocks", 1, min(MAX_BLOCKS, 200), key="flow_blocks")
@@ -86,20 +103,14 @@ def stacks_tab() -> None:
         c = st.columns(len(SCENARIOS))
         for col, label in zip(c, SCENARIOS):
             col.button(label, on_click=apply_scenario, args=(label,), key=f"flow_try_{label}", width="stretch")
-    s = st.session_state
-    try:
-        config = FlowConfig(blocks=s.flow_blocks, width=s.flow_width, batch_norm=s.flow_bn, mode=s.flow_mode,
-                            init=s.flow_init, init_std=float(s.flow_std), activation=s.flow_activation,
-                            batch_size=s.flow_batch, resolution=s.flow_resolution, loss=s.flow_loss,
-                            seed=s.flow_seed).validate()
-        measured = measured_stacks(config, s.flow_dataset)
-    except (ValueError, RuntimeError) as exc:
-        st.error(str(exc), icon="⚠️")
-        return
+
+
+def stack_charts(config: FlowConfig, measured: dict, dataset: str) -> None:
+    """Both stacks' gradients and activations per block, their spreads, and what the numbers say."""
     result = measured["result"]
     title = (f"Plain vs residual stacks: {config.blocks} blocks of width {config.width}, {config.activation}, "
              f"{'BN (' + config.mode + ')' if config.batch_norm else 'no BN'}<br>{config.init} init, batch "
-             f"{config.batch_size} at {config.resolution}×{config.resolution} from {s.flow_dataset}, "
+             f"{config.batch_size} at {config.resolution}×{config.resolution} from {dataset}, "
              f"{config.loss} loss, seed {config.seed}")
     show_chart(stack_flow_figure(result["plain"], result["residual"]), key="flow_stack_fig", title=title,
                name=f"signal flow {config.blocks} blocks {config.activation}", width="stretch")
@@ -144,6 +155,7 @@ def training_tab() -> None:
     st.markdown("During a training run the probes record every block's gradient norm and output statistics every "
                 "few steps. Pick runs (the degradation runs are plain and residual twins) to compare them on one "
                 "colour scale.")
+    runs_strip()
     stored, skipped = scan_runs()
     skipped_runs_note(skipped)
     runs = {r.run_id: r for r in stored if r.config.train.probe_every}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from resnet_core import degradation, lesion, lesion_notes
-from resnet_core.jobs import BackgroundRows
-from resnet_core.runstore import trained_runs
+from resnet_core.experiments import degradation, lesion, lesion_notes
+from resnet_core.runs.background import BackgroundRows
+from resnet_core.runs.pairing import no_pair_note, unlike_pairs, unlike_text
+from resnet_core.runs.store import trained_runs
 from ui.charts import show_chart
 from ui.experiment_figures import lesion_figure
-from ui.live import live_fragment, measured_rows
+from ui.live import LISTED_WHEN, live_fragment, measured_rows, runs_strip
 from ui.page import setup_page
 from ui.path_panels import path_length_section
 from ui.quick_check import quick_check
@@ -34,6 +35,7 @@ st.markdown("Veit, Wilber and Belongie (2016) deleted single blocks from trained
             "loses little, as if it were an ensemble of shallower paths, while a plain net collapses. Here each "
             "block of a stored run is replaced by the identity in turn and the test accuracy measured. A block whose "
             "output shape differs from its input's (the first block of a downsampling stage) cannot be deleted.")
+runs_strip(LISTED_WHEN)
 runs, skipped = trained_runs()
 skipped_runs_note(skipped)
 if not runs:
@@ -42,7 +44,7 @@ if not runs:
     st.stop()
 if "lesion_runs" not in st.session_state:
     st.session_state.lesion_runs = lesion_notes.default_choice(runs, degradation.list_groups().values())
-if note := lesion_notes.kinds_note(runs.values()):
+if note := lesion_notes.kinds_note(runs.values()) or no_pair_note(runs.values()):
     st.info(note)
 c = st.columns([4, 1, 1])
 chosen = c[0].multiselect("Trained runs", list(runs), key="lesion_runs", max_selections=4,
@@ -50,6 +52,9 @@ chosen = c[0].multiselect("Trained runs", list(runs), key="lesion_runs", max_sel
 limit = c[1].select_slider("Test images", TEST_IMAGES, value=250, key="lesion_limit",
                            help="each deletion is one evaluation on this many test images")
 start = c[2].button("Run the lesion study", type="primary", disabled=not chosen, key="lesion_start")
+if unlike := unlike_pairs([runs[rid] for rid in chosen]):
+    st.warning(f"These runs were not trained alike: {unlike_text(unlike)} Each is measured, but the drops of unlike "
+               "runs are not like with like: pick runs that match to compare them.", icon="⚠️")
 key = (tuple(chosen), limit)
 if start:
     st.session_state[TASK_KEY] = dict(key=key, task=BackgroundRows(
@@ -67,14 +72,15 @@ def results() -> bool:
         return False
     measured, done = measured_rows(job["task"], "runs lesioned")
     if measured:
-        show_chart(lesion_figure({r["name"]: r for r in measured}), key="lesion_fig",
-                   name="lesion " + " ".join(r["name"] for r in measured),
-                   title="Deleting one block at a time: " + ", ".join(r["name"] for r in measured), width="stretch")
-        for r in measured:
-            st.markdown("- " + lesion.describe(lesion.LesionResult(**r)))
-            if r["name"] in runs:
-                st.caption(lesion_notes.compare_with_stored(r, runs[r["name"]], TEST_IMAGES))
-                chance_warning(r["name"], r["baseline_acc"])
+        results = [lesion.LesionResult.from_dict(r) for r in measured]
+        show_chart(lesion_figure({r.name: r for r in results}), key="lesion_fig",
+                   name="lesion " + " ".join(r.name for r in results),
+                   title="Deleting one block at a time: " + ", ".join(r.name for r in results), width="stretch")
+        for r in results:
+            st.markdown("- " + lesion.describe(r))
+            if r.name in runs:
+                st.caption(lesion_notes.compare_with_stored(r, runs[r.name], TEST_IMAGES))
+                chance_warning(r.name, r.baseline_acc)
         st.caption(f"Source of the method: {lesion.VEIT2016}.")
     if done and job["key"] != key:
         st.caption("The results above are for an earlier choice of runs; press the button to measure this one.")

@@ -7,28 +7,34 @@ from __future__ import annotations
 
 import streamlit as st
 
-from resnet_core import degradation, landscape, shattered
-from resnet_core.flow_stack import FlowConfig
-from resnet_core.format import format_seconds
-from resnet_core.jobs import BackgroundRows
-from resnet_core.records import short_label
-from resnet_core.runstore import trained_runs
+from resnet_core.experiments import landscape, shattered
+from resnet_core.experiments.flow_stack import FlowConfig
+from resnet_core.runs.contract import short_label
+from resnet_core.runs.pairing import Difference, differences_text, run_differences
+from resnet_core.runs.store import RunInfo, trained_runs
 from ui.charts import show_chart
 from ui.landscape_figures import contour_figure, slice_1d_figure, surface_figure
-from ui.live import live_fragment
+from ui.live import LISTED_WHEN, live_fragment, measured_rows, runs_strip
 from ui.page import setup_page
 from ui.shattered_figures import shattered_figure
 from ui.widgets import skipped_runs_note
 
 setup_page("Loss landscape")
 
-TASK_KEY = "land_task"  # {"key": (run ids, config), "slices": SliceTask, "task": BackgroundRows}
+TASK_KEY = "land_task"  # a landscape.SliceJob
 NONE = "—"
+INTRO = ("Li et al. (2018) drew the training loss around trained weights θ* along random directions: "
+         "L(θ* + α·d₁ + β·d₂). Each filter of a direction is scaled to the norm of the trained filter "
+         "(biases and BatchNorm parameters are left out), so slices of different nets are comparable. "
+         "Their ResNet-56 sits in a wide, convex basin; without skip connections the surface is sharp and "
+         "chaotic. Here the loss is measured on a fixed subset of the run's own training images, without "
+         "augmentation, with BatchNorm in eval mode.")
 
 
-@st.cache_data(max_entries=32, show_spinner="Timing one forward pass…")
-def cost(run_dir: str, config: landscape.LandscapeConfig) -> dict[str, float]:
-    return landscape.estimate_seconds(run_dir, config)
+@st.cache_data(max_entries=32, show_spinner="Timing two points of the slice…")
+def cost(run_dir: str, config: landscape.LandscapeConfig, measured: int) -> landscape.SliceCost:
+    """Cached per run and settings, until a slice measured here gives better times (`measured` changes)."""
+    return landscape.estimate_cost(run_dir, config)
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring the input gradients…")
@@ -38,25 +44,55 @@ def measured_shattering(config: FlowConfig, grid: shattered.ShatteredConfig) -> 
 
 
 def landscape_section() -> None:
-    st.markdown("Li et al. (2018) drew the training loss around trained weights θ* along random directions: "
-                "L(θ* + α·d₁ + β·d₂). Each filter of a direction is scaled to the norm of the trained filter "
-                "(biases and BatchNorm parameters are left out), so slices of different nets are comparable. "
-                "Their ResNet-56 sits in a wide, convex basin; without skip connections the surface is sharp and "
-                "chaotic. Here the loss is measured on a fixed subset of the run's own training images, without "
-                "augmentation, with BatchNorm in eval mode.")
+    st.markdown(INTRO)
+    runs_strip(LISTED_WHEN)
     runs, skipped = trained_runs()
     skipped_runs_note(skipped)
     if not runs:
         st.info("No trained run with weights yet: train on the Train page or start the Degradation runs.")
         return
-    pair = degradation.newest_deep_pair(runs)
-    plain_ids = [NONE] + [rid for rid, r in runs.items() if not r.skip]
-    residual_ids = [NONE] + [rid for rid, r in runs.items() if r.skip]
-    c = st.columns(2)
-    plain = c[0].selectbox("Plain run", plain_ids, index=plain_ids.index(pair.get(False, NONE)), key="land_plain",
-                           format_func=lambda rid: rid if rid == NONE else short_label(rid))
-    residual = c[1].selectbox("Residual run", residual_ids, index=residual_ids.index(pair.get(True, NONE)),
-                              key="land_residual", format_func=lambda rid: rid if rid == NONE else short_label(rid))
+    chosen = run_pickers(runs)
+    unlike = differences(runs, chosen)
+    if unlike:
+        st.warning(f"These runs were not trained alike: {differences_text(unlike)}. Both are sliced, but their "
+                   "curvatures are not compared: pick a plain and a residual run that match.", icon="⚠️")
+    try:
+        config = slice_settings()
+        costs = {rid: cost(str(runs[rid].path), config, landscape.measured_version()) for rid in chosen}
+    except (ValueError, RuntimeError) as exc:
+        st.error(str(exc), icon="⚠️")
+        return
+    for rid, c in costs.items():
+        st.caption(c.text(rid))
+    if st.button("Start", type="primary", disabled=not chosen, key="land_start"):
+        st.session_state[TASK_KEY] = landscape.SliceJob.start(runs, chosen, config,
+                                                              {rid: c.seconds for rid, c in costs.items()})
+    job: landscape.SliceJob | None = st.session_state.get(TASK_KEY)
+    live_fragment(lambda: draw_slices(job, chosen, config, runs), bool(job) and not job.done, 1.0)
+
+
+def differences(runs: dict[str, RunInfo], chosen: list[str]) -> list[Difference]:
+    """How the two chosen runs were trained differently (runs.pairing); [] for one run or a matching pair."""
+    return run_differences(runs[chosen[0]], runs[chosen[1]]) if len(chosen) == 2 else []
+
+
+def run_pickers(runs: dict[str, RunInfo]) -> list[str]:
+    """A plain and a residual run (either may be none); the ids chosen, plain first."""
+    chosen = []
+    if note := landscape.pair_note(runs):
+        st.info(note)
+    for col, (skip, (ids, first)) in zip(st.columns(2), landscape.run_choices(runs).items()):
+        options = [NONE, *ids]
+        picked = col.selectbox("Residual run" if skip else "Plain run", options, index=options.index(first or NONE),
+                               key="land_residual" if skip else "land_plain",
+                               format_func=lambda rid: rid if rid == NONE else short_label(rid))
+        if picked != NONE:
+            chosen.append(picked)
+    return chosen
+
+
+def slice_settings() -> landscape.LandscapeConfig:
+    """The slice's widgets; a ValueError when their settings do not validate."""
     c = st.columns(5)
     dims = c[0].radio("Directions", [1, 2], horizontal=True, key="land_dims",
                       format_func=lambda d: "1-D line" if d == 1 else "2-D plane")
@@ -65,52 +101,41 @@ def landscape_section() -> None:
     subset = c[2].select_slider("Training images", [64, 128, 256, 512, 1024, 2048], value=512, key="land_subset")
     span = c[3].number_input("Span (α from −span to +span)", 0.05, 10.0, value=1.0, step=0.25, key="land_span")
     seed = c[4].number_input("Seed (directions, subset)", 0, 2**31 - 1, value=0, key="land_seed")
-    chosen = [rid for rid in (plain, residual) if rid != NONE]
-    try:
-        config = landscape.LandscapeConfig(points=points, dims=dims, subset=subset, span=float(span),
-                                           seed=int(seed)).validate()
-        estimates = {rid: cost(str(runs[rid].path), config) for rid in chosen}
-    except (ValueError, RuntimeError) as exc:
-        st.error(str(exc), icon="⚠️")
-        return
-    for rid, e in estimates.items():
-        st.caption(f"{short_label(rid)}: {int(e['evaluations']):,} evaluations × {subset} images = "
-                   f"{int(e['images']):,} images through the model, about {format_seconds(e['seconds'])} "
-                   "(from one timed forward pass on this machine).")
-    key = (tuple(chosen), config)
-    if st.button("Start", type="primary", disabled=not chosen, key="land_start"):
-        slices = landscape.SliceTask([runs[rid].path for rid in chosen], config)
-        st.session_state[TASK_KEY] = dict(key=key, slices=slices, task=BackgroundRows(slices, slices.items()))
-    job = st.session_state.get(TASK_KEY)
+    return landscape.LandscapeConfig(points=points, dims=dims, subset=subset, span=float(span),
+                                     seed=int(seed)).validate()
 
-    def draw() -> bool:
-        if not job:
-            st.caption("Pick a plain and a residual run and press Start.")
-            return False
-        rows, done, error = job["task"].snapshot()
-        if error:
-            st.error(error, icon="⚠️")
-        if not done:
-            st.progress(len(rows) / job["task"].total, text=f"{len(rows)} of {job['task'].total} evaluations…")
-        results = job["slices"].results(rows)
-        if results:
-            names = " vs ".join(short_label(r.name) for r in results)
-            if results[0].dims == 1:
-                show_chart(slice_1d_figure(results), key="land_1d", name=f"loss slice {names}",
-                           title=f"Loss along one filter-normalised direction: {names}", width="stretch")
-            else:
-                show_chart(contour_figure(results), key="land_contour", name=f"loss contours {names}",
-                           title=f"Loss on a 2-D slice: {names}", width="stretch")
-                show_chart(surface_figure(results), key="land_surface", name=f"loss surface {names}",
-                           title=f"Loss surface: {names}", width="stretch")
-            st.markdown("\n".join(f"- {line}" for line in landscape.curvature_text(results)))
-            st.caption(" · ".join(f"{short_label(r.name)}: {r.seconds:.1f} s" for r in results)
-                       + f". Method: {landscape.LI2018}.")
-        if done and job["key"] != key:
-            st.caption("The results above are for earlier settings; press Start to measure these.")
-        return not done
 
-    live_fragment(draw, bool(job) and not job["task"].snapshot()[1], 1.0)
+def draw_slices(job: landscape.SliceJob | None, chosen: list[str], config: landscape.LandscapeConfig,
+                runs: dict[str, RunInfo]) -> bool:
+    """The job's progress and the slices measured so far; True while it measures."""
+    if not job:
+        st.caption("Pick a plain and a residual run and press Start.")
+        return False
+    rows, done = measured_rows(job.task, "evaluations")
+    results = job.slices.results(rows)
+    if results:
+        slice_charts(results, differences(runs, list(job.run_ids)) if set(job.run_ids) <= set(runs) else [],
+                     job.estimates)
+    if done and not job.is_for(chosen, config):
+        st.caption("The results above are for earlier settings; press Start to measure these.")
+    return not done
+
+
+def slice_charts(results: list[landscape.LandscapeResult], unlike: list[Difference],
+                 estimates: dict[str, float]) -> None:
+    names = " vs ".join(short_label(r.name) for r in results)
+    if results[0].dims == 1:
+        show_chart(slice_1d_figure(results), key="land_1d", name=f"loss slice {names}",
+                   title=f"Loss along one filter-normalised direction: {names}", width="stretch")
+    else:
+        show_chart(contour_figure(results), key="land_contour", name=f"loss contours {names}",
+                   title=f"Loss on a 2-D slice: {names}", width="stretch")
+        show_chart(surface_figure(results), key="land_surface", name=f"loss surface {names}",
+                   title=f"Loss surface: {names}", width="stretch")
+    st.markdown("\n".join(f"- {line}" for line in landscape.curvature_text(results, unlike)))
+    st.caption(" · ".join(f"{short_label(r.name)}: " + (landscape.estimate_text(estimates[r.name], r.seconds)
+                                                        if r.name in estimates else f"took {r.seconds:.1f} s")
+                          for r in results) + f". Method: {landscape.LI2018}.")
 
 
 def shattered_section() -> None:

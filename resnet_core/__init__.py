@@ -13,13 +13,13 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .checkpoints import load_state_dict
-from .model import ResNet, build_model
-from .presets import PRESETS, Preset, get_preset, matching_preset, resolve_spec
-from .spec import ModelSpec
-from .summary import Summary, natural_input_size, summarize
+from .introspect.summary import Summary, summarize
+from .models.presets import PRESETS, Preset, get_preset, matching_preset, resolve_spec
+from .models.resnet import ResNet, build_model
+from .models.spec import ModelSpec, natural_input_size
+from .models.weights import load_state_dict, save_weights
 
 __all__ = [
     "ModelSpec", "PRESETS", "Preset", "ResNet", "Summary", "build_model", "get_preset", "load_state_dict",
-    "matching_preset", "natural_input_size", "resolve_spec", "summarize",
+    "matching_preset", "natural_input_size", "resolve_spec", "save_weights", "summarize",
 ]

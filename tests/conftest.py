@@ -1,13 +1,16 @@
-"""Shared fixtures: a fresh streamlit server per test and a real Chromium driven by Playwright."""
+"""Shared fixtures: a fresh streamlit server per test and a real Chromium driven by Playwright; helpers that wait,
+and that fail a test instead of hanging with it (`call_within`, `run_cli`)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,6 +23,43 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HANG_SECONDS = 60.0  # hostile files (FIFOs, devices): refused at once; this long means a reader blocked
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    """A job runner of one slot whose runs go to a fresh runs folder; its jobs are stopped after the test."""
+    from resnet_core.runs import store
+    from resnet_core.runs.runner import JobRunner
+
+    monkeypatch.setenv(store.RUNS_ENV, str(tmp_path / "runs"))
+    r = JobRunner(max_concurrent=1)
+    yield r
+    for job in r.jobs():
+        job.stop()
+        job.wait(60)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_precision_cache(tmp_path_factory):
+    """Measured precision verdicts go to a folder of this test session, never the user's cache: a run shape is
+    measured in its first runs of a session. A test that writes verdicts of its own points RESNET_EXPLORER_CACHE at
+    its tmp_path (`own_precision_cache`). Session-wide, so that no test's own monkeypatch is set up before it and
+    undone after that test's fixtures have ended."""
+    before = os.environ.get("RESNET_EXPLORER_CACHE")
+    os.environ["RESNET_EXPLORER_CACHE"] = str(tmp_path_factory.getbasetemp() / "precision-cache")
+    yield
+    if before is None:
+        os.environ.pop("RESNET_EXPLORER_CACHE", None)
+    else:
+        os.environ["RESNET_EXPLORER_CACHE"] = before
+
+
+@pytest.fixture
+def own_precision_cache(tmp_path, monkeypatch):
+    """An empty precision cache of this test's own."""
+    monkeypatch.setenv("RESNET_EXPLORER_CACHE", str(tmp_path / "precision-cache"))
+    return tmp_path / "precision-cache"
 
 
 def _free_port() -> int:
@@ -120,6 +160,41 @@ def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval:
             return value
         assert time.monotonic() < deadline, f"{message} (waited {timeout:g} s)"
         time.sleep(interval)
+
+
+def call_within(fn: Callable[..., object], *args: object, fifos: tuple[Path, ...] = (),
+                seconds: float = HANG_SECONDS) -> object:
+    """`fn(*args)` in a thread: its value, or its exception raised here. Fails the test when it has not returned within
+    `seconds` (a reader or writer blocked on one of `fifos` is then let go by opening and closing both its ends, so no
+    thread is left hanging)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # raised in the test's thread below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        for fifo in fifos:
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_RDWR | os.O_NONBLOCK))  # Linux: never blocks, and wakes either side
+        pytest.fail(f"still running after {seconds:g} s: a reader blocked")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def run_cli(*args: str, timeout: float = HANG_SECONDS,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m resnet_core ARGS` in its own process, killed (and the test failed) after `timeout` seconds: for
+    input that could hang or fill the memory."""
+    environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "resnet_core", *args], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def rerun_until(at, done, timeout: float = 60.0, interval: float = 0.3):

@@ -1,16 +1,22 @@
-"""resnet_core.anatomy: traced block steps against torchvision's own blocks, and the seeds' bottleneck comparison."""
+"""introspect.anatomy: traced block steps against torchvision's and timm's own blocks, and the seeds' bottleneck
+comparison."""
 
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 import pytest
 import torch
+from timm.layers import GroupNormAct, StdConv2d
+from timm.models import res2net as timm_res2net
+from timm.models import resnest as timm_resnest
+from timm.models import resnetv2 as timm_resnetv2
 from torch import nn
 from torchvision.models import resnet as tv
 
 from resnet_core import summarize
-from resnet_core.anatomy import VARIANTS, bottleneck_saving, shortcut_options, trace_block
+from resnet_core.introspect.anatomy import VARIANTS, bottleneck_saving, shortcut_options, trace_block
 
 
 def n_params(module: nn.Module) -> int:
@@ -145,3 +151,37 @@ def test_selective_kernel_block_traces_both_paths_and_their_attention():
     # 1x1 reduce + norm, two 3x3 paths + norms, attention 128->8->256 (+ norm), 1x1 expand + norm, projection
     assert sk.params == (256 * 128 + 256 + 2 * (64 * 128 * 9 + 256) + 128 * 8 + 16 + 8 * 256 + 128 * 512 + 1024
                          + 256 * 512 + 1024)
+
+
+def test_res2net_split_attention_and_bit_blocks_have_timms_parameters():
+    """Parameter counts of the traced blocks against timm's own blocks, built with the same widths."""
+    res2net = timm_res2net.Bottle2neck(256, 128, stride=2, downsample=tv_projection(256, 512, 2), base_width=26,
+                                       scale=4, norm_layer=nn.BatchNorm2d)
+    nest = timm_resnest.ResNestBottleneck(256, 128, stride=2, downsample=tv_projection(256, 512, 2), radix=2,
+                                          avd=True, avd_first=False)
+    bit = timm_resnetv2.PreActBottleneck(256, 512, stride=2, conv_layer=partial(StdConv2d, eps=1e-8),
+                                         norm_layer=partial(GroupNormAct, num_groups=32),
+                                         proj_layer=timm_resnetv2.DownsampleConv)
+    for key, reference in (("res2net", res2net), ("split_attention", nest), ("bit", bit)):
+        anatomy = trace_block(key, 256, 512, stride=2, size=14)
+        assert anatomy.params == n_params(reference) == sum(s.params for s in anatomy.steps), key
+        assert anatomy.output_shape == tuple(reference.eval()(torch.zeros(1, 256, 14, 14)).shape) == (1, 512, 7, 7)
+
+
+def test_res2net_hierarchy_split_attention_and_standardised_convs_are_drawn():
+    keeps = trace_block("res2net", 256, 256, size=14)  # groups chain: each 3x3 after adding the last output
+    ops = [s.op for s in keeps.steps]
+    assert ops.count("conv 3×3, 26→26") == 3 and ops.count("add the previous group's output") == 2
+    assert ops.index("split the channels into 4 groups") < ops.index("concatenate the scale groups")
+    assert ops.count("add: main path + shortcut") == 1
+    changes = trace_block("res2net", 256, 512, stride=2, size=14)  # groups side by side, the last one pooled
+    ops = [s.op for s in changes.steps]
+    assert "add the previous group's output" not in ops and "avg-pool 3×3, stride 2" in ops
+    nest = [s.op for s in trace_block("split_attention", 256, 512, stride=2, size=14).steps]
+    assert "conv 3×3, 128→256, 2 groups" in nest and "softmax across the paths, per channel" in nest
+    assert nest.index("softmax across the paths, per channel") < nest.index("avg-pool 3×3, stride 2")
+    bit = trace_block("bit", 256, 512, stride=2, size=14)
+    convs = [s.op for s in bit.steps if "conv" in s.op]
+    assert convs == ["weight-standardised conv 1×1, 256→128", "weight-standardised conv 3×3, 128→128, stride 2",
+                     "weight-standardised conv 1×1, 128→512", "weight-standardised conv 1×1, 256→512, stride 2"]
+    assert "group norm, 32 groups" in [s.op for s in bit.steps]

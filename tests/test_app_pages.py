@@ -17,16 +17,15 @@ import torch
 import torchvision
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st_
-from streamlit.source_util import page_icon_and_name
 from streamlit.testing.v1 import AppTest
 
 from resnet_core import PRESETS, resolve_spec, summarize
-from resnet_core.anatomy import trace_block
-from resnet_core.format import format_bytes, format_count
-from resnet_core.summary import largest_batch_within
+from resnet_core.formatting import format_bytes
+from resnet_core.introspect.anatomy import trace_block
+from resnet_core.introspect.summary import largest_batch_within
 from tests.conftest import rerun_until
 from ui.charts import export_config
-from ui.widgets import ModelChoice, choice_from_query_params
+from ui.widgets import FAMILY_LABELS, ModelChoice, choice_from_query_params
 
 ROOT = Path(__file__).resolve().parent.parent
 OWN_PAGES = ["app.py", "pages/1_Architecture.py", "pages/2_Block_anatomy.py", "pages/3_Compare.py"]
@@ -82,10 +81,10 @@ def docstring_summary(path: Path) -> str:
 def test_home_links_every_page_file_in_order():
     at = run("app.py")
     files = sorted((ROOT / "pages").glob("*.py"))
-    expected = []  # (URL path segment, label, description) of each page file, in file order
-    for path in files:
-        name = page_icon_and_name(path)[1]
-        expected.append((name, name.replace("_", " "), docstring_summary(path).lower()))
+    names = ["Architecture", "Block_anatomy", "Compare", "Train", "Signal_flow", "Degradation", "Lesion",
+             "Inside_a_trained_net", "Loss_landscape"]  # the URL path of each page file, in file order
+    expected = [(name, name.replace("_", " "), docstring_summary(path).lower()) for path, name in zip(files, names)]
+    assert len(files) == len(names)
     columns = [list(zip([link.proto for link in c.get("page_link")], [cap.value for cap in c.caption]))
                for c in at.columns]
     assert [len(c) for c in columns] == [len(files[i::len(columns)]) for i in range(len(columns))]
@@ -113,19 +112,19 @@ def test_torchvision_badge_count_is_torchvisions_count(name):
 
 def test_choose_preset_then_change_block():
     at = run(ARCHITECTURE)
-    assert metrics(at)["Parameters"] == format_count(summarize("resnet18").total_params)
+    assert metrics(at)["Parameters"] == "11,689,512"  # torchvision.models.resnet18's parameters
     at.selectbox(key="arch_model").set_value("resnet50").run()
     assert metrics(at)["Parameters"] == "25,557,032"
     assert at.text_input(key="arch_layers").value == "3,4,6,3"
     assert at.selectbox(key="arch_block").value == "bottleneck"
 
     at.selectbox(key="arch_block").set_value("basic").run()
-    expected = summarize("resnet50", block="basic")
+    expected = summarize("resnet50", block="basic")  # only for the activation estimate, which has no outside figure
     shown = metrics(at)
-    assert shown["Parameters"] == format_count(expected.total_params) == "21,797,672"
+    assert shown["Parameters"] == "21,797,672"  # torchvision.models.resnet34's parameters
     assert shown["Depth"] == "34"
     assert shown["Activation memory"] == format_bytes(expected.activation_bytes)
-    assert f"{format_count(expected.mult_adds)} mult-adds" in texts(at)
+    assert "3,663,779,432 mult-adds" in texts(at)  # torchinfo 1.8.0 on torchvision.models.resnet34 at 224×224
     assert "same network as the preset resnet34" in texts(at)
     assert "= torchvision.models.resnet34: 21,797,672 parameters" in texts(at)
     assert at.session_state["model_choice"] == {"model": "resnet50", "overrides": {"block": "basic"}}
@@ -140,7 +139,8 @@ def test_families_group_the_presets_and_basic_blocks_lock_groups():
     assert "resnet20" not in options and "resnet18" in options
     at.selectbox(key="arch_family").set_value("cifar").run()
     assert at.selectbox(key="arch_model").value == "resnet20"
-    assert metrics(at)["Parameters"] == format_count(summarize("resnet20").total_params)
+    # He et al. 2015 Table 6: 0.27M; by hand: stem 464 + stages 14,016 + 51,072 + 203,520 + fc 650
+    assert metrics(at)["Parameters"] == "269,722"
     cifar = [n for n, p in PRESETS.items() if p.family == "cifar"]  # residual nets, each with its plain twin after it
     options = at.selectbox(key="arch_model").options
     assert options[:4] == ["resnet20", "plain20 (no skips)", "resnet32", "plain32 (no skips)"]
@@ -212,7 +212,8 @@ def test_bad_values_show_the_engines_error_and_keep_the_page():
     assert len(at.error) == 1 and at.error[0].value.startswith("layers must be comma-separated whole numbers")
     at.text_input(key="arch_layers").set_value("2,2").run()
     assert not at.error
-    assert metrics(at)["Parameters"] == format_count(summarize("resnet50", block="basic", layers=(2, 2)).total_params)
+    # two stages of two basic blocks, by hand: stem 9,536 + layer1 147,968 + layer2 525,568 + fc 129,000
+    assert metrics(at)["Parameters"] == "812,072"
 
     at.text_input(key="arch_input").set_value("3,224").run()
     assert at.error[0].value.startswith("input must be three positive integers C,H,W")
@@ -220,9 +221,9 @@ def test_bad_values_show_the_engines_error_and_keep_the_page():
 
 def test_the_url_reproduces_the_view():
     at = run(ARCHITECTURE, model="resnet50", block="basic", batch="8", input="3,128,128")
-    expected = summarize("resnet50", input_size=(3, 128, 128), batch_size=8, block="basic")
+    expected = summarize("resnet50", input_size=(3, 128, 128), batch_size=8, block="basic")  # the memory estimate
     shown = metrics(at)
-    assert shown["Parameters"] == format_count(expected.total_params)
+    assert shown["Parameters"] == "21,797,672"  # torchvision.models.resnet34's parameters
     assert shown["Output shape"] == "8×1000"
     assert shown["Training memory"] == format_bytes(expected.training_memory_bytes)
     assert at.number_input(key="arch_batch").value == 8
@@ -232,7 +233,7 @@ def test_cifar_preset_shows_the_papers_numbers_beside_ours():
     at = run(ARCHITECTURE, model="resnet20")
     table = at.dataframe[0].value  # a dataframe: its toolbar downloads it as CSV
     assert table.loc["parameters", "published"] == "0.27M"
-    assert table.loc["parameters", "computed here"] == format_count(summarize("resnet20", (3, 32, 32)).total_params)
+    assert table.loc["parameters", "computed here"] == "269,722"  # by hand, as in the families test above
     assert table.loc["CIFAR-10 test error", "published"] == "8.75%"
     assert "Source: He, Zhang, Ren, Sun" in texts(at)
 
@@ -278,9 +279,11 @@ def test_block_anatomy_counts_and_errors():
 def test_compare_table_and_the_whole_family():
     at = run("pages/3_Compare.py")
     table = at.dataframe[0].value.set_index("label")
-    for name in ("resnet18", "resnet50", "plain50"):
-        assert table.loc[name, "params"] == summarize(name).total_params
-        assert table.loc[name, "mult_adds"] == summarize(name).mult_adds
+    # torchvision's models through torchinfo 1.8.0 at 224×224; plain50 is torchvision's resnet50 with every
+    # shortcut removed (no addition, no projection), counted the same way
+    for name, params, mult_adds in (("resnet18", 11_689_512, 1_814_083_944), ("resnet50", 25_557_032, 4_089_238_376),
+                                    ("plain50", 22_780_456, 3_729_569_128)):
+        assert (table.loc[name, "params"], table.loc[name, "mult_adds"]) == (params, mult_adds), name
 
     rerun_until(at, lambda a: not any(e.type == "progress" for e in a.main), timeout=120, interval=1.0)
     assert not at.error and not at.exception
@@ -289,17 +292,34 @@ def test_compare_table_and_the_whole_family():
     for trace in family["data"]:
         if trace["xaxis"] == "x":
             points.update(zip(trace["text"], zip(values(trace["x"]), values(trace["y"]))))
-    assert set(points) == set(PRESETS)
+    assert set(points) == set(PRESETS)  # every preset is on the chart, named on hover
     assert points["resnet50"] == (50, 25_557_032)
     assert points["resnet1202"][0] == 1202
-    [variants] = [t for t in family["data"] if t["name"] == "other variants" and t["xaxis"] == "x"]
-    assert "text" in variants["mode"] and "wide_resnet50_2" in variants["text"]  # the diamonds are labelled
+    # only the four picked configurations are labelled (resnet34: torchvision's, through torchinfo 1.8.0 too)
+    assert labelled(family) == {"x": [("resnet18", 18, 11_689_512), ("resnet34", 34, 21_797_672),
+                                      ("resnet50", 50, 25_557_032), ("plain50", 50, 22_780_456)],
+                                "x2": [("resnet18", 18, 1_814_083_944), ("resnet34", 34, 3_663_779_432),
+                                       ("resnet50", 50, 4_089_238_376), ("plain50", 50, 3_729_569_128)]}
+    [variants] = [t for t in family["data"] if t["name"].startswith("other variants") and t["xaxis"] == "x"]
+    assert variants["mode"] == "markers" and "wide_resnet50_2" in variants["text"]  # named on hover only
+    at.multiselect(key="cmp_configs").set_value(["resnet18", "wide_resnet50_2"]).run()
+    assert [label for label, _, _ in labelled(charts(at)["Parameters against depth"])["x"]] == [
+        "resnet18", "wide_resnet50_2"]
 
     at.text_input(key="cmp_input").set_value("3,x").run()
     assert at.error[0].value.startswith("input must be three positive integers")
     at.multiselect(key="cmp_configs").set_value(["resnet18"]).run()
     assert "at least two" in at.info[0].value
     assert not at.exception
+
+
+def labelled(figure: dict) -> dict[str, list[tuple[str, float, float]]]:
+    """The points that carry a text label on the chart (mode with "text"), per x axis: (label, x, y)."""
+    out: dict[str, list[tuple[str, float, float]]] = {}
+    for trace in figure["data"]:
+        if "text" in trace["mode"]:
+            out.setdefault(trace["xaxis"], []).extend(zip(trace["text"], values(trace["x"]), values(trace["y"])))
+    return out
 
 
 def test_a_link_with_bad_settings_falls_back_to_the_preset():
@@ -398,7 +418,13 @@ def test_compare_follows_the_links_settings():
     assert at.multiselect(key="cmp_configs").value[0] == "resnet20 (layers=2,2,2)"
     table = at.dataframe[0].value
     row = table[table["label"] == "resnet20 (layers=2,2,2)"].iloc[0]
-    assert row["params"] == summarize(resolve_spec("resnet20", layers=(2, 2, 2)), (3, 32, 32), 1).total_params
+    assert row["params"] == 172_506  # by hand: stem 464 + stages 9,344 + 32,512 + 129,536 + fc 650
+    rerun_until(at, lambda a: not any(e.type == "progress" for e in a.main), timeout=120, interval=1.0)
+    family = charts(at)["Parameters against depth"]
+    assert labelled(family)["x"][0] == ("resnet20 (layers=2,2,2)", 14, 172_506)  # the link's own configuration
+    at.multiselect(key="cmp_configs").set_value(["resnet18", "resnet34"]).run()
+    assert [label for label, _, _ in labelled(charts(at)["Parameters against depth"])["x"]] == [
+        "resnet18", "resnet34", "resnet20 (layers=2,2,2) (current)"]
 
 
 QUERY_VALUES = st_.one_of(st_.sampled_from(["999999", "1" * 40, "-3,3,3", "3," * 3000, "", "x", "true", "0",
@@ -426,7 +452,7 @@ def test_timm_options_are_controls_and_the_file_downloads():
     assert (at.number_input(key="arch_stem_mid").value, at.selectbox(key="arch_shortcut").value,
             at.selectbox(key="arch_stem").value) == (32, "D", "deep")
     at.selectbox(key="arch_attention").set_value("eca").run()
-    assert metrics(at)["Parameters"] == format_count(summarize("ecaresnet50d").total_params) == "25,576,350"
+    assert metrics(at)["Parameters"] == "25,576,350"  # timm 1.0.31's ecaresnet50d
     assert "same network as the preset ecaresnet50d" in texts(at)
     assert at.query_params["attention"] == "eca"
     downloads = [e.proto.label for e in at.get("download_button")]
@@ -439,7 +465,55 @@ def test_timm_options_are_controls_and_the_file_downloads():
 
 def test_an_old_link_with_se_still_means_squeeze_and_excitation():
     at = run(ARCHITECTURE, model="resnet50", se="true")
-    assert metrics(at)["Parameters"] == format_count(summarize("resnet50", attention="se", attention_divisor=1)
-                                                     .total_params) == "28,088,024"
+    assert metrics(at)["Parameters"] == "28,088,024"  # timm 1.0.31's legacy_seresnet50; Hu et al. 2018: 28.1M
     assert "se" not in at.query_params and at.query_params["attention"] == "se"
     assert not at.exception
+
+
+def test_block_anatomy_draws_res2net_split_attention_and_bit():
+    at = run("pages/2_Block_anatomy.py")
+    at.multiselect(key="anat_variants").set_value(["res2net", "split_attention", "bit"]).run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value.set_index("block")
+    # timm 1.0.31's own blocks at 256 -> 256 channels: Bottle2neck(256, 64, base_width=26, scale=4),
+    # ResNestBottleneck(256, 64, radix=2, avd=True), BiT's PreActBottleneck(256, 256) with StdConv2d and GroupNormAct
+    assert table["params"].to_dict() == {"Res2Net bottleneck (26w·4s)": 72_376,
+                                         "Split-attention bottleneck (ResNeSt)": 76_896,
+                                         "Weight-standardised pre-act bottleneck (BiT)": 70_400}
+    assert sum(e.type == "plotly_chart" for e in at.main) >= 3  # a path figure per block
+    steps = "\n".join(str(d.value.to_string()) for d in at.dataframe[1:])
+    assert "split the channels into 4 groups" in steps and "add the previous group's output" in steps
+    assert "softmax across the paths, per channel" in steps and "weight-standardised conv 3×3, 64→64" in steps
+
+
+def test_architecture_lists_the_timm_families_with_their_new_fields():
+    at = run(ARCHITECTURE, model="res2net50_26w_4s")
+    assert at.selectbox(key="arch_family").value == "res2net"
+    assert at.selectbox(key="arch_model").options == ["res2net50_26w_4s", "res2net101_26w_4s", "res2net50_26w_6s",
+                                                      "res2net50_26w_8s", "res2net50_48w_2s", "res2net50_14w_8s",
+                                                      "res2next50", "res2net50d", "res2net101d"]
+    assert metrics(at)["Parameters"] == "25,699,120"  # timm 1.0.31's res2net50_26w_4s
+    assert "= timm's res2net50_26w_4s (timm 1.0.31, models/res2net.py)" in texts(at).replace("\\'", "'")
+    at.number_input(key="arch_res2net_scale").set_value(6).run()
+    assert metrics(at)["Parameters"] == "37,051,448" and at.query_params["res2net_scale"] == "6"  # res2net50_26w_6s
+    families = at.selectbox(key="arch_family").options
+    assert {FAMILY_LABELS[f] for f in ("timm", "resnetv2", "res2net", "resnest", "senet", "sknet")} <= set(families)
+    at = run(ARCHITECTURE, model="ecaresnet50d_pruned", layers="1,1,1,1")
+    assert any("block_widths must give 3 widths for each of the 4 blocks" in e.value for e in at.error)
+    at = run(ARCHITECTURE, model="ecaresnet50d_pruned", layers="1,1,1,1", block_widths="none")
+    assert not at.error and metrics(at)["Parameters"] == "10,084,190"  # timm's ecaresnet50d, one block per stage
+    assert not at.exception
+
+
+def test_the_stage_figure_is_drawn_when_opened_with_torchvisions_parameters_per_stage():
+    at = run(ARCHITECTURE)  # resnet18
+    (expander,) = [e for e in at.expander if e.label.startswith("Stage figure")]
+    assert not expander.proto.expanded and not [e for e in at.main if e.type == "plotly_chart"]  # nothing to draw
+    at.session_state["arch_stage_figure"] = True  # what opening it does
+    (expander,) = [e for e in at.run().expander if e.label.startswith("Stage figure")]
+    (spec,) = [json.loads(e.proto.spec) for e in expander if e.type == "plotly_chart"]
+    tv = torchvision.models.resnet18()
+    count = lambda *modules: sum(p.numel() for m in modules for p in m.parameters())  # noqa: E731
+    expected = [count(tv.conv1, tv.bn1), *(count(getattr(tv, f"layer{i}")) for i in range(1, 5)), count(tv.fc)]
+    assert values(spec["data"][2]["y"]) == expected
+    assert sum(expected) == 11_689_512

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core.identity import GOAL_RATIO, IdentityConfig, describe, format_times, run_identity
-from resnet_core.mistakes import bn_on_shortcut, bn_train_mode_eval, relu_placement, skip_mismatch
+from resnet_core.experiments.identity import GOAL_RATIO, IdentityConfig, describe, format_times, run_identity
+from resnet_core.experiments.mistakes import bn_on_shortcut, bn_train_mode_eval, relu_placement, skip_mismatch
 from tests.conftest import rerun_until
 from tests.test_quick_checks import check_answers
 from ui.block_lab import ZERO_INIT_MODEL, identity_result

@@ -9,15 +9,17 @@ import ast
 from pathlib import Path
 
 import pytest
+import torchvision
 from playwright.sync_api import expect
-from streamlit.source_util import page_icon_and_name
 
 from tests.conftest import save_screenshot, wait_for_app
 from ui.page import APP_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_FILES = sorted((ROOT / "pages").glob("*.py"))
-PAGE_NAMES = [page_icon_and_name(p)[1] for p in PAGE_FILES]  # URL path segments, e.g. Block_anatomy
+# The URL path of each page, as a user types it (classic pages/ mode: the file name without its number).
+PAGE_NAMES = ["Architecture", "Block_anatomy", "Compare", "Train", "Signal_flow", "Degradation", "Lesion",
+              "Inside_a_trained_net", "Loss_landscape"]
 NAV_LABELS = ["Home", *(name.replace("_", " ") for name in PAGE_NAMES)]
 TIMEOUT_MS = 120_000
 
@@ -94,3 +96,18 @@ def test_model_link_opens_resnet50_and_bad_input_keeps_the_page(start_server, pa
     assert params.locator('[data-testid="stMetricValue"]').inner_text() == "25,557,032"  # the last valid view
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, "architecture-bad-layers")
+
+
+def test_architecture_draws_its_stage_figure_when_the_expander_opens(start_server, page):
+    page.goto(f"{start_server()}/Architecture")  # resnet18
+    wait_idle(page)
+    main = page.locator('[data-testid="stMain"]')
+    expect(main.locator('[data-testid="stCode"]')).to_contain_text("11,689,512 parameters", timeout=TIMEOUT_MS)
+    loaded = "() => performance.getEntriesByType('resource').map(e => e.name)"
+    assert not [n for n in page.evaluate(loaded) if "PlotlyChart" in n]  # plotly.js not even loaded until asked
+    main.get_by_text("Stage figure: channels", exact=False).click()
+    plot = "document.querySelector('[data-testid=\"stMain\"] .js-plotly-plot')"
+    page.wait_for_function(f"() => {plot} && {plot}._fullData && {plot}._fullData.length === 3", timeout=TIMEOUT_MS)
+    channels = page.evaluate(f"() => Array.from({plot}._fullData[0].y)")
+    tv = torchvision.models.resnet18()
+    assert channels == [tv.conv1.out_channels, *(getattr(tv, f"layer{i}")[-1].conv2.out_channels for i in range(1, 5))]

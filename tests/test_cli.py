@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from resnet_core import runstore
 from resnet_core.cli import join_negative_values, main
-from resnet_core.depth import conv_layers
-from resnet_core.presets import resolve_spec
-from resnet_core.records import Status
+from resnet_core.introspect.depth import conv_layers
+from resnet_core.models.presets import resolve_spec
+from resnet_core.runs import store as runstore
+from resnet_core.training.records import Status
 
 TINY_TRAIN = ["resnet20", "--width", "4", "--layers", "1,1,1", "--train-subset", "256", "--batch-size", "128",
               "--no-augment", "--probe-every", "0", "--threads", "1"]
@@ -211,7 +211,7 @@ def test_train_json_on_a_diverging_run_ends_with_a_final_object(capsys, tmp_path
 def test_train_without_json_a_diverging_run_is_one_error_line(capsys, tmp_path):
     run_dir = tmp_path / "run"
     code, out, err = run(capsys, "train", *TINY_TRAIN, *DIVERGING, "--run-dir", str(run_dir))
-    assert code == 1 and all(line.startswith("epoch ") for line in out.splitlines())
+    assert code == 1 and all(line.startswith(("epoch ", "progress: ")) for line in out.splitlines())
     assert err.startswith("error: diverged at step ") and err.count("\n") == 1
     assert runstore.read_run(run_dir).status == Status.DIVERGED
 

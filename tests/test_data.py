@@ -19,15 +19,17 @@ import torch
 import torchvision
 from PIL import Image
 
-from resnet_core import data as D
-from resnet_core.config import TrainConfig
-from resnet_core.train import load_data
+from resnet_core.data import folders, location, synthetic, transforms
+from resnet_core.data import sets as D
+from resnet_core.data import torchvision_sets as tv_sets
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.engine import load_data
 
 
 def test_synthetic_set_is_deterministic_balanced_and_uint8():
-    x1, y1 = D.synthetic_images(200, seed=3)
-    x2, y2 = D.synthetic_images(200, seed=3)
-    x3, _ = D.synthetic_images(200, seed=4)
+    x1, y1 = synthetic.synthetic_images(200, seed=3)
+    x2, y2 = synthetic.synthetic_images(200, seed=3)
+    x3, _ = synthetic.synthetic_images(200, seed=4)
     assert x1.dtype == torch.uint8 and x1.shape == (200, 3, 32, 32)
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert not torch.equal(x1, x3)
@@ -42,44 +44,44 @@ def test_loaded_synthetic_has_its_own_stats():
     data = D.load_dataset("synthetic")
     assert data.num_classes == 10 and data.channels == 3 and data.image_size == 32
     assert len(data.train_labels) == D.SYNTHETIC_TRAIN and len(data.test_labels) == D.SYNTHETIC_TEST
-    x = D.normalize(data.train_images[:2000], data.mean, data.std)
+    x = transforms.normalize(data.train_images[:2000], data.mean, data.std)
     assert x.mean((0, 2, 3)).abs().max() < 0.05
     assert (x.std((0, 2, 3)) - 1).abs().max() < 0.05
 
 
 def test_synthetic_set_is_kept_on_disk_and_equals_the_generated_one(tmp_path, monkeypatch):
-    monkeypatch.setenv(D.DATA_DIR_ENV, str(tmp_path))
-    D._synthetic.cache_clear()
+    monkeypatch.setenv(location.DATA_DIR_ENV, str(tmp_path))
+    synthetic.load_synthetic.cache_clear()
     try:
         generated = D.load_dataset("synthetic")
-        path = D.synthetic_cache_path()
+        path = synthetic.synthetic_cache_path()
         assert path.parent == tmp_path and path.is_file()
-        D._synthetic.cache_clear()
+        synthetic.load_synthetic.cache_clear()
         loaded = D.load_dataset("synthetic")
         assert loaded is not generated
         for name in ("train_images", "train_labels", "test_images", "test_labels"):
             assert torch.equal(getattr(loaded, name), getattr(generated, name))
-        x, y = D.synthetic_images(D.SYNTHETIC_TEST, seed=1)
+        x, y = synthetic.synthetic_images(D.SYNTHETIC_TEST, seed=1)
         assert torch.equal(loaded.test_images, x) and torch.equal(loaded.test_labels, y)
         path.write_bytes(path.read_bytes()[:1000])  # torn: generated again, and replaced
-        D._synthetic.cache_clear()
+        synthetic.load_synthetic.cache_clear()
         assert torch.equal(D.load_dataset("synthetic").test_images, x)
         assert path.stat().st_size > 30_000_000
     finally:
-        D._synthetic.cache_clear()
+        synthetic.load_synthetic.cache_clear()
 
 
 def test_augment_crops_within_padding_and_flips():
     g = torch.Generator().manual_seed(0)
     ones = torch.full((256, 1, 8, 8), 255, dtype=torch.uint8)
-    cropped = D.augment(ones, g, pad=2, flip=False)
+    cropped = transforms.augment(ones, g, pad=2, flip=False)
     # A shift of (dy, dx) leaves (8-|dy|)·(8-|dx|) lit pixels, |dy|, |dx| <= 2.
     lit = (cropped > 0).sum((1, 2, 3))
     possible = {(8 - abs(a)) * (8 - abs(b)) for a in range(-2, 3) for b in range(-2, 3)}
     assert set(lit.tolist()) <= possible and len(set(lit.tolist())) > 3
 
     ramp = torch.arange(8, dtype=torch.uint8).repeat(64, 1, 8, 1)  # columns 0..7
-    flipped = D.augment(ramp, g, pad=0, flip=True)
+    flipped = transforms.augment(ramp, g, pad=0, flip=True)
     same = (flipped == ramp).flatten(1).all(1)
     mirrored = (flipped == ramp.flip(3)).flatten(1).all(1)
     assert bool((same | mirrored).all()) and 10 < int(mirrored.sum()) < 54
@@ -131,18 +133,18 @@ def test_imagefolder_single_folder_split_is_fixed(tmp_path):
     data = D.load_dataset("imagefolder", tmp_path)
     assert data.channels == 1
     assert len(data.train_labels) == 16 and len(data.test_labels) == 4
-    again = D._imagefolder(tmp_path)  # uncached: the split comes from a fixed seed
+    again = folders.load_imagefolder(tmp_path)  # uncached: the split comes from a fixed seed
     assert torch.equal(again.test_images, data.test_images) and torch.equal(again.test_labels, data.test_labels)
 
 
-def test_imagefolder_of_odd_sized_grey_images_comes_out_at_the_models_input(tmp_path):
+def test_imagefolder_of_odd_sized_grey_images_comes_out_square_at_their_shorter_side(tmp_path):
     levels = {"dark": 30, "light": 220}
     for name, level in levels.items():
         (tmp_path / name).mkdir()
         for i in range(5):
             Image.new("L", (20, 24), level).save(tmp_path / name / f"{i}.png")  # 20 wide, 24 high
     data = load_data(TrainConfig(model="resnet20", dataset="imagefolder", data_dir=str(tmp_path)))
-    assert data.train_images.shape == (8, 3, 32, 32) and data.test_images.shape == (2, 3, 32, 32)
+    assert data.train_images.shape == (8, 3, 20, 20) and data.test_images.shape == (2, 3, 20, 20)  # 3 colours
     assert data.train_images.dtype == data.test_images.dtype == torch.uint8 and len(data.mean) == 3
     for images, labels in ((data.train_images, data.train_labels), (data.test_images, data.test_labels)):
         for k, name in enumerate(data.classes):
@@ -190,11 +192,11 @@ def test_the_guard_counts_the_largest_decoded_image_from_headers(eight_big_pngs)
 def test_the_estimate_covers_the_measured_peak_of_loading(eight_big_pngs, tmp_path):
     """Peak resident memory of loading the folder in a fresh process (Linux: the high-water mark is reset just
     before), against the guard's estimate for the set as loaded."""
-    code = ("import sys, pathlib; from resnet_core import data as D; "
+    code = ("import sys, pathlib; from resnet_core.data import folders; "
             "status = lambda key: int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith(key))); "
-            "D._imagefolder(pathlib.Path(sys.argv[2])); "  # warm: Pillow's plugins and torch's kernels are loaded
+            "folders.load_imagefolder(pathlib.Path(sys.argv[2])); "  # warm: Pillow's plugins and torch's kernels
             "open('/proc/self/clear_refs', 'w').write('5'); base = status('VmRSS:'); "
-            "data = D._imagefolder(pathlib.Path(sys.argv[1])); "
+            "data = folders.load_imagefolder(pathlib.Path(sys.argv[1])); "
             "print((status('VmHWM:') - base) * 1024, tuple(data.train_images.shape))")
     small = tmp_path / "small"
     _write_pngs(small, {"a": (1, 2, 3), "b": (4, 5, 6)}, 2)
@@ -229,7 +231,7 @@ def test_a_decompression_bomb_is_one_value_error_from_its_header(bomb_folder):
     line = (f"data_dir holds an image of more than 178,956,970 pixels: {path}; images may have at most 50,000,000 "
             "(50 megapixels)")  # Pillow refuses it at open, at twice its MAX_IMAGE_PIXELS
     for attempt in (lambda: D.scan_folder(bomb_folder), lambda: D.held_bytes("imagefolder", bomb_folder, 3, 32),
-                    lambda: D._imagefolder(bomb_folder), lambda: D._read_image(path, "RGB", 32)):
+                    lambda: folders.load_imagefolder(bomb_folder), lambda: folders._read_image(path, "RGB", 32)):
         start = time.perf_counter()
         with pytest.raises(ValueError) as caught:
             attempt()
@@ -243,7 +245,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
     path = _bomb(tmp_path / "a" / "large.png", 8000)  # 64 megapixels: below Pillow's limit, above ours
     line = (f"data_dir holds an image of 8000×8000 = 64,000,000 pixels: {path}; images may have at most 50,000,000 "
             "(50 megapixels)")
-    for attempt in (lambda: D.scan_folder(tmp_path), lambda: D._imagefolder(tmp_path)):
+    for attempt in (lambda: D.scan_folder(tmp_path), lambda: folders.load_imagefolder(tmp_path)):
         start = time.perf_counter()
         with pytest.raises(ValueError) as caught:
             attempt()
@@ -251,21 +253,21 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
 
 
 def test_a_folder_of_too_many_files_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "IMAGEFOLDER_MAX_FILES", 5)
+    monkeypatch.setattr(folders, "IMAGEFOLDER_MAX_FILES", 5)
     _write_pngs(tmp_path, {"a": (1, 2, 3), "b": (4, 5, 6)}, 3)
     (tmp_path / "a" / "notes.txt").write_text("every file counts")
     with pytest.raises(ValueError) as caught:
         D.scan_folder(tmp_path)
     assert str(caught.value) == f"data_dir holds more than 5 files: {tmp_path}; at most 5 are read"
-    monkeypatch.setattr(D, "IMAGEFOLDER_MAX_FILES", 7)
+    monkeypatch.setattr(folders, "IMAGEFOLDER_MAX_FILES", 7)
     assert D.scan_folder(tmp_path).train_images == 5  # 6 images + 1 text file: within the bound
 
 
 def test_the_header_scan_is_kept_until_the_folder_changes(tmp_path, monkeypatch):
     _write_pngs(tmp_path, {"a": (1, 2, 3), "b": (4, 5, 6)}, 3)
     read = []
-    real_header = D._header
-    monkeypatch.setattr(D, "_header", lambda path: read.append(path) or real_header(path))
+    real_header = folders._header
+    monkeypatch.setattr(folders, "_header", lambda path: read.append(path) or real_header(path))
     D.scan_folder(tmp_path)
     D.scan_folder(tmp_path)
     assert len(read) == 12  # just written: within the mtime granularity, so not kept yet
@@ -285,7 +287,7 @@ def test_folder_images_keep_their_modes_decoded_one_at_a_time(tmp_path):
     (tmp_path / "deep").mkdir()
     Image.new("RGB", (10, 10), (255, 0, 0)).convert("P").save(tmp_path / "pal" / "0.png")
     Image.new("I;16", (10, 10), 40_000).save(tmp_path / "deep" / "0.png")  # 16-bit grey
-    x, y = D._read_images(sorted(D._folder_layout(tmp_path)[0] + D._folder_layout(tmp_path)[1]))
+    x, y = folders._read_images(sorted(folders._folder_layout(tmp_path)[0] + folders._folder_layout(tmp_path)[1]))
     assert x.shape == (2, 3, 10, 10) and x.dtype == torch.uint8 and y.tolist() == [0, 1]
     assert x[1, :, 0, 0].tolist() == [255, 0, 0] and len(set(x[0, :, 0, 0].tolist())) == 1  # grey copied to RGB
 
@@ -337,7 +339,7 @@ def test_cifar10_format_reads_through_torchvision(tmp_path):
         test_list = [["test_batch", md5(base / "test_batch")]]
         meta = {"filename": "batches.meta", "key": "label_names", "md5": md5(base / "batches.meta")}
 
-    data = D.from_torchvision("cifar10", WrittenCIFAR10(str(tmp_path), train=True),
+    data = tv_sets.from_torchvision("cifar10", WrittenCIFAR10(str(tmp_path), train=True),
                               WrittenCIFAR10(str(tmp_path), train=False))
     assert data.train_images.shape == (20, 3, 32, 32) and data.classes == tuple(classes)
     first = batches["data_batch_1"][0].reshape(3, 32, 32)

@@ -6,12 +6,16 @@ import json
 
 import pytest
 
-from resnet_core import build_model, degradation, runstore
+from resnet_core import build_model
 from resnet_core.cli import main
-from resnet_core.jobs import JobRunner
-from resnet_core.presets import HE2015
-from resnet_core.records import ProbeRecord, Status
-from resnet_core.runstore import read_metrics
+from resnet_core.experiments import degradation, seeds
+from resnet_core.experiments.degradation_nets import Net, parse_net
+from resnet_core.models.presets import HE2015
+from resnet_core.runs import store as runstore
+from resnet_core.runs.loading import evaluate_run
+from resnet_core.runs.runner import JobRunner
+from resnet_core.runs.store import read_metrics
+from resnet_core.training.records import ProbeRecord, Status
 
 TINY = degradation.DegradationConfig(shallow=1, deep=2, steps=4, batch_size=16, width=4, image_size=8,
                                      test_subset=64, log_every=1, probe_every=2)
@@ -24,7 +28,7 @@ HE2015_TABLE6 = {20: (8.75, "0.27M"), 32: (7.51, "0.46M"), 44: (7.17, "0.66M"), 
 
 def correct_share(run_dir) -> float:
     """The stored weights' correct predictions on the run's test images, over their number."""
-    evaluation, _ = runstore.evaluate_run(run_dir)
+    evaluation, _ = evaluate_run(run_dir)
     return int((evaluation.predictions == evaluation.labels).sum()) / len(evaluation.labels)
 
 
@@ -35,6 +39,28 @@ def test_names_configs_and_shared_batches():
     assert [c.model for c in configs.values()] == ["plain20", "plain56", "resnet20", "resnet56"]
     assert len({(c.seed, c.dataset, c.batch_size, c.max_steps, c.image_size, c.augment) for c in configs.values()}) == 1
     assert TINY.train_configs()["resnet14"].overrides["layers"] == (2, 2, 2)
+
+
+def test_nets_are_typed_and_read_back_from_their_names():
+    assert degradation.DegradationConfig().nets() == {
+        "plain20": Net("plain20", skip=False, depth=20, blocks=3),
+        "plain56": Net("plain56", skip=False, depth=56, blocks=9),
+        "resnet20": Net("resnet20", skip=True, depth=20, blocks=3),
+        "resnet56": Net("resnet56", skip=True, depth=56, blocks=9)}
+    assert parse_net("plain56") == Net("plain56", skip=False, depth=56, blocks=9)
+    assert parse_net("resnet14") == Net("resnet14", skip=True, depth=14, blocks=2)
+    assert Net.of(True, 18) == Net("resnet110", skip=True, depth=110, blocks=18)
+    for bad in ("resnet", "wrn16", "plain20x", "Plain20"):
+        with pytest.raises(ValueError) as caught:
+            parse_net(bad)
+        assert str(caught.value) == f"net name must be plain<depth> or resnet<depth>; got {bad!r}"
+
+
+def test_seed_summaries_still_carry_skip_and_depth_as_json():
+    summary = seeds.seed_summary({"plain56": {0: ("run", [])}, "resnet20": {0: ("run", [])}})
+    assert {name: (s["skip"], s["depth"]) for name, s in summary.items()} == {"plain56": (False, 56),
+                                                                            "resnet20": (True, 20)}
+    assert set(summary["plain56"]) == {"seeds", "steps", "mean", "std", "skip", "depth"}
 
 
 @pytest.mark.parametrize("field, value", [("deep", 1), ("steps", 0), ("image_size", 4), ("dataset", "imagenet")])

@@ -12,19 +12,28 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import degradation
-from resnet_core.degradation_status import group_text, net_progress, overall, queued_file, read_queued, seconds_left
-from resnet_core.estimate import time_run
-from resnet_core.format import format_seconds
-from resnet_core.jobs import BackgroundRows
-from resnet_core.records import RunState, Status, TrainRecord
-from resnet_core.runstore import list_runs
+from resnet_core.experiments import degradation
+from resnet_core.experiments.degradation_status import (
+    group_text,
+    net_progress,
+    overall,
+    queued_file,
+    read_queued,
+    seconds_left,
+)
+from resnet_core.formatting import format_seconds
+from resnet_core.runs.background import BackgroundRows
+from resnet_core.runs.contract import RunState
+from resnet_core.runs.forecast import Basis, Forecast
+from resnet_core.runs.store import list_runs
+from resnet_core.training.estimate import RunEstimate, time_run
+from resnet_core.training.records import Status, TrainRecord
 from tests.conftest import rerun_until, wait_until
 from tests.test_flow_pages import values
 from ui.figure_layout import log_axis
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "6_Degradation.py")
-TINY_WIDGETS = dict(degr_shallow=1, degr_deep=2, degr_batch=16, degr_width=4, degr_size=8)
+TINY_WIDGETS = dict(degr_shallow=1, degr_deep=2, degr_batch_size=16, degr_width=4, degr_image_size=8)
 TINY = degradation.DegradationConfig(shallow=1, deep=2, steps=3, batch_size=16, width=4, image_size=8,
                                      test_subset=64, log_every=1, probe_every=0)
 
@@ -47,12 +56,40 @@ def captions(at: AppTest) -> str:
     return "\n".join(c.value for c in at.caption)
 
 
-def test_estimate_is_the_nets_own_timed_step_and_evaluation_scaled_to_the_run():
+class Clock:
+    """time.perf_counter for estimate.py and engine.py: literal readings, in the order they are taken."""
+
+    def __init__(self, *readings: float) -> None:
+        self.readings = list(readings)
+
+    def perf_counter(self) -> float:
+        return self.readings.pop(0)
+
+
+def test_estimate_is_the_nets_own_timed_step_and_evaluation_scaled_to_the_run(monkeypatch):
+    """The median of the 3 timed steps (after a warm-up) × the steps, plus the evaluation's time per image × the test
+    images × the evaluations, from literal clock readings."""
     config = TINY.train_configs()["plain14"]
-    estimate = time_run(config, threads=1)
-    assert estimate.step_seconds > 0 and estimate.eval_seconds > 0
-    assert (estimate.steps, estimate.evaluations) == (3, 1)  # 3 steps, less than an epoch: one evaluation at the end
-    assert estimate.seconds == pytest.approx(3 * estimate.step_seconds + estimate.eval_seconds)
+    measured = time_run(config, threads=1)  # on this machine's clock: real, positive times
+    assert measured.step_seconds > 0 and measured.eval_seconds > 0
+    assert (measured.steps, measured.evaluations) == (3, 1)
+    cases = [  # (config, steps, evaluations, eval_seconds, seconds), each worked out by hand
+        # 3 steps, less than an epoch: one evaluation, at the end; 64 test images, all of them timed (1.5 s):
+        # 3 × 0.5 + 1 × 1.5
+        (config, 3, 1, 1.5, 3.0),
+        # 10 steps of 4 per epoch (64 train images, batch 16): evaluations after steps 4 and 8 and at the end; 512
+        # test images, 256 timed (EVAL_SAMPLE) in 1.5 s, so 3.0 s for all: 10 × 0.5 + 3 × 3.0
+        (config.replace(max_steps=10, train_subset=64, test_subset=512), 10, 3, 3.0, 14.0),
+    ]
+    for run_config, steps, evaluations, eval_seconds, seconds in cases:
+        # warm-up 2 s (not counted), timed steps 0.5, 0.25 and 0.75 s (median 0.5), then the evaluation 1.5 s
+        clock = Clock(0.0, 2.0, 10.0, 10.5, 20.0, 20.25, 30.0, 30.75, 40.0, 41.5)
+        monkeypatch.setattr("resnet_core.training.estimate.time", clock)
+        monkeypatch.setattr("resnet_core.training.engine.time", clock)
+        estimate = time_run(run_config, threads=1)
+        assert clock.readings == []  # every reading taken: 4 steps and one evaluation, nothing else timed
+        assert estimate == RunEstimate(step_seconds=0.5, eval_seconds=eval_seconds, steps=steps,
+                                       evaluations=evaluations, seconds=seconds)
 
 
 def test_first_load_says_what_will_run_and_the_expected_time(runs_root):
@@ -74,7 +111,8 @@ def test_stop_says_what_was_queued_what_ran_and_what_never_started(runs_root):
                 60, 0.3)
     bars = [p.proto.text for p in at.get("progress")]
     assert bars[0].startswith("Overall: 0 of 4 nets done") and "left" in bars[0]
-    assert any(b.startswith("plain14: queued") and "(estimated)" in b for b in bars)  # time left before it starts
+    assert any(b.startswith("plain14: queued") and "to run (scaled from the pace measured on this group's nets)" in b
+               for b in bars)  # plain8 has trained: its pace, not the prior
     at.button(key="degr_stop").click().run()
     rerun_until(at, lambda a: a.dataframe and "running" not in set(a.dataframe[0].value.status), 60, 0.3)
     at.run()
@@ -105,7 +143,7 @@ def test_several_seeds_are_timed_as_k_times_the_four_and_followed_until_the_last
     estimate = at.session_state["degr_estimate"]
     assert estimate["key"] == (degradation.DegradationConfig(shallow=1, deep=2, steps=150, batch_size=16, width=4,
                                                              image_size=8), 2)
-    one_seed = sum(e["seconds"] for e in estimate["task"].snapshot()[0][0].values())
+    one_seed = sum(e.seconds for e in estimate["task"].snapshot()[0][0].values())
     assert line.startswith(f"**Expected time: about {format_seconds(2 * one_seed)}** for the 8 runs — the 4 nets × "
                            "2 seeds, one after another (each seed: plain8 ")
     assert at.button(key="degr_start").label == "Start the 8 runs"
@@ -145,12 +183,21 @@ def test_progress_and_group_text_from_states_and_records(tmp_path):
     record = TrainRecord(step=130, epoch=0.5, time=9.0, images=130 * 64, loss=2.0, acc=0.2, lr=0.1,
                          images_per_sec=900.0, eta_sec=40.0, total_steps=600)
     running = net_progress("plain20", RunState(Status.RUNNING), [record])
-    queued = net_progress("plain56", RunState(Status.QUEUED, queue_position=1), [], dict(steps=600, seconds=300.0))
+    queued = net_progress("plain56", RunState(Status.QUEUED, queue_position=1), [], Forecast(300.0, Basis.PRIOR), 600)
     never = net_progress("resnet20", RunState(Status.STOPPED, "stopped before it started"), [])
-    assert (running.fraction, running.seconds_left) == (130 / 600, 40.0)
-    assert running.text() == "plain20: running, step 130 of 600, about 40 s left"
-    assert queued.text() == "plain56: queued (queue position 1), about 5 min 00 s left (estimated)"
-    assert seconds_left([running, queued, never]) == 340.0
+    assert (running.fraction, running.seconds_left, running.basis) == (130 / 600, 40.0, Basis.MEASURED)
+    assert running.text() == "plain20: running, step 130 of 600, about 40 s left (measured)"
+    assert (queued.total, queued.seconds_left) == (600, 300.0)
+    assert queued.text() == ("plain56: queued (queue position 1), about 5 min 00 s to run (a prior: a few steps timed "
+                             "before the start)")
+    assert seconds_left([running, queued, never]) == 340.0  # no wait known: after the nets before it
+    behind = net_progress("resnet56", RunState(Status.QUEUED, queue_position=3, wait_sec=400.0), [],
+                          Forecast(120.0, Basis.SCALED), 600)
+    assert behind.text() == ("resnet56: queued (queue position 3), about 2 min 00 s to run (scaled from the pace "
+                             "measured on this group's nets), starts in about 6 min 40 s")
+    assert seconds_left([running, queued, behind]) == 520.0  # its wait (another session's run in front) + its run
+    paused = net_progress("plain20", RunState(Status.QUEUED, "paused at step 130", 1, wait_sec=90.0), [record])
+    assert (paused.step, paused.seconds_left, paused.wait_sec, paused.basis) == (130, 40.0, 90.0, Basis.MEASURED)
     assert overall([running, queued, never]) == pytest.approx(
         ((130 / 600 + 0 + 0) / 3, "Overall: 1 of 3 nets done · about 5 min 40 s left"))
     assert seconds_left([running, net_progress("resnet56", RunState(Status.QUEUED), [])]) is None  # no estimate

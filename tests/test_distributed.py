@@ -20,16 +20,16 @@ import torch.distributed as dist
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from resnet_core import runstore
-from resnet_core.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from resnet_core.cli import build_parser, main
 from resnet_core.cli.train import config_from_args
-from resnet_core.config import TrainConfig
-from resnet_core.distributed import GlobalBatchNorm2d, Replicas, global_batch_norm, state_digest
-from resnet_core.jobs import execute
-from resnet_core.launch import train_command
-from resnet_core.records import FinalRecord, Status, TestRecord, TrainRecord
-from resnet_core.resume import prepare_resume
+from resnet_core.runs import store as runstore
+from resnet_core.runs.execute import execute
+from resnet_core.runs.resume import prepare_resume
+from resnet_core.training.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.distributed import GlobalBatchNorm2d, Replicas, global_batch_norm, state_digest
+from resnet_core.training.launch import train_command
+from resnet_core.training.records import FinalRecord, Status, TestRecord, TrainRecord
 from tests.conftest import rerun_until, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,7 +288,7 @@ def test_the_train_page_follows_a_run_another_process_writes(tmp_path, monkeypat
         assert any(f"Training now in other processes (the command line, torchrun, another machine): `{run.run_id}`"
                    in c.value for c in at.caption)
         at.selectbox(key="train_inspect").set_value(run.run_id).run()
-        assert any("Live from its run folder: **running** · step " in c.value for c in at.caption)
+        assert any(c.value.startswith("Live: **running · step ") for c in at.caption)
         seen = len(_chart_steps(at))
         assert seen >= 2
         rerun_until(at, lambda a: len(_chart_steps(a)) > seen + 1)  # the curve grows as the other process trains
@@ -297,7 +297,7 @@ def test_the_train_page_follows_a_run_another_process_writes(tmp_path, monkeypat
         proc.wait(10)
     at.run()
     assert runstore.read_run(run.path).status == Status.INTERRUPTED
-    assert "interrupted" in at.selectbox(key="train_inspect").format_func(run.run_id)
+    assert f"- `{run.run_id}` · resnet20 on synthetic · interrupted" in [m.value for m in at.markdown]
 
 
 def _chart_steps(at: AppTest) -> list[float]:

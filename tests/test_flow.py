@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from resnet_core.cli import main
-from resnet_core.flow import data_batch, measure_model, measure_stacks, measure_twins, spread
-from resnet_core.flow_stack import FlowConfig, FlowStack
-from resnet_core.flow_text import describe_model, describe_stacks
-from resnet_core.model import build_model
-from resnet_core.presets import resolve_spec
-from resnet_core.train import build_seeded_model
+from resnet_core.experiments.flow import data_batch, measure_model, measure_stacks, measure_twins, spread
+from resnet_core.experiments.flow_stack import FlowConfig, FlowStack
+from resnet_core.experiments.flow_text import describe_model, describe_stacks
+from resnet_core.models.presets import resolve_spec
+from resnet_core.models.resnet import build_model
+from resnet_core.training.engine import build_seeded_model
 
 NUM_CLASSES = 10
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from resnet_core.flow import data_batch, measure_stacks
-from resnet_core.flow_stack import FlowConfig, activation_slope
-from resnet_core.flow_text import describe_stacks
+from resnet_core.experiments.flow import data_batch, measure_stacks
+from resnet_core.experiments.flow_stack import FlowConfig, activation_slope
+from resnet_core.experiments.flow_text import describe_stacks
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "5_Signal_flow.py")
 SIGMOID = FlowConfig(blocks=20, width=8, batch_norm=False, activation="sigmoid", init="normal", init_std=0.05,
@@ -31,7 +31,11 @@ def test_the_sigmoid_after_the_addition_accounts_for_the_residual_stacks_loss(ba
     assert all(0 < s <= 0.25 for s in residual.act_slope)  # sigmoid'(z) = a(1 - a) <= 1/4
     ratio = residual.grad_norm[0] / residual.grad_norm[-1]
     through = math.prod(residual.act_slope[1:])
-    assert ratio < 1e-3 and abs(math.log10(ratio / through)) < 2  # the shortcut's own slope explains the loss
+    # The shortcut's own slope explains the loss to within a factor of 10, not 100: the slope product leaves out the
+    # residual branches' Jacobians, the mean of a product vs the product of means, and each first conv's input (block
+    # 1 reads the stem's output, RMS 0.19; block 20 a sigmoid's, RMS 0.67). Measured here: ratio / through = 0.145
+    # (log10 -0.84) at seed 0, log10 -0.94 to -0.66 over seeds 0-7, against a gradient loss of 13 decades.
+    assert ratio < 1e-3 and abs(math.log10(ratio / through)) < 1
     why = describe_stacks(result)[-1]
     assert why.startswith("**Why the residual stack vanishes too:**") and "the shortcut's own slope accounts" in why
     assert f"{through:.2e}" in why and f"{ratio:.2e}" in why and "at most 0.25" in why

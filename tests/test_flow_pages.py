@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core.jobs import default_runner
+from resnet_core.experiments.degradation_group import NetGroup, ShownGroup
+from resnet_core.runs.runner import default_runner
 from tests.conftest import rerun_until
 from ui.widgets import OWNER_KEY
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 OLD_RUN_FILES = Path(__file__).resolve().parent / "fixtures" / "run-v1"  # a finished run folder of the first format
 OLD_RUN = "20261130-075200-resnet20-fix1"
-OLD_LABEL = f"{OLD_RUN} · synthetic · finished · test acc 12.0%"  # as the Train page lists it
+OLD_LABEL = f"{OLD_RUN} · synthetic"  # as the Train page's selectors label it: no state, which is drawn apart
 SMALL_MODEL = {"model": "resnet20", "overrides": {"width": 4, "layers": (1, 1, 1)}}  # the Signal flow model tab's
 GROUP = "20261130-075300-degradation-fix2"  # a degradation group: its resnet8 is the old run, its other nets broken
 BROKEN = {"20261130-075400-resnet20-array": "config", "20261130-075500-resnet20-bogus": "status",
@@ -127,14 +128,14 @@ def test_degradation_page_runs_four_nets_and_lesion_and_heatmap_pages_read_them(
     at = AppTest.from_file(str(PAGES / "6_Degradation.py"), default_timeout=60)
     at.run()
     assert not at.exception and "8.75" in at.dataframe[0].value.to_string()  # He et al. ResNet-20 reference
-    tiny = dict(degr_shallow=1, degr_deep=2, degr_steps=40, degr_batch=16, degr_width=4, degr_size=8)
+    tiny = dict(degr_shallow=1, degr_deep=2, degr_steps=40, degr_batch_size=16, degr_width=4, degr_image_size=8)
     for key, value in tiny.items():
         at.session_state[key] = value
     at.run()
     assert "plain8, plain14, resnet8, resnet14" in at.caption[0].value
     at.button(key="degr_start").click().run()
     assert not at.exception and not at.error
-    owners = {default_runner().get(job_id).owner for job_id in at.session_state["degr_group"]["jobs"].values()}
+    owners = {default_runner().get(job_id).owner for job_id in at.session_state["degr_group"].group.job_ids.values()}
     assert owners == {at.session_state[OWNER_KEY]}  # the session owner key the Train page uses too
     rerun_until(at, lambda a: a.dataframe and set(a.dataframe[0].value.status) == {"finished"}, 120, 0.5)
     at.run()
@@ -233,7 +234,7 @@ def test_malformed_run_folders_leave_the_pages_working(old_run, broken_runs):
     assert table[["net", "status"]].values.tolist() == [["resnet8", "finished"]]
     # a session that started the group still names its broken nets: they read as failed, with the reason
     degr = AppTest.from_file(str(PAGES / "6_Degradation.py"), default_timeout=60)
-    degr.session_state["degr_group"] = dict(id=GROUP, names=["plain8", "resnet8", "resnet14"], jobs={})
+    degr.session_state["degr_group"] = ShownGroup(NetGroup(GROUP, ("plain8", "resnet8", "resnet14")))
     degr.run()
     assert not degr.exception
     table = degr.dataframe[0].value

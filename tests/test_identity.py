@@ -1,4 +1,4 @@
-"""resnet_core.identity and `python -m resnet_core identity`: the blocks, the measurements, the seed, the JSON shape."""
+"""experiments.identity and `python -m resnet_core identity`: the blocks, the measurements, the seed, the JSON shape."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_core.cli import main
-from resnet_core.identity import (
+from resnet_core.experiments.identity import (
     IdentityConfig,
     build_block,
     feature_batch,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import struct
 import threading
@@ -20,14 +21,18 @@ import torch.nn.functional as F
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import runstore
+from resnet_core.analysis.gradcam import grad_cam
+from resnet_core.analysis.inspect import inspect_model, inspect_run, plain_twin
 from resnet_core.cli import main
-from resnet_core.config import TrainConfig
-from resnet_core.gradcam import grad_cam
-from resnet_core.images import MAX_IMAGE_BYTES, decode_image, model_input
-from resnet_core.inspect import inspect_model, inspect_run, plain_twin
-from resnet_core.jobs import execute
-from resnet_core.model import build_model
+from resnet_core.data.fence import DATA_ROOTS_ENV
+from resnet_core.data.images import MAX_IMAGE_BYTES, decode_image, model_input
+from resnet_core.data.location import DATA_DIR_ENV
+from resnet_core.models.resnet import build_model
+from resnet_core.runs import store as runstore
+from resnet_core.runs.execute import execute
+from resnet_core.runs.loading import load_run_data
+from resnet_core.training.config import TrainConfig
+from tests.conftest import run_cli
 
 torch.set_num_threads(1)
 
@@ -209,7 +214,7 @@ def test_the_plain_twin_is_found_and_measured_on_the_same_image(runs):
     residual, plain = runstore.read_run(runs["residual"]), runstore.read_run(runs["plain"])
     assert plain_twin(residual, [residual, plain]).run_id == "plain"
     assert plain_twin(plain, [residual, plain]).run_id == "residual"
-    pixels = runstore.load_run_data(runs["residual"]).test_images[0]
+    pixels = load_run_data(runs["residual"]).test_images[0]
     ours, theirs = inspect_run(residual, pixels), inspect_run(plain, pixels)
     assert ours.skip and not theirs.skip
     assert [b.name for b in ours.blocks] == [b.name for b in theirs.blocks]
@@ -222,7 +227,7 @@ def test_the_page_shows_prediction_gradcam_and_both_nets_ratios(runs, monkeypatc
     at.run()
     assert not at.exception and not at.error
     residual = runstore.read_run(runs["residual"])
-    expected = inspect_run(residual, runstore.load_run_data(runs["residual"]).test_images[0])
+    expected = inspect_run(residual, load_run_data(runs["residual"]).test_images[0])
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Prediction"] == expected.classes[expected.predicted]
     assert metrics["Probability"] == f"{expected.probabilities[expected.predicted]:.1%}"
@@ -283,3 +288,61 @@ def test_sessions_inspecting_one_shared_model_at_once_each_get_their_own_numbers
     for t in threads:
         t.join()
     assert errors == [] and seen == {s: {alone[s]} for s in range(4)} and hook_count(model) == 0
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_cli_refuses_a_device_or_a_fifo_as_the_image_without_blocking(runs, tmp_path, kind):
+    """/dev/zero has st_size 0 and never ends; a FIFO blocks its reader until someone writes: both are refused
+    before a byte is read (in a process of its own, killed after a minute if a regression reads them)."""
+    image = Path("/dev/zero") if kind == "device" else tmp_path / "pipe.png"
+    if kind == "fifo":
+        os.mkfifo(image)
+    done = run_cli("inspect", str(runs["residual"]), "--image", str(image))
+    what = "a character device" if kind == "device" else "a named pipe (FIFO)"
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: image must be a regular file; {image} is "
+                                                                  f"{what}\n")
+
+
+def _run_reading(runs: dict[str, Path], tmp_path: Path, data_dir: str) -> Path:
+    """A copy of the residual run whose config.json says it trained on the image folder `data_dir`."""
+    run = tmp_path / "elsewhere"
+    shutil.copytree(runs["residual"], run)
+    config = json.loads((run / runstore.CONFIG).read_text())
+    config["train"].update(dataset="imagefolder", data_dir=data_dir)
+    (run / runstore.CONFIG).write_text(json.dumps(config))
+    return run
+
+
+@pytest.mark.parametrize("command", [["inspect", "--test-image", "0"], ["landscape", "--points", "3"], ["lesion"]])
+def test_a_run_folders_data_dir_outside_the_data_folders_needs_allow_data_dir(runs, tmp_path, capsys, monkeypatch,
+                                                                               command):
+    """The command line is not fenced, but a run folder may come from someone else: its config.json may name /etc."""
+    data = tmp_path / "data"
+    monkeypatch.setenv(DATA_DIR_ENV, str(data))
+    monkeypatch.delenv(DATA_ROOTS_ENV, raising=False)
+    run = _run_reading(runs, tmp_path, "/etc")
+    assert main([command[0], str(run), *command[1:]]) == 2
+    assert capsys.readouterr().err == (f"error: run elsewhere: its data_dir /etc is outside the data folders ({data});"
+                                       " pass --allow-data-dir to read it, or add its folder to "
+                                       f"{DATA_ROOTS_ENV}\n")
+    outside = tmp_path / "outside"
+    for name in ("a", "b"):
+        (outside / name).mkdir(parents=True)
+    (run / runstore.CONFIG).write_text((run / runstore.CONFIG).read_text().replace('"/etc"', f'"{outside}"'))
+    assert main([command[0], str(run), *command[1:], "--allow-data-dir"]) == 2  # read: it holds no images
+    assert capsys.readouterr().err.endswith(f"{outside} has 2 class folders and 0 images\n")
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))  # or the operator allows its folder
+    assert main([command[0], str(run), *command[1:]]) == 2
+    assert capsys.readouterr().err.endswith(f"{outside} has 2 class folders and 0 images\n")
+
+
+def test_cli_refuses_a_100_megapixel_image_in_one_line_without_pillows_warning(runs, tmp_path):
+    """Pillow warns (DecompressionBombWarning, two lines on stderr) from 89 megapixels, and refuses from 179."""
+    image = tmp_path / "big.png"
+    ihdr = struct.pack(">IIBBBBB", 10_000, 10_000, 8, 2, 0, 0, 0)
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+                      + png_chunk(b"IEND", b""))
+    done = run_cli("inspect", str(runs["residual"]), "--image", str(image))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"error: image {image} is 10000×10000 = 100,000,000 pixels; images may have at most "
+                           "16,777,216 (16.8 megapixels)\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -9,12 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_core import runstore
-from resnet_core.config import TrainConfig
-from resnet_core.jobs import MEMORY_BUDGET_ENV, Job, JobRunner, MemoryRefused, describe_error, memory_check
-from resnet_core.presets import resolve_spec
-from resnet_core.records import Status, TestRecord, TrainRecord
-from resnet_core.summary import summarize
+from resnet_core.formatting import describe_error
+from resnet_core.introspect.summary import summarize
+from resnet_core.models.presets import resolve_spec
+from resnet_core.runs import store as runstore
+from resnet_core.runs.memory import MEMORY_BUDGET_ENV, MemoryRefused, memory_check
+from resnet_core.runs.runner import Job, JobRunner, JobState
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.records import Status, TestRecord, TrainRecord
 from tests.conftest import wait_until
 
 torch.set_num_threads(1)
@@ -22,16 +25,6 @@ torch.set_num_threads(1)
 TINY = dict(overrides=dict(width=8, layers=(1, 1, 1)), train_subset=256, batch_size=64, test_subset=200,
             augment="none", log_every=2, probe_every=0, threads=1)
 LONG = TrainConfig(max_steps=100_000, **TINY)
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
-    r = JobRunner(max_concurrent=1)
-    yield r
-    for job in r.jobs():
-        job.stop()
-        job.wait(10)
 
 
 def test_job_publishes_snapshots_and_stores_the_run(runner):
@@ -148,7 +141,7 @@ def _folder(root, per_class: int, size=(8, 8)):
 def test_a_batch_is_no_larger_than_the_folders_training_images(runner, tmp_path):  # runner: runs go to tmp_path
     folder = _folder(tmp_path, 2)  # 4 images: 3 to train on, 1 to test
     config = TrainConfig(dataset="imagefolder", data_dir=str(folder), batch_size=4096)
-    three = summarize(resolve_spec("resnet20"), (3, 32, 32), 3).training_memory_bytes
+    three = summarize(resolve_spec("resnet20"), (3, 8, 8), 3).training_memory_bytes  # at the images' own 8×8
     assert memory_check(config).training_bytes == three  # not 4096 images' activations
     assert memory_check(TrainConfig(dataset="imagefolder", data_dir=str(folder), batch_size=2)).training_bytes < three
     tight = JobRunner(memory_budget=4 * three)  # refused before: the estimate was for a batch of 4096
@@ -212,6 +205,33 @@ def test_queue_runs_one_at_a_time_and_cancels(runner):
     assert second.snapshot().status == Status.RUNNING and first.snapshot().status == Status.STOPPED
     second.stop()
     assert second.wait(60) and second.snapshot().status == Status.STOPPED
+
+
+def test_a_queued_job_reports_its_state_field_by_field_and_a_stop_replaces_it(runner):
+    first = runner.submit(LONG, owner="a")
+    wait_until(lambda: first.snapshot().status == Status.RUNNING, message="the first job did not start")
+    before = time.time()
+    queued = runner.submit(LONG, owner="a")
+    snap = queued.snapshot()
+    assert (snap.job_id, snap.owner, snap.config, snap.records) == (queued.id, "a", LONG, ())
+    assert (snap.status, snap.message, snap.error, snap.run_id, snap.run_dir, snap.queue_position) == (
+        Status.QUEUED, "waiting for a free slot", "", None, None, 1)
+    assert (snap.step, snap.total_steps, snap.eta_sec, snap.images_per_sec, snap.started, snap.ended) == (
+        0, None, None, None, None, None)
+    assert before <= snap.submitted <= time.time()
+    queued.stop()
+    stopped = queued.snapshot()
+    assert (stopped.status, stopped.message, stopped.queue_position, stopped.submitted) == (
+        Status.STOPPED, "cancelled before it started, after 0 s in the queue", None, snap.submitted)
+    assert snap.submitted <= stopped.ended <= time.time() and snap.status == Status.QUEUED  # the old one unchanged
+    first.stop()
+
+
+def test_a_job_state_is_frozen():
+    state = JobState(submitted=5.0)
+    assert (state.status, state.message, state.step) == (Status.QUEUED, "waiting for a free slot", 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        state.step = 3
 
 
 def test_describe_error_follows_the_cause_chain():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import degradation, lesion, lesion_notes
-from resnet_core.runstore import list_runs
+from resnet_core.experiments import degradation, lesion, lesion_notes
+from resnet_core.runs.store import list_runs
 from tests.conftest import rerun_until
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "7_Lesion.py")
@@ -42,10 +42,10 @@ def test_default_choice_needs_both_kinds(group):
 def test_intact_accuracy_on_the_runs_own_images_is_its_stored_final_test(group):
     root, runs = group
     for info in runs.values():
-        row = lesion.lesion_run(info.path).to_dict()  # the run's own 64 test images
-        assert lesion_notes.stored_test(info) == (row["baseline_acc"], 64)
-        assert lesion_notes.compare_with_stored(row, info).endswith("the same images, the same accuracy.")
-        other = lesion.lesion_run(info.path, limit=32).to_dict()
+        result = lesion.lesion_run(info.path)  # the run's own 64 test images
+        assert lesion_notes.stored_test(info) == (result.baseline_acc, 64)
+        assert lesion_notes.compare_with_stored(result, info).endswith("the same images, the same accuracy.")
+        other = lesion.lesion_run(info.path, limit=32)
         text = lesion_notes.compare_with_stored(other, info, [32, 64])
         assert "on the first 32 test images" in text and "different numbers of test images" in text
         assert "set “Test images” to 64" in text and "set “Test" not in lesion_notes.compare_with_stored(other, info)

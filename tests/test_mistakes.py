@@ -1,4 +1,4 @@
-"""resnet_core.mistakes: every broken block is built for real; the text and numbers are PyTorch's own or recomputed
+"""experiments.mistakes: every broken block is built for real; the text and numbers are PyTorch's own or recomputed
 here by hand from the same tensors."""
 
 from __future__ import annotations
@@ -7,9 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_core.data import normalize
-from resnet_core.mistakes import bn_on_shortcut, bn_train_mode_eval, relu_placement, skip_mismatch, zero_init_gradients
-from resnet_core.runstore import evaluate_run, load_model, load_run_data
+from resnet_core.data.transforms import normalize
+from resnet_core.experiments.mistakes import (
+    bn_on_shortcut,
+    bn_train_mode_eval,
+    relu_placement,
+    skip_mismatch,
+    zero_init_gradients,
+)
+from resnet_core.runs.loading import evaluate_run, load_model, load_run_data
 
 FIXTURE_RUN = "tests/fixtures/run-v1"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import time
 from pathlib import Path
 
@@ -12,8 +14,21 @@ import torchvision
 from torch import nn
 
 from resnet_core import PRESETS, ModelSpec, build_model, load_state_dict, resolve_spec
-from resnet_core.blocks import ZeroPadShortcut
-from resnet_core.spec import MAX_BLOCKS_PER_STAGE, MAX_CHANNELS, MAX_STAGES, MAX_TOTAL_BLOCKS, coerce_layers
+from resnet_core.cli import build_parser
+from resnet_core.cli.train import config_from_args
+from resnet_core.models.blocks import ZeroPadShortcut
+from resnet_core.models.spec import (
+    MAX_BLOCKS_PER_STAGE,
+    MAX_CHANNELS,
+    MAX_STAGES,
+    MAX_TOTAL_BLOCKS,
+    coerce_layers,
+    field_from_text,
+    field_to_text,
+)
+from resnet_core.models.weights import CheckpointWarning
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.launch import train_command
 
 TORCHVISION_COUNTS = {  # torchvision's documented figures (the test also counts torchvision's own models)
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
@@ -173,13 +188,13 @@ def test_pretrained_weights_bad_requests():
     (dict(width=0), r"width must be an integer from 1 to 4096; got 0"),
     (dict(num_classes=0), r"num_classes must be an integer from 1 to 100000; got 0"),
     (dict(block="dense"), r"block must be one of basic, bottleneck, preact_basic, preact_bottleneck, sk_basic, "
-                                  r"sk_bottleneck; got 'dense'"),
+                                  r"sk_bottleneck, res2net_bottleneck, split_attention_bottleneck; got 'dense'"),
     (dict(shortcut="E"), r"shortcut must be one of A, B, C, D; got 'E'"),
     (dict(stem="huge"), r"stem must be one of imagenet, cifar, deep, deep_tiered; got 'huge'"),
     (dict(attention="cbam"), r"^attention must be one of none, se, eca; got 'cbam'$"),
     (dict(anti_alias=True), r"^anti_alias must be one of none, avg, blur; got True$"),
-    (dict(norm="layer"), r"^norm must be one of batch, group; got 'layer'$"),
-    (dict(stem_pool="avg"), r"^stem_pool must be one of max, max_ceil, conv, none; got 'avg'$"),
+    (dict(norm="layer"), r"^norm must be one of batch, group, evonorm_s0, frn_tlu; got 'layer'$"),
+    (dict(stem_pool="avg"), r"^stem_pool must be one of max, max_ceil, conv, zero_pad_max, none; got 'avg'$"),
     (dict(stride_placement="v2"), r"^stride_placement must be one of v1.5, v1; got 'v2'$"),
     (dict(attention_placement="first"), r"^attention_placement must be one of before_add, after_relu"),
     (dict(attention_reduction=0), r"^attention_reduction must be an integer from 1 to 1024; got 0$"),
@@ -198,6 +213,47 @@ def test_pretrained_weights_bad_requests():
     (dict(block="sk_bottleneck", anti_alias="avg"), r"^anti_alias: sk_bottleneck blocks have no anti-aliased form"),
     (dict(skip="yes"), r"skip must be true or false"),
     (dict(depth=50), r"unknown override 'depth'; allowed overrides are block, layers"),
+    # the fields of timm's Res2Net, ResNeSt, BiT, SENet-154, pruned and test nets
+    (dict(block="res2net_bottleneck", res2net_scale=1), r"^res2net_scale must be an integer from 2 to 8; got 1$"),
+    (dict(block="res2net_bottleneck", res2net_scale=9), r"^res2net_scale must be an integer from 2 to 8; got 9$"),
+    (dict(block="res2net_bottleneck", anti_alias="avg"), r"^anti_alias: res2net_bottleneck blocks take anti_alias "
+                                                         r"none; got avg$"),
+    (dict(block="split_attention_bottleneck", radix=0), r"^radix must be an integer from 1 to 8; got 0$"),
+    (dict(block="split_attention_bottleneck", attention="se"), r"^attention: split_attention_bottleneck blocks "
+                                                               r"have their own attention"),
+    (dict(avg_downsample="middle"), r"^avg_downsample must be one of none, before_conv, after_conv; got 'middle'$"),
+    (dict(block="bottleneck", avg_downsample="after_conv"), r"^avg_downsample moves the stride of "
+                                                            r"split_attention_bottleneck blocks"),
+    (dict(weight_standardization="yes"), r"^weight_standardization must be true or false; got 'yes'$"),
+    (dict(shortcut_kernel=5), r"^shortcut_kernel must be 1 or 3; got 5$"),
+    (dict(shortcut_kernel=3, shortcut="D"), r"^shortcut_kernel 3 makes a strided projection a 3x3 conv; it needs "
+                                            r"shortcut B or C, got D$"),
+    (dict(reduce_first=0), r"^reduce_first must be an integer from 1 to 64; got 0$"),
+    (dict(reduce_first=2, block="preact_basic"), r"^reduce_first narrows the first conv of basic and bottleneck"),
+    (dict(block="bottleneck", width=1, reduce_first=2), r"^reduce_first: 2 leaves the first conv of a 1-plane "
+                                                        r"stage \(1 channels\) with none; at most 1$"),
+    (dict(norm="evonorm_s0"), r"^norm: evonorm_s0 is a norm and its activation in one, built here for "
+                              r"pre-activation blocks"),
+    (dict(block="preact_basic", norm="evonorm_s0", norm_groups=48), r"^norm_groups: 48 groups do not divide"),
+    (dict(stem_pool="zero_pad_max", anti_alias="blur"), r"^anti_alias: a stem_pool of zero_pad_max has no "),
+    (dict(stage_blocks=("basic", "bottleneck")), r"^stage_blocks must give one of the block types for each of the "
+                                                 r"4 stages; got 2; none clears it$"),
+    (dict(stage_blocks=("basic", "basic", "dense", "basic")), r"^stage_blocks \(stage 3\) must be one of basic, "),
+    (dict(stage_blocks=("bottleneck",) * 4), r"^block: stage_blocks gives stage 1 bottleneck blocks, so block must "
+                                             r"be bottleneck; got 'basic'$"),
+    (dict(stage_blocks=("basic", "preact_basic", "basic", "basic")), r"^stage_blocks: pre-activation and "
+                                                                      r"post-activation blocks cannot be mixed"),
+    (dict(stage_widths=(32, 48, 48)), r"^stage_widths must give one of the widths for each of the 4 stages; got 3"),
+    (dict(stage_widths=(64, 128, 96, 256), shortcut="A"), r"^shortcut A zero-pads channels, so they must not shrink: "
+                                                          r"stage 3 has 96 output channels after stage 2's 128; "),
+    (dict(stage_widths=(32, 48, 48, 0)), r"^stage_widths \(stage 4\) must be an integer from 1 to 4096; got 0$"),
+    (dict(block_widths=((1, 1, 1),)), r"^block_widths must give 3 widths for each of the 8 blocks \(layers "
+                                      r"2,2,2,2\); got 1 entries; none clears it$"),
+    (dict(block_widths=((1, 1, 1),) * 8), r"^block_widths: per-block widths are for bottleneck blocks"),
+    (dict(block="bottleneck", block_widths=((1, 1, 1),) * 7 + ((1, 1, 0),)), r"^block_widths: block 8 must be three "
+                                                                             r"widths \(first 1x1, 3x3, output\)"),
+    (dict(block="bottleneck", block_widths=((1, 1, 2), (1, 1, 3)) * 4), r"^block_widths: the blocks of stage 1 add "
+                                                                        r"their outputs, so they need one output"),
 ])
 def test_invalid_specs_name_the_field(kwargs, message):
     kwargs = dict(kwargs)
@@ -243,7 +299,8 @@ def test_the_bounds_themselves_are_allowed():
     ModelSpec(layers=(1,) * 8, width=128).validate()  # 128 * 2**7 = 16,384 channels in stage 8
     ModelSpec(block="bottleneck", layers=(1,) * 8, width=32).validate()  # 32 * 2**7 * 4
     ModelSpec(block="bottleneck", layers=(1, 1, 1, 1), groups=32, width_per_group=64).validate()  # 512*64/64*32
-    assert max(p.spec.stage_planes[-1] * p.spec.expansion for p in PRESETS.values()) == 2048
+    widest = max(PRESETS.values(), key=lambda p: max(p.spec.stage_out_channels))
+    assert (widest.name, max(widest.spec.stage_out_channels)) == ("resnetv2_152x4_bit", 8192)  # half the bound
     assert sum(PRESETS["resnet1202"].spec.layers) == 600
 
 
@@ -319,7 +376,9 @@ def test_build_model_loads_a_local_checkpoint(tmp_path):
     source = build_model("resnet20").eval()
     path = tmp_path / "resnet20.pt"
     torch.save({"state_dict": source.state_dict(), "epoch": 3}, path)
-    loaded = build_model("resnet20", weights=str(path)).eval()
+    with pytest.warns(CheckpointWarning, match=r"^state_dict: weight_standardization, stem_pool, skip, anti_alias "
+                                               r"cannot be told from this timm checkpoint"):  # a bare state_dict
+        loaded = build_model("resnet20", weights=str(path)).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), source(x), rtol=0, atol=0)
@@ -361,3 +420,39 @@ def test_timm_presets_carry_timms_names():
     assert (d.stem, d.stem_widths, d.shortcut) == ("deep", (32, 32, 64), "D")
     assert PRESETS["resnet50t"].spec.stem_widths == (24, 32, 64)
     assert PRESETS["resnet50s"].spec.stem_widths == (64, 64, 128)
+
+
+@pytest.mark.parametrize("model, overrides", [
+    ("ecaresnet50d_pruned", dict(layers=(1, 1, 1, 1), block_widths=None)),  # "none" clears the preset's widths
+    ("ecaresnet50d_pruned", dict(block_widths=((8, 8, 16),) * 3 + ((9, 9, 32),) * 4 + ((4, 4, 64),) * 6
+                                 + ((5, 6, 128),) * 3)),
+    ("test_resnet", dict(stage_blocks=("basic", "bottleneck", "bottleneck", "basic"), stage_widths=(16, 32, 32, 64))),
+    ("resnet50", dict(block="res2net_bottleneck", res2net_scale=6, width_per_group=26)),
+    ("resnest50d", dict(radix=4, avg_downsample="before_conv")),
+    ("resnetv2_50", dict(norm="group", weight_standardization=True, stem_pool="zero_pad_max")),
+    ("resnet50", dict(shortcut_kernel=3, reduce_first=2, groups=64, width_per_group=4)),
+    ("resnetv2_50d", dict(norm="evonorm_s0")),
+])
+def test_the_new_fields_round_trip_through_the_train_command(model, overrides):
+    """The launch command (training/launch.py) gives every new field by its flag (cli/spec_args.py)."""
+    config = TrainConfig(model=model, overrides=overrides).validate()
+    args = shlex.split(train_command(config))
+    assert args[:3] == ["python", "-m", "resnet_core"]
+    assert config_from_args(build_parser().parse_args(args[3:])) == config.canonical()
+    resolve_spec(model, **overrides)  # a valid network
+
+
+def test_field_text_round_trips_and_names_the_field():
+    for name, text, value in (("block_widths", "47:18:19, 52:22:19", ((47, 18, 19), (52, 22, 19))),
+                              ("stage_blocks", "basic,bottleneck", ("basic", "bottleneck")),
+                              ("stage_widths", "none", None), ("stem_width", "none", None),
+                              ("weight_standardization", "yes", True), ("shortcut_kernel", "3", 3)):
+        assert field_from_text(name, text) == value
+        assert field_from_text(name, field_to_text(value)) == value
+    for name, text, message in (("block_widths", "1:2:x", "block_widths must be a whole number; got 'x'"),
+                                ("block_widths", "1:2:3:4", "block_widths: more than 3 entries in '1:2:3:4'"),
+                                ("stage_widths", "1," * 9, "stage_widths: more than 8 stages in"),
+                                ("stage_widths", "9" * 5000, "stage_widths must be whole numbers in range; got a "
+                                                             "5000-character value")):
+        with pytest.raises(ValueError, match="^" + re.escape(message)):
+            field_from_text(name, text)

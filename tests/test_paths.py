@@ -10,12 +10,13 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from resnet_core.config import TrainConfig
-from resnet_core.data import SYNTHETIC_CLASSES, ImageData, channel_stats, synthetic_images
-from resnet_core.jobs import execute
-from resnet_core.model import build_model
-from resnet_core.paths import deletable_blocks, delete_blocks, delete_k, path_length_distribution
-from resnet_core.train import evaluate
+from resnet_core.data.image_data import ImageData, channel_stats
+from resnet_core.data.synthetic import SYNTHETIC_CLASSES, synthetic_images
+from resnet_core.experiments.paths import deletable_blocks, delete_blocks, delete_k, path_length_distribution
+from resnet_core.models.resnet import build_model
+from resnet_core.runs.execute import execute
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.engine import evaluate
 from tests.conftest import rerun_until
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
@@ -44,7 +45,7 @@ def test_path_lengths_are_binomial():
 
 def test_deleting_zero_initialised_residual_blocks_changes_nothing(tiny_data):
     model = net(zero_init_residual=True)
-    assert deletable_blocks(model, tiny_data) == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2)]
+    assert [b.name for b in deletable_blocks(model)] == ["layer1.0", "layer1.1", "layer1.2", "layer2.1", "layer2.2"]
     intact = evaluate(model, tiny_data).acc
     row = delete_k(model, tiny_data, 5, samples=2)
     assert row["accs"] == [intact, intact] and row["paths_left"] == 2.0**-5
@@ -54,7 +55,7 @@ def test_deleting_plain_blocks_and_restoring_the_model(tiny_data):
     model = net(skip=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     intact = evaluate(model, tiny_data).loss
-    assert delete_blocks(model, tiny_data, [(0, 1), (1, 2)]) is not None
+    assert delete_blocks(model, tiny_data, ["layer1.1", "layer2.2"]) is not None
     assert evaluate(model, tiny_data).loss == intact
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     row = delete_k(model, tiny_data, 2, samples=3, seed=1)

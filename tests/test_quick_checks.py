@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from torch import nn
 
-from resnet_core import degradation
-from resnet_core.summary import summarize
+from resnet_core import build_model
+from resnet_core.experiments import degradation
+from resnet_core.introspect.summary import summarize
 from tests.conftest import rerun_until
 from ui import quick_check
 from ui.quick_check import FIGURES, Check, feedback, load_checks
@@ -145,8 +147,28 @@ def test_lesion_cites_the_median_drop(runs_root):
     assert f"a median drop of {figure}" in page_text(at)
 
 
-@pytest.mark.parametrize("model", ["resnet18", "resnet10t", "resnetrs50"])
-def test_the_depth_feedback_adds_up_for_every_stem(model):
-    """stem convs + blocks × convs per block + the classifier = the Depth shown, deep and conv-pool stems too."""
+@pytest.mark.parametrize("model, depth, stem, blocks, convs", [
+    ("resnet18", 18, 1, 8, 2),  # He et al. 2015, Table 1: 18 layers, 2+2+2+2 basic blocks
+    ("resnet50", 50, 1, 16, 3),  # Table 1: 50 layers, 3+4+6+3 bottlenecks
+    ("resnet152", 152, 1, 50, 3),  # Table 1: 152 layers, 3+8+36+3 bottlenecks
+    ("resnet20", 20, 1, 9, 2),  # He et al. 2015, section 4.2: 6n+2 layers, n = 3
+    ("resnet56", 56, 1, 27, 2),  # section 4.2: n = 9
+    ("resnet110", 110, 1, 54, 2),  # section 4.2: n = 18
+    ("resnet1202", 1202, 1, 600, 2),  # section 4.2: n = 200
+    # timm's name counts a 1-conv stem (1 + 8 + 1 = 10); its deep_tiered stem has 3 convs (timm 1.0 resnet.py, which
+    # calls the 26t "technically a 28 layer ResNet" for the same reason): 3 + 4 × 2 + 1
+    ("resnet10t", 12, 3, 4, 2),
+    # timm's resnetrs50: a 3-conv deep stem and replace_stem_pool (a stride-2 3×3 conv): 4 + 16 × 3 + 1
+    ("resnetrs50", 53, 4, 16, 3),
+])
+def test_the_depth_feedback_adds_up_for_every_stem(model, depth, stem, blocks, convs):
+    """stem convs + blocks × convs per block + the classifier = the Depth shown, deep and conv-pool stems too:
+    each figure is the paper's (or counted by hand above), and the built model has that many weighted layers on
+    its main path (every Conv2d and Linear outside the shortcuts and the attention modules)."""
     figure = quick_check.depth({"arch_last_good": (model, summarize(model))})
-    assert int(figure["stem"]) + int(figure["blocks"]) * int(figure["convs"]) + 1 == int(figure["figure"])
+    assert figure == dict(figure=str(depth), stem=str(stem), blocks=str(blocks), convs=str(convs))
+    built = build_model(model, device="meta")
+    side = (".downsample.", ".se.")  # projection shortcuts and channel attention (SE or ECA): off the main path
+    main_path = [name for name, m in built.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+                 and not any(s in f"{name}." for s in side)]
+    assert len(main_path) == depth, main_path

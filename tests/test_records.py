@@ -11,35 +11,44 @@ import re
 import shutil
 import subprocess
 import time
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from resnet_core import PRESETS, runstore
-from resnet_core.config import TrainConfig
-from resnet_core.jobs import Job, run_state
-from resnet_core.records import (
+from resnet_core import PRESETS
+from resnet_core.models.spec import ModelSpec
+from resnet_core.runs import loading
+from resnet_core.runs import store as runstore
+from resnet_core.runs.contract import (
     RUN_ID,
     DataFacts,
-    FinalRecord,
-    ProbeRecord,
+    DistributedFacts,
     RunConfig,
     RunState,
+    TransferFacts,
+    new_run_id,
+    short_label,
+)
+from resnet_core.runs.runner import Job, run_state
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.engine import evaluate
+from resnet_core.training.records import (
+    FinalRecord,
+    ProbeRecord,
     Status,
     TestRecord,
     TrainRecord,
     final_of,
-    new_run_id,
     of_kind,
     record_from_dict,
-    short_label,
 )
-from resnet_core.settings import RunSettings
-from resnet_core.spec import ModelSpec
-from resnet_core.train import evaluate
+from resnet_core.training.settings import RunSettings
 
 torch.set_num_threads(1)
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "run-v1"  # written by the code before records.py
@@ -76,8 +85,9 @@ def test_old_run_folder_reads_through_the_typed_store(old_run):
     assert info.config.data.name == "synthetic" and len(info.config.data.classes) == 10
     train = info.config.train
     assert train == TrainConfig(overrides=dict(layers=(1, 1, 1), width=4), augment="crop+flip", precision="fp32",
-                                max_steps=6, batch_size=16,
-                                train_subset=64, test_subset=50, log_every=2, probe_every=3)
+                                epochs=2, max_steps=6, batch_size=16,  # the default epochs then
+                                train_subset=64, test_subset=50, log_every=2, probe_every=3,
+                                pad=4)  # stored by a version whose crops were always padded 4 pixels
     assert [r.run_id for r in runstore.list_runs(old_run.parent)] == ["run-v1"]
 
 
@@ -97,9 +107,9 @@ def test_old_metrics_read_as_typed_records_in_order(old_run):
 
 def test_old_weights_load_strictly_and_reproduce_the_stored_accuracy(old_run):
     final = runstore.read_run(old_run).final
-    model = runstore.load_model(old_run)  # load_state_dict(strict=True): every key, every shape
+    model = loading.load_model(old_run)  # load_state_dict(strict=True): every key, every shape
     assert model.state_dict().keys() == runstore.load_weights(old_run).keys()
-    data = runstore.load_run_data(old_run)
+    data = loading.load_run_data(old_run)
     assert len(data.train_labels) == 64 and data.mean == tuple(runstore.read_run(old_run).config.data.mean)
     evaluation = evaluate(model, data, limit=50)
     assert int((evaluation.predictions == evaluation.labels).sum()) == 6  # 0.12 of the 50 test images
@@ -151,11 +161,13 @@ def test_run_config_and_spec_round_trip():
     written_before_settings["spec"] = {k: v for k, v in written_before_settings["spec"].items() if k != "se"} | dict(
         attention="none", stem_mid=32, stem_pool=None, attention_reduction=16, attention_divisor=8, anti_alias="none",
         norm="batch", norm_groups=32, stride_placement="v1.5", attention_placement="before_add", stem_norm=None,
-        sk_reduction=16, sk_divisor=8, sk_split=True)
+        sk_reduction=16, sk_divisor=8, sk_split=True, res2net_scale=4, radix=2, avg_downsample="none",
+        weight_standardization=False, shortcut_kernel=1, reduce_first=1, stage_blocks=None, stage_widths=None,
+        block_widths=None)
     assert config.to_dict() == written_before_settings | {"settings": dict(
         augment="crop+flip", augment_reason="set in the run's config", precision="fp32",
         precision_reason="set in the run's config"), "distributed": dict(  # one process, before torchrun runs
-        world_size=1, backend="", per_rank_batch=written_before_settings["train"]["batch_size"], sync_bn=False)}
+        world_size=1, backend="", per_rank_batch=written_before_settings["train"]["batch_size"], sync_bn=False, job="")}
     other = RunConfig(TrainConfig(model="resnext50_32x4d", overrides=dict(layers=(1, 2), groups=4), optimizer="adamw",
                                   lr=1e-3, schedule="multistep", milestones=(0.3, 0.6, 0.9), image_size=64,
                                   max_steps=10, threads=2),
@@ -346,19 +358,120 @@ CONFIGS = st.one_of(JSON, _mutated(CONFIG), *[_mutated(CONFIG[part]).map(lambda 
 PROPERTY = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def returns_or_value_error(parse, value) -> None:
+def parsed_or_value_error(parse, value, names: list[str]) -> Any:
+    """`parse(value)`, or None when it raised a plain ValueError whose message is one line and starts with one of
+    `names` (the field, or the object whose shape is wrong); any other exception propagates and fails the test."""
     try:
-        parse(value)
-    except ValueError:
-        pass
+        return parse(value)
+    except ValueError as exc:
+        message = str(exc)
+        assert type(exc) is ValueError and message and "\n" not in message, repr(exc)
+        assert re.match(rf"(?:{'|'.join(map(re.escape, names))})(?!\w)", message), message
+        return None
+
+
+def json_text(obj: Any) -> str:
+    """The object's to_dict as JSON text: equal texts mean equal values and types (1 and 1.0 differ), NaN included."""
+    return json.dumps(obj.to_dict(), sort_keys=True)
+
+
+def assert_typed(value: Any, hint: Any, where: str) -> None:
+    """`value` holds exactly the type its field declares: an int is no bool, a float no int, a list[...] a list."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is types.UnionType:  # X | None
+        if value is not None:
+            assert_typed(value, next(a for a in args if a is not type(None)), where)
+    elif typing.get_origin(hint) is list:
+        assert type(value) is list, where
+        for i, item in enumerate(value):
+            assert_typed(item, args[0], f"{where}[{i}]")
+    else:
+        assert type(value) is hint, (where, value)
+
+
+def same_value(parsed: Any, given: Any) -> bool:
+    """A parsed field holds what the file held: a whole number in a float field as that float, NaN as NaN."""
+    if isinstance(parsed, list):
+        return type(given) is list and len(parsed) == len(given) and all(map(same_value, parsed, given))
+    if isinstance(parsed, bool) or isinstance(given, bool):
+        return parsed is given
+    if isinstance(parsed, float):
+        return math.isnan(parsed) and math.isnan(given) if math.isnan(parsed) else parsed == float(given)
+    return parsed == given and isinstance(parsed, type(given))
+
+
+RECORD_CLASSES = {"train": TrainRecord, "test": TestRecord, "probe": ProbeRecord, "final": FinalRecord}
+
+
+def object_errors(what: str, cls: type) -> list[str]:
+    """How a message about a stored object of dataclass `cls` starts: with the object, or with one of its fields."""
+    fields = [f.name for f in dataclasses.fields(cls)]
+    return [f"{what} must be a JSON object", *(f"{what}.{f}" for f in fields),
+            *(f"{what} has no '{f}'" for f in fields)]
+
+
+RECORD_ERRORS = ["record kind", "status", "probe record must hold one value per unit",
+                 *(e for kind, cls in RECORD_CLASSES.items() for e in object_errors(f"{kind} record", cls))]
+SPEC_ERRORS = ["spec must be a mapping", "spec has unknown field", "se",  # "se": the legacy flag
+               *(f.name for f in dataclasses.fields(ModelSpec))]
+CONFIG_ERRORS = ["config.json", "train config must be a mapping", "unknown override", "settings must be a JSON object",
+                 *SPEC_ERRORS, *(f.name for f in dataclasses.fields(TrainConfig)),
+                 *(f"settings.{f.name}" for f in dataclasses.fields(RunSettings)),
+                 *object_errors("distributed", DistributedFacts), *object_errors("data", DataFacts),
+                 *object_errors("transfer", TransferFacts)]
+# ModelSpec's bounds as its field comments and messages state them, written out so that a looser check fails
+SPEC_CHOICES = dict(block={"basic", "bottleneck", "preact_basic", "preact_bottleneck", "sk_basic", "sk_bottleneck"},
+                    stem={"imagenet", "cifar", "deep", "deep_tiered"}, shortcut={"A", "B", "C", "D"},
+                    attention={"none", "se", "eca"}, stem_pool={None, "max", "max_ceil", "conv", "none"},
+                    anti_alias={"none", "avg", "blur"}, norm={"batch", "group"}, stride_placement={"v1.5", "v1"},
+                    attention_placement={"before_add", "after_relu"})
+SPEC_RANGES = dict(width=(1, 4096), stem_width=(1, 4096), groups=(1, 4096), width_per_group=(1, 4096),
+                   in_channels=(1, 64), num_classes=(1, 100_000), stem_mid=(4, 4096), attention_reduction=(1, 1024),
+                   attention_divisor=(1, 64), norm_groups=(1, 4096), sk_reduction=(1, 1024), sk_divisor=(1, 64))
+
+
+def assert_spec_in_bounds(spec: ModelSpec) -> None:
+    assert type(spec.layers) is tuple and 1 <= len(spec.layers) <= 8  # MAX_STAGES
+    assert all(type(n) is int and 1 <= n <= 1000 for n in spec.layers) and sum(spec.layers) <= 2000, spec.layers
+    for name, allowed in SPEC_CHOICES.items():
+        assert getattr(spec, name) in allowed, name
+    for name, (low, high) in SPEC_RANGES.items():
+        value = getattr(spec, name)
+        assert (name == "stem_width" and value is None) or (type(value) is int and low <= value <= high), name
+    for name in ("skip", "zero_init_residual", "sk_split"):
+        assert type(getattr(spec, name)) is bool, name
+    assert spec.stem_norm in (None, True, False)
 
 
 @PROPERTY
 @given(RECORDS)
 @example({"kind": ["train"]})
 @example(changed(TRAIN, epoch=10**400))
+@example(changed(TRAIN, loss=2))  # a whole number where a float is declared: loads as 2.0
+@example(changed(PROBE, grad_norm=[1.0]))  # one list shorter than the units
+@example(changed(FINAL, confusion=[[1, 2]] * 10))  # 10 rows of 2 for 10 classes
 def test_record_from_dict_returns_or_raises_value_error(value):
-    returns_or_value_error(record_from_dict, value)
+    """A record that loads is the file's fields, exactly typed, and round-trips; anything else is one ValueError
+    naming its field."""
+    record = parsed_or_value_error(record_from_dict, value, RECORD_ERRORS)
+    if record is None:
+        return
+    cls = RECORD_CLASSES[value["kind"]]
+    assert type(record) is cls
+    fields = [f.name for f in dataclasses.fields(cls)]
+    assert list(record.to_dict()) == ["kind", *fields]  # keys it does not know are dropped
+    for name in fields:
+        assert_typed(getattr(record, name), typing.get_type_hints(cls)[name], name)
+        assert same_value(getattr(record, name), value[name]), name
+    if isinstance(record, ProbeRecord):
+        assert len({len(record.units), len(record.stages), len(record.grad_norm), len(record.act_mean),
+                    len(record.act_std)}) == 1
+    if isinstance(record, FinalRecord):
+        assert record.status in {"queued", "running", "finished", "stopped", "diverged", "failed", "interrupted"}
+        n = len(record.classes)
+        assert record.confusion is None or (len(record.confusion) == n and all(len(r) == n for r in record.confusion))
+    assert json_text(cls.from_dict(record.to_dict())) == json_text(record)
+    assert json_text(record_from_dict(json.loads(json.dumps(record.to_dict())))) == json_text(record)
 
 
 @PROPERTY
@@ -366,14 +479,40 @@ def test_record_from_dict_returns_or_raises_value_error(value):
 @example(changed(CONFIG, created=10**400))
 @example(changed(CONFIG, train=changed(CONFIG["train"], momentum=10**400)))
 def test_run_config_from_dict_returns_or_raises_value_error(value):
-    returns_or_value_error(RunConfig.from_dict, value)
+    """A config that loads holds the file's values in typed parts and round-trips through JSON; anything else is
+    one ValueError naming its field."""
+    config = parsed_or_value_error(RunConfig.from_dict, value, CONFIG_ERRORS)
+    if config is None:
+        return
+    assert (type(config.train), type(config.spec), type(config.data), type(config.settings)) == (
+        TrainConfig, ModelSpec, DataFacts, RunSettings)
+    assert type(config.created) is float and math.isfinite(config.created) and type(config.run_id) is str
+    assert same_value(config.created, value.get("created", 0.0)) and config.run_id == value.get("run_id", "")
+    assert_spec_in_bounds(config.spec)
+    for name in (f.name for f in dataclasses.fields(DataFacts)):
+        assert same_value(getattr(config.data, name), value["data"][name]), name
+    assert config.settings.augment in {"none", "crop", "crop+flip"} and config.settings.precision in {"fp32", "bf16"}
+    again = RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert json_text(again) == json_text(config)
 
 
 @PROPERTY
 @given(SPECS)
 @example({"layers": [1] * 1100})  # stage widths beyond the float range
+@example({**SPEC, "layers": [1], "width": 4097})  # one stage: only the width's own bound refuses it
 def test_model_spec_from_dict_returns_or_raises_value_error(value):
-    returns_or_value_error(ModelSpec.from_dict, value)
+    """A spec that loads holds the file's fields, inside ModelSpec's bounds, and round-trips through JSON; anything
+    else is one ValueError naming its field."""
+    spec = parsed_or_value_error(ModelSpec.from_dict, value, SPEC_ERRORS)
+    if spec is None:
+        return
+    assert type(spec) is ModelSpec
+    assert_spec_in_bounds(spec)
+    for name, given_value in value.items():
+        if name != "se":  # the legacy flag is translated into attention (test_run_config_and_spec_round_trip)
+            shown_value = list(getattr(spec, name)) if name == "layers" else getattr(spec, name)
+            assert same_value(shown_value, given_value), name
+    assert ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 def test_nan_and_infinite_values_are_kept_where_a_number_is_allowed():

@@ -16,16 +16,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_core import runstore
 from resnet_core.cli import main
-from resnet_core.config import TrainConfig
-from resnet_core.data import SYNTHETIC_CLASSES
-from resnet_core.jobs import execute
-from resnet_core.presets import resolve_spec
-from resnet_core.records import DataFacts, ProbeRecord, RunConfig, Status, TrainRecord
-from resnet_core.settings import resolve_settings
-from resnet_core.spec import ModelSpec
-from resnet_core.train import evaluate
+from resnet_core.data.synthetic import SYNTHETIC_CLASSES
+from resnet_core.models.presets import resolve_spec
+from resnet_core.models.spec import ModelSpec
+from resnet_core.runs import store as runstore
+from resnet_core.runs.contract import DataFacts, RunConfig
+from resnet_core.runs.execute import execute
+from resnet_core.runs.loading import load_model, load_run_data
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.engine import evaluate
+from resnet_core.training.records import ProbeRecord, Status, TrainRecord
+from resnet_core.training.settings import resolve_settings
 from tests.conftest import wait_until
 
 torch.set_num_threads(1)
@@ -44,12 +46,12 @@ def train_record(step: int, loss: float) -> TrainRecord:
 
 def test_weights_round_trip_with_weights_only(tmp_path):
     result = execute(TrainConfig(max_steps=6, **TINY), run_dir=tmp_path / "run")
-    model = runstore.load_model(tmp_path / "run")
+    model = load_model(tmp_path / "run")
     trained = result.model.state_dict()
     loaded = model.state_dict()
     assert loaded.keys() == trained.keys()
     assert all(torch.equal(loaded[k].cpu(), trained[k].cpu()) for k in trained)
-    data = runstore.load_run_data(tmp_path / "run")
+    data = load_run_data(tmp_path / "run")
     assert torch.equal(data.train_images, result.data.train_images)
     ev = evaluate(model, data, limit=200)
     assert ev.acc == result.final.test_acc and abs(ev.loss - result.final.test_loss) < 1e-5
@@ -216,7 +218,7 @@ def test_unreadable_weights_are_one_message_that_never_suggests_unsafe_loading(t
     else:
         torch.save({k: v for k, v in state.items() if k != "fc.bias"}, file)
     with pytest.raises(ValueError) as caught:
-        runstore.load_model(run)
+        load_model(run)
     message = str(caught.value)
     assert message.startswith("run run: weights.pt ") and "\n" not in message
     assert "weights_only" not in message and not marker.exists()
@@ -274,7 +276,8 @@ def test_lesion_goes_on_past_a_run_whose_data_are_gone(tmp_path, capsys):
     moved.set_status(Status.FINISHED)
     moved.close()
     torch.save(runstore.load_weights(tmp_path / "good"), tmp_path / "moved" / runstore.WEIGHTS)
-    code = main(["lesion", str(tmp_path / "moved"), str(tmp_path / "good"), "--limit", "50", "--json"])
+    code = main(["lesion", str(tmp_path / "moved"), str(tmp_path / "good"), "--limit", "50", "--json",
+                 "--allow-data-dir"])  # its data_dir is outside the data folders: allowed, then found gone
     out, err = capsys.readouterr()
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "cifar10" in err
     assert [json.loads(line)["name"] for line in out.splitlines()] == ["good"]

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from resnet_core import lesion, runstore, seeds
 from resnet_core.cli import main
-from resnet_core.config import TrainConfig
-from resnet_core.degradation import summarize_records
-from resnet_core.jobs import JobRunner, default_runner
-from resnet_core.runstore import read_metrics
+from resnet_core.experiments import seeds
+from resnet_core.runs import store as runstore
+from resnet_core.runs.runner import JobRunner, default_runner
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.records import TestRecord, TrainRecord
 from tests.conftest import rerun_until
 from ui.seed_figures import seed_band_figure
 from ui.widgets import OWNER_KEY
@@ -54,7 +54,8 @@ def test_cli_json_shape_seeds_mean_and_std(seed_run):
         for s in net["seeds"]:
             assert set(s) == {"seed", "run_dir", "train_loss", "test_acc"}
             assert s["test_acc"] == runstore.read_run(s["run_dir"]).final.test_acc
-            assert s["train_loss"] == summarize_records(read_metrics(s["run_dir"]))["train_loss"]
+            stored = [json.loads(line) for line in (Path(s["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+            assert s["train_loss"] == [r["loss"] for r in stored if r["kind"] == "train"]  # the file's own lines
             assert runstore.read_run(s["run_dir"]).config.train.seed == s["seed"]
         a, b = (s["train_loss"] for s in net["seeds"])
         assert a != b  # different weights and batches: the seeds differ
@@ -91,6 +92,62 @@ def test_sets_read_back_and_bands_match_the_summary(seed_run):
         assert 10 ** axis["range"][0] <= min(log_panel) and max(log_panel) <= 10 ** axis["range"][1]
 
 
+def literal_run(losses: list[float], test_acc: float) -> list:
+    """A run's records: train losses logged at steps 50, 95 and 100, then one evaluation at step 100."""
+    train = [TrainRecord(step=step, epoch=step / 100, time=step / 10, images=16 * step, loss=loss, acc=0.5, lr=0.1,
+                         images_per_sec=100.0, eta_sec=0.0, total_steps=100)
+             for step, loss in zip((50, 95, 100), losses)]
+    return [*train, TestRecord(step=100, epoch=1.0, time=10.0, test_loss=1.0, test_acc=test_acc, train_loss=1.0,
+                               train_acc=0.5, lr=0.1, images_per_sec=100.0)]
+
+
+# net -> seed -> (train losses at steps 50, 95, 100; test accuracy). The final train loss is the mean over the last
+# 10% of the steps (steps > 90): the mean of the last two losses. Finals by hand: plain8 0.8, 0.9, 1.0;
+# plain14 1.0, 0.7, 1.3; resnet8 0.5, 0.6, 0.7; resnet14 0.4, 0.5, 0.6. plain14 ends on a rise, so its last losses
+# alone (1.2, 0.9, 1.5) would all be above plain8's (0.7, 0.8, 0.9): the sentences below tell the two rules apart.
+LITERAL_SET = {
+    "plain8": {5: ([2.0, 0.9, 0.7], 0.5), 6: ([2.1, 1.0, 0.8], 0.6), 7: ([2.2, 1.1, 0.9], 0.7)},
+    "plain14": {5: ([2.5, 0.8, 1.2], 0.3), 6: ([2.3, 0.5, 0.9], 0.5), 7: ([2.7, 1.1, 1.5], 0.4)},
+    "resnet8": {5: ([1.6, 0.6, 0.4], 0.7), 6: ([1.7, 0.7, 0.5], 0.7), 7: ([1.8, 0.8, 0.6], 0.7)},
+    "resnet14": {5: ([1.5, 0.5, 0.3], 0.8), 6: ([1.6, 0.6, 0.4], 0.9), 7: ([1.7, 0.7, 0.5], 0.85)},
+}
+
+
+def test_seed_summary_and_its_sentences_from_literal_records():
+    """Mean and sample standard deviation (n - 1) over three seeds, worked out by hand from the literal runs above."""
+    records = {net: {seed: (f"{net}-seed{seed}", literal_run(*run)) for seed, run in by_seed.items()}
+               for net, by_seed in LITERAL_SET.items()}
+    summary = seeds.seed_summary(records)
+    assert list(summary) == ["plain8", "plain14", "resnet8", "resnet14"]
+    plain14 = summary["plain14"]
+    assert (plain14["skip"], plain14["depth"], plain14["steps"]) == (False, 14, [50, 95, 100])
+    assert plain14["seeds"] == [dict(seed=5, run_dir="plain14-seed5", train_loss=[2.5, 0.8, 1.2], test_acc=0.3),
+                                dict(seed=6, run_dir="plain14-seed6", train_loss=[2.3, 0.5, 0.9], test_acc=0.5),
+                                dict(seed=7, run_dir="plain14-seed7", train_loss=[2.7, 1.1, 1.5], test_acc=0.4)]
+    # per step: (2.5 + 2.3 + 2.7) / 3 = 2.5 with deviations 0, -0.2, +0.2, so std sqrt(0.08 / 2) = 0.2; then
+    # 0.8 and 1.2, each with deviations 0, -0.3, +0.3: std 0.3
+    assert plain14["mean"]["train_loss"] == pytest.approx([2.5, 0.8, 1.2], abs=1e-12)
+    assert plain14["std"]["train_loss"] == pytest.approx([0.2, 0.3, 0.3], abs=1e-12)
+    # finals 1.0, 0.7, 1.3: mean 1.0, std sqrt((0 + 0.09 + 0.09) / 2) = 0.3; accuracies 0.3, 0.5, 0.4: 0.4 ± 0.1
+    assert (plain14["mean"]["final_train_loss"], plain14["std"]["final_train_loss"]) == (
+        pytest.approx(1.0, abs=1e-12), pytest.approx(0.3, abs=1e-12))
+    assert (plain14["mean"]["test_acc"], plain14["std"]["test_acc"]) == (
+        pytest.approx(0.4, abs=1e-12), pytest.approx(0.1, abs=1e-12))
+    expected = {  # net: (final train loss mean, std; test accuracy mean, std), by hand from LITERAL_SET
+        "plain8": (0.9, 0.1, 0.6, 0.1), "resnet8": (0.6, 0.1, 0.7, 0.0), "resnet14": (0.5, 0.1, 0.85, 0.05)}
+    for net, numbers in expected.items():
+        got = (summary[net]["mean"]["final_train_loss"], summary[net]["std"]["final_train_loss"],
+               summary[net]["mean"]["test_acc"], summary[net]["std"]["test_acc"])
+        assert got == pytest.approx(numbers, abs=1e-12), net
+    # deeper vs shallower final per seed: plain 1.0 > 0.8, 0.7 < 0.9, 1.3 > 1.0 (2 of 3); residual 0.4 < 0.5,
+    # 0.5 < 0.6, 0.6 < 0.7 (0 of 3)
+    assert seeds.describe_seeds(summary) == [
+        "**Plain**: final train loss plain14 1.000 ± 0.300 vs plain8 0.900 ± 0.100 over 3 seed(s); the deeper net "
+        "ended higher in 2 of 3.",
+        "**Residual**: final train loss resnet14 0.500 ± 0.100 vs resnet8 0.600 ± 0.100 over 3 seed(s); the deeper "
+        "net ended higher in 0 of 3."]
+
+
 def test_paper_lines_hold_li_et_al_table_1():
     li = {(r["net"]): r["test_error"] for r in seeds.paper_lines() if r["paper"].startswith("Li")}
     assert li == {"resnet20": 7.37, "plain20": 8.18, "resnet56": 5.89, "plain56": 13.31, "resnet110": 5.79,
@@ -106,13 +163,13 @@ def test_cli_bad_seed_count_is_one_line(capsys):
 def test_degradation_page_with_two_seeds_draws_bands(tmp_path, monkeypatch):
     monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(tmp_path / "runs"))
     at = AppTest.from_file(str(PAGES / "6_Degradation.py"), default_timeout=60).run()
-    for key, value in dict(degr_shallow=1, degr_deep=2, degr_steps=3, degr_batch=16, degr_width=4, degr_size=8,
-                           degr_seeds=2).items():
+    for key, value in dict(degr_shallow=1, degr_deep=2, degr_steps=3, degr_batch_size=16, degr_width=4,
+                           degr_image_size=8, degr_seeds=2).items():
         at.session_state[key] = value
     at.run()
     at.button(key="degr_start").click().run()
     assert not at.exception and not at.error
-    assert len(at.session_state["degr_group"]["more_jobs"]) == 4  # the second seed's nets
+    assert [len(g.job_ids) for g in at.session_state["degr_group"].other_seeds] == [4]  # the second seed's nets
 
     def finished(a) -> bool:
         sets = seeds.list_seed_sets(tmp_path / "runs")
@@ -131,17 +188,20 @@ def test_degradation_page_with_two_seeds_draws_bands(tmp_path, monkeypatch):
 def test_lesion_over_the_seeds_of_a_set(seed_run, monkeypatch):
     out, root = seed_run
     seed_set = seeds.list_seed_sets(root)[out["set_id"]]
-    rows = [dict(lesion.lesion_row(info.path, limit=40), seed=seed, net=name)
-            for seed, name, info in seeds.set_runs(seed_set)]
-    summary = seeds.lesion_summary(rows)
+    rows = [seeds.seed_lesion_row(seed, name, info.path, limit=40) for seed, name, info in seeds.set_runs(seed_set)]
+    summary = seeds.lesion_summary([seeds.SeedLesion.from_row(r) for r in rows])
     assert list(summary) == ["plain20", "plain26", "resnet20", "resnet26"]
     net = summary["resnet20"]
-    assert list(net["seeds"]) == [5, 6] and net["deletable"] == [True] * 3 + [False, True, True] * 2
+    assert (net.skip, net.depth) == (True, 20)
+    assert list(net.seeds) == [5, 6] and net.deletable == [True] * 3 + [False, True, True] * 2
+    assert net.blocks == [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
     by_seed = {r["seed"]: r for r in rows if r["net"] == "resnet20"}
-    for i, ok in enumerate(net["deletable"]):
+    for i, ok in enumerate(net.deletable):
         accs = [by_seed[s]["blocks"][i]["acc"] for s in (5, 6)]
-        assert net["mean"][i] == (pytest.approx(statistics.fmean(accs)) if ok else None)
-        assert net["std"][i] == (pytest.approx(statistics.stdev(accs)) if ok else None)
+        assert net.mean[i] == (pytest.approx(statistics.fmean(accs)) if ok else None)
+        assert net.std[i] == (pytest.approx(statistics.stdev(accs)) if ok else None)
+    intact = [by_seed[s]["baseline_acc"] for s in (5, 6)]
+    assert net.intact_mean == pytest.approx(statistics.fmean(intact))
 
     monkeypatch.setenv("RESNET_EXPLORER_RUNS", str(root))
     at = AppTest.from_file(str(PAGES / "7_Lesion.py"), default_timeout=60).run()
@@ -172,7 +232,7 @@ def test_train_page_repeats_a_run_with_n_seeds(tmp_path, monkeypatch):
 
     at = AppTest.from_file(str(PAGES / "4_Train.py"), default_timeout=120)
     for key, value in dict(model_choice={"model": "resnet20", "overrides": {"width": 4, "layers": (1, 1, 1)}},
-                           train_subset=128, train_steps=100_000, train_threads=1, train_repeats=3).items():
+                           train_train_subset=128, train_max_steps=100_000, train_threads=1, train_repeats=3).items():
         at.session_state[key] = value
     at.run()
     band = next(json.loads(el.proto.spec) for el in at.get("plotly_chart") if "train_repeatset" in str(el.proto.id))

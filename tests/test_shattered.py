@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from resnet_core.cli import main
-from resnet_core.flow import data_batch, set_mode
-from resnet_core.flow_stack import FlowConfig, FlowStack
-from resnet_core.shattered import (
+from resnet_core.experiments.flow import data_batch, set_mode
+from resnet_core.experiments.flow_stack import FlowConfig, FlowStack
+from resnet_core.experiments.shattered import (
     ShatteredConfig,
     describe,
     input_line,

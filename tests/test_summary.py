@@ -11,9 +11,10 @@ import torchinfo
 from torch import nn
 
 from resnet_core import build_model, summarize
-from resnet_core.format import stage_table_markdown, stage_table_text
-from resnet_core.presets import resolve_spec
-from resnet_core.summary import _summarize_spec, natural_input_size, preset_row, receptive_fields
+from resnet_core.introspect.summary import _summarize_spec, preset_row, receptive_fields
+from resnet_core.introspect.tables import stage_table_markdown, stage_table_text
+from resnet_core.models.presets import resolve_spec
+from resnet_core.models.spec import natural_input_size
 
 
 @pytest.mark.parametrize("name, input_size, kwargs", [
@@ -28,6 +29,12 @@ from resnet_core.summary import _summarize_spec, natural_input_size, preset_row,
                                    attention="se", attention_divisor=1, attention_reduction=4)),
     ("skresnet18", (3, 64, 64), dict(layers=(1, 2, 1, 1))),
     ("skresnext50_32x4d", (3, 64, 64), dict(layers=(1, 2, 1, 1), attention="se", sk_split=True)),
+    ("res2next50", (3, 64, 64), dict(layers=(1, 3, 1, 1), res2net_scale=6)),
+    ("resnest50d_4s2x40d", (3, 64, 64), dict(layers=(1, 2, 1, 1))),
+    ("resnetv2_50x1_bit", (3, 64, 64), dict(layers=(1, 2, 1, 1))),
+    ("resnetv2_50d_evos", (3, 64, 64), dict(layers=(1, 2, 1, 1))),
+    ("senet154", (3, 64, 64), dict(layers=(1, 2, 1, 1))),
+    ("test_resnet", (3, 64, 64), dict(layers=(2, 1, 3, 1))),
 ])
 def test_params_and_mult_adds_equal_torchinfo(name, input_size, kwargs):
     ours = summarize(name, input_size, 2, **kwargs)
@@ -45,9 +52,11 @@ def test_resnet50_reference_mult_adds():
 
 
 def test_preset_rows_are_the_summary_at_the_natural_input():
+    # params: He et al. 2015 Table 6 gives 0.27M; 269,722 by hand (stem 464 + stages 14,016 + 51,072 + 203,520 + fc
+    # 650). mult_adds at 32×32: torchinfo 1.8.0's count of the built resnet20, which is by hand the convs' 40,550,400
+    # + the batch norms' 1,376 (torchinfo counts their weights once per image) + the classifier's 650
     assert preset_row("resnet20") == dict(model="resnet20", family="cifar", block="basic", skip=True, depth=20,
-                                          published_depth=20, params=269_722,
-                                          mult_adds=summarize("resnet20", (3, 32, 32), 1).mult_adds,
+                                          published_depth=20, params=269_722, mult_adds=40_552_426,
                                           torchvision=None)
     row = preset_row("resnet50")
     assert (row["params"], row["mult_adds"], row["depth"], row["torchvision"]) == (25_557_032, 4_089_238_376, 50,
@@ -61,8 +70,8 @@ def test_stage_table_adds_up():
     st = s.stages
     assert list(st["stage"]) == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
     assert list(st["blocks"]) == [0, 3, 4, 6, 3, 0]
-    assert st["params"].sum() == s.total_params
-    assert st["mult_adds"].sum() == s.mult_adds
+    assert st["params"].sum() == s.total_params == 25_557_032  # torchvision.models.resnet50's parameters
+    assert st["mult_adds"].sum() == s.mult_adds == 4_089_238_376  # torchinfo 1.8.0 on torchvision's resnet50
     assert abs(st["params_pct"].sum() - 100) < 0.05
     assert list(st["output_shape"]) == [(1, 64, 56, 56), (1, 256, 56, 56), (1, 512, 28, 28), (1, 1024, 14, 14),
                                         (1, 2048, 7, 7), (1, 1000)]
@@ -86,7 +95,8 @@ def test_layer_rows_carry_output_size_arithmetic():
 def test_batch_and_resolution_cost_no_memory():
     small = summarize("resnet152", (3, 224, 224), 1)
     huge = summarize("resnet152", (3, 224, 224), 4096)  # real activations would need ~0.9 TB
-    assert huge.mult_adds == 4096 * small.mult_adds
+    # torchinfo 1.8.0's count of torchvision.models.resnet152 at 224×224 is 11,513,779,048 mult-adds per image
+    assert huge.mult_adds == 4096 * small.mult_adds == 4096 * 11_513_779_048
     assert huge.activation_bytes == 4096 * small.activation_bytes
     assert huge.training_memory_bytes > 800 * 2**30
 
@@ -122,7 +132,8 @@ def _measured_receptive_field(model: nn.Module, stage: str, size: int) -> int:
 
 @pytest.mark.parametrize("name, stage, size", [("resnet20", "layer1", 64), ("resnet20", "layer2", 96),
                                                ("resnet18", "layer1", 128), ("resnet50", "layer2", 256),
-                                               ("skresnet18", "layer1", 128), ("skresnext50_32x4d", "layer2", 256)])
+                                               ("skresnet18", "layer1", 128), ("skresnext50_32x4d", "layer2", 256),
+                                               ("res2net50_26w_4s", "layer2", 256), ("res2net50d", "layer1", 128)])
 def test_receptive_fields_match_backprop(name, stage, size):
     model = build_model(name)
     assert receptive_fields(model)[stage] == _measured_receptive_field(model, stage, size)
@@ -159,7 +170,8 @@ def test_built_models_are_checked_like_specs():
     with pytest.raises(ValueError, match=r"^input has 1 channels but the model's in_channels is 3$"):
         summarize(model, (1, 224, 224))
     # overrides describe another network: its own trainable count, not the built model's
-    assert summarize(model, num_classes=10).trainable_params == summarize("resnet18", num_classes=10).total_params
+    assert summarize(model, num_classes=10).trainable_params == summarize("resnet18", num_classes=10).total_params \
+        == 11_181_642  # torchvision.models.resnet18(num_classes=10)
 
 
 def test_an_input_the_network_cannot_take_is_one_value_error():
@@ -174,10 +186,13 @@ def test_an_input_the_network_cannot_take_is_one_value_error():
     ("resnext50_32x4d", {}), ("resnet50d", {}), ("resnetrs50", {}), ("legacy_seresnet50", {}),
     ("resnetblur50", {}), ("ecaresnetlight", {}), ("resnet50_gn", {}), ("resnet26t", {}),
     ("resnet20", dict(shortcut="C", layers=(5, 1, 3))), ("resnet18", dict(block="preact_bottleneck", layers=(3, 2))),
-    ("skresnet34", {}), ("skresnext50_32x4d", {}),
+    ("skresnet34", {}), ("skresnext50_32x4d", {}), ("res2net50_26w_6s", {}), ("resnest50d", {}),
+    ("resnetv2_50x1_bit", {}), ("resnetv2_50d_frn", {}), ("ecaresnet50d_pruned", {}),
+    ("test_resnet", dict(layers=(3, 1, 4, 2))),
 ])
 def test_repeated_blocks_equal_the_full_trace(name, overrides):
-    """Only two blocks per stage are traced; every row, stage and total equals the trace of every block."""
+    """Only a stage's first block and one of each distinct later block are traced (two blocks a stage, but in a
+    pruned net); every row, stage and total equals the trace of every block."""
     spec = resolve_spec(name, **overrides)
     dims = natural_input_size(spec)
     fast, full = _summarize_spec(spec, dims, 1), _summarize_spec(spec, dims, 1, repeat=False)

@@ -9,12 +9,14 @@ import threading
 import pytest
 import torch
 
-from resnet_core import runstore
 from resnet_core.cli import main
-from resnet_core.config import TrainConfig
-from resnet_core.presets import resolve_spec
-from resnet_core.probes import probe_frame, stage_activations, stage_view
-from resnet_core.records import (
+from resnet_core.models.presets import resolve_spec
+from resnet_core.runs import store as runstore
+from resnet_core.runs.loading import evaluate_run
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.engine import Diverged, build_seeded_model, evaluate, fit, lr_at, make_optimizer
+from resnet_core.training.probes import probe_frame, stage_activations, stage_view
+from resnet_core.training.records import (
     FinalRecord,
     ProbeRecord,
     Status,
@@ -24,7 +26,6 @@ from resnet_core.records import (
     of_kind,
     record_from_dict,
 )
-from resnet_core.train import Diverged, build_seeded_model, evaluate, fit, lr_at, make_optimizer
 
 torch.set_num_threads(1)
 
@@ -184,7 +185,7 @@ def test_cli_json_lines_and_errors(tmp_path, capsys):
     assert final["test_acc"] == stored.test_acc == lines[-2]["test_acc"]  # the last epoch's evaluation
     assert (final["steps"], final["images_per_sec"]) == (stored.steps, stored.images_per_sec) and stored.steps == 4
     # the accuracy is the stored weights' share of correct predictions on the 2000 synthetic test images
-    evaluation, data = runstore.evaluate_run(run_dir)
+    evaluation, data = evaluate_run(run_dir)
     assert len(data.test_labels) == 2000
     assert final["test_acc"] == int((evaluation.predictions == evaluation.labels).sum()) / 2000
     assert final["test_loss"] == pytest.approx(evaluation.loss, rel=1e-5)

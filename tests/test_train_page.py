@@ -16,12 +16,25 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-from resnet_core import config, hardware, jobs, runstore
-from resnet_core.config import TrainConfig
-from resnet_core.jobs import default_runner
-from resnet_core.records import Status, TestRecord, TrainRecord
+from resnet_core.runs import background
+from resnet_core.runs import runner as jobs
+from resnet_core.runs import store as runstore
+from resnet_core.runs.execute import execute
+from resnet_core.runs.runner import default_runner
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.precision import Rates, precision_key
+from resnet_core.training.records import Status, TestRecord, TrainRecord
+from resnet_core.training.verdicts import remember
 from tests.conftest import rerun_until, wait_until
-from ui.train_figures import EMPTY_CURVES, confusion_figure, overlay_figure, prediction_grid, run_title, training_curves
+from ui.train_figures import (
+    EMPTY_CURVES,
+    confusion_figure,
+    has_points,
+    overlay_figure,
+    prediction_grid,
+    run_title,
+    training_curves,
+)
 from ui.widgets import OWNER_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +66,8 @@ def _tiny_page(tmp_path, monkeypatch, steps: int = 8) -> AppTest:
     monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["model_choice"] = SMALL_MODEL
-    at.session_state["train_subset"] = 256
-    at.session_state["train_steps"] = steps
+    at.session_state["train_train_subset"] = 256
+    at.session_state["train_max_steps"] = steps
     at.session_state["train_threads"] = 1
     return at.run()
 
@@ -98,7 +111,7 @@ def test_start_then_stop(tmp_path, monkeypatch):
     assert stop.label == "Stop" and stop.disabled
     assert at.selectbox(key="train_model").value == "resnet20"
 
-    at.session_state["train_subset"] = 2000  # keep the test's run short; defaults are checked above
+    at.session_state["train_train_subset"] = 2000  # keep the test's run short; defaults are checked above
     at.session_state["train_threads"] = 1  # robust on a busy 2-core machine
     at.button(key="train_start").click().run()
     assert not at.exception
@@ -122,8 +135,8 @@ def test_finished_run_shows_results_for_the_architecture_pages_choice(tmp_path, 
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["model_choice"] = {"model": "resnet20", "overrides": {"width": 8, "layers": (1, 1, 1)}}
     at.run()
-    at.session_state["train_subset"] = 256
-    at.session_state["train_steps"] = 8
+    at.session_state["train_train_subset"] = 256
+    at.session_state["train_max_steps"] = 8
     at.session_state["train_threads"] = 1
     at.button(key="train_start").click().run()
     rerun_until(at, lambda a: any(s.value.startswith("Finished 8 steps") for s in a.success))
@@ -175,10 +188,11 @@ def test_figure_builders():
                              "train loss")
     assert [t.line.dash for t in overlay.data] == ["solid", "dash"]
     stopped_early = records[:1]  # stopped before its first evaluation: train records only
-    accuracy = overlay_figure([dict(label="early", records=stopped_early), dict(label="a", records=records)],
-                              "test accuracy")
+    assert not has_points(stopped_early, "test accuracy") and has_points(stopped_early, "train loss")
+    assert has_points(records, "test accuracy") and not has_points([], "train loss")
+    accuracy = overlay_figure([dict(label="a", records=records)], "test accuracy")
     assert [t.name for t in accuracy.data] == ["a"] and list(accuracy.layout.yaxis.range) == [0, 1.02]
-    assert [a.text for a in accuracy.layout.annotations] == ["No test accuracy recorded for: early"]
+    assert not accuracy.layout.annotations  # runs without points are named by the page, in a line of their own
     assert accuracy.data[0].mode == "lines+markers" and accuracy.data[0].marker.size >= 8  # one point still shows
     assert overlay_figure([dict(label="early", records=stopped_early)]).data[0].name == "early"  # the default
     two_by_two = (fig.layout.xaxis.domain == fig.layout.xaxis3.domain  # loss above learning rate
@@ -230,10 +244,13 @@ def test_second_run_waits_in_the_shared_queue(tmp_path, monkeypatch):
                message="the other owner's runs did not start")
     at.button(key="train_start").click().run()
     assert not at.exception
-    assert any(i.value.startswith("Queued at position 1:") for i in at.info)
+    assert any(i.value.startswith("Queued at position 1 of 1, waiting ") for i in at.info)
     assert not at.button(key="train_stop").disabled
     at.button(key="train_stop").click().run()
-    rerun_until(at, lambda a: any("stopped before it started" in w.value.lower() for w in a.warning))
+    rerun_until(at, lambda a: any(w.value.startswith("Cancelled before it started, after ") for w in a.warning))
+    assert any(w.value.endswith(" in the queue") for w in at.warning)
+    for job in others:
+        job.stop()
 
 
 def test_downloads_carry_the_metrics_and_the_trained_weights(tmp_path, monkeypatch, served_bytes):
@@ -250,7 +267,6 @@ def test_downloads_carry_the_metrics_and_the_trained_weights(tmp_path, monkeypat
 
 
 def test_channels_last_and_device_reach_the_stored_config(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "available_devices", lambda: ["cpu", "auto"])  # a second device to pick (cpu here)
     at = _tiny_page(tmp_path, monkeypatch)
     assert at.checkbox(key="train_channels_last").value is TrainConfig().channels_last is True
     assert at.selectbox(key="train_device").value == "cpu"
@@ -268,27 +284,37 @@ def test_bad_max_runs_setting_shows_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
     monkeypatch.setenv(jobs.MAX_RUNS_ENV, "abc")
     # as in a fresh server process: no runner yet (monkeypatch puts the process-wide one back afterwards)
-    monkeypatch.delitem(jobs._REGISTRY.objects, "runner", raising=False)
+    monkeypatch.delitem(background._REGISTRY.objects, "runner", raising=False)
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["RESNET_EXPLORER_MAX_RUNS must be a whole number >= 1; got 'abc'"]
     assert not at.button and [s.value for s in at.subheader] == ["Past runs"]
 
 
-def test_page_says_what_auto_chooses_and_why(tmp_path, monkeypatch):
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))  # no AMX
+def test_page_says_what_auto_chooses_and_why(tmp_path, monkeypatch, own_precision_cache):
     at = _tiny_page(tmp_path, monkeypatch)
     captions = " ".join(c.value for c in at.caption)
-    assert "Augmentation **crop+flip** (auto: random crops, and flips because every synthetic shape" in captions
-    assert "precision **fp32** (auto: this CPU has no bf16 units (AMX)" in captions
+    assert "Budget 8 steps (set by the user). Augmentation **crop+flip** (auto: random crops, and flips because " \
+           "every synthetic shape" in captions
+    unguarded = ("precision **fp32** (auto: fp32; bf16 not measured: its accuracy was never checked on real data for a "
+                 "model of this size and input (bf16_guard.json)).")  # this small resnet20: no guard, nothing timed
+    assert f"{unguarded} 32×32 images (synthetic's own side); crops padded 4 pixels (auto: an eighth of the side, as " \
+           "CIFAR's 4 of 32)." in captions
+    at.session_state["train_max_steps"] = 0  # the auto budget
     at.selectbox(key="train_dataset").set_value("mnist").run()
     captions = " ".join(c.value for c in at.caption)
-    assert "Augmentation **crop** (auto: random crops only; mnist's classes are not known to survive a mirror" \
-        in captions
+    assert "Auto budget: 120 steps = 60 epochs of 256 images (at least 2 epochs and 120 steps). Augmentation " \
+           "**crop** (auto: random crops only; mnist's classes are not known to survive a mirror" in captions
+    assert f"{unguarded} 28×28 images (mnist's own side); crops padded 4 pixels" in captions
     assert not at.warning
     at.radio(key="train_precision").set_value("bf16").run()
-    assert [w.value for w in at.warning] == ["Precision bf16: this CPU has no bf16 units (AMX), so bf16 autocast "
-                                             "will train slower than fp32"]
+    assert not at.warning  # nothing measured here: nothing claimed from the CPU's flags
+    config = TrainConfig(model="resnet20", overrides=SMALL_MODEL["overrides"], dataset="mnist", train_subset=256)
+    remember(precision_key(config, torch.device("cpu"), 1, 128), Rates(627.0, 488.0, 3, 2.0, 1.75e9, 1.0))
+    at.run()
+    assert [w.value for w in at.warning] == ["Precision bf16: measured 0.78× as fast as fp32 for this model and batch "
+                                             "on this machine (fp32 627 vs bf16 488 images/s); auto would train in "
+                                             "fp32"]
 
 
 def test_a_run_stopped_on_the_page_shows_its_test_accuracy(tmp_path, monkeypatch):
@@ -300,7 +326,8 @@ def test_a_run_stopped_on_the_page_shows_its_test_accuracy(tmp_path, monkeypatch
     run = runstore.list_runs(tmp_path / "runs")[0]
     assert run.status == Status.STOPPED and run.final.test_acc is not None
     assert at.metric[0].label == "Test accuracy" and at.metric[0].value == f"{run.final.test_acc:.1%}"
-    assert any(c.value.startswith("Augmentation **crop+flip**") for c in at.caption)
+    assert any(c.value.startswith("Budget 100,000 steps (set by the user). Augmentation **crop+flip**")
+               for c in at.caption)
 
 
 def test_data_folder_outside_the_fence_is_refused_in_one_line(tmp_path, monkeypatch):
@@ -358,7 +385,7 @@ def test_a_reload_or_a_second_tab_reattaches_to_the_live_run(tmp_path, monkeypat
     reloaded.run()
     assert not reloaded.exception
     assert reloaded.session_state["train_job"] == job_id and reloaded.session_state["train_seed"] == 7
-    assert reloaded.session_state["train_subset"] == 256 and reloaded.session_state["train_steps"] == 100_000
+    assert reloaded.session_state["train_train_subset"] == 256 and reloaded.session_state["train_max_steps"] == 100_000
     assert reloaded.button(key="train_start").disabled and not reloaded.button(key="train_stop").disabled
     rerun_until(reloaded, lambda a: len(_train_steps(a)) >= 2, timeout=90)
     reloaded.button(key="train_stop").click().run()
@@ -400,7 +427,7 @@ def test_a_stored_run_whose_data_lie_outside_the_fence_is_not_read_again(tmp_pat
         for i in range(20):
             Image.new("RGB", (12, 12), colour).save(outside / cls / f"{i}.png")
     monkeypatch.setenv(runstore.RUNS_ENV, str(tmp_path / "runs"))
-    jobs.execute(TrainConfig(dataset="imagefolder", data_dir=str(outside), max_steps=2, batch_size=8, threads=1,
+    execute(TrainConfig(dataset="imagefolder", data_dir=str(outside), max_steps=2, batch_size=8, threads=1,
                              overrides=dict(width=4, layers=(1, 1, 1))), run_dir=tmp_path / "runs" / "cli-run")
     at = _tiny_page(tmp_path, monkeypatch)
     at.selectbox(key="train_inspect").set_value("cli-run").run()

@@ -14,16 +14,18 @@ import torch.distributed as dist
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from resnet_core import runstore
 from resnet_core.cli import main
-from resnet_core.config import TrainConfig
-from resnet_core.distributed import GlobalBatchNorm2d, Replicas
-from resnet_core.jobs import default_runner, execute
-from resnet_core.model import ResNet
-from resnet_core.presets import resolve_spec
-from resnet_core.records import TrainRecord, of_kind
-from resnet_core.train import fit, initial_model, load_data
-from resnet_core.transfer import apply_init, freeze, param_groups
+from resnet_core.models.presets import resolve_spec
+from resnet_core.models.resnet import ResNet
+from resnet_core.runs import store as runstore
+from resnet_core.runs.execute import execute
+from resnet_core.runs.runner import default_runner
+from resnet_core.runs.transfer import TransferSummary, apply_init, initial_model, transfer_summary
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.distributed import GlobalBatchNorm2d, Replicas
+from resnet_core.training.engine import fit, load_data
+from resnet_core.training.freeze import freeze, param_groups
+from resnet_core.training.records import Status, TrainRecord, of_kind
 
 torch.set_num_threads(1)
 
@@ -57,6 +59,8 @@ def test_head_only_trains_650_parameters_and_the_rest_stays_bit_identical(source
     assert stored["transfer"]["trainable_params"] == 650 and stored["transfer"]["new_head"] is False
     assert stored["transfer"]["total_params"] == 269_722
     assert runstore.read_run(run_dir).config.transfer.source == "run resnet20 (resnet20)"
+    assert transfer_summary(run_dir) == TransferSummary(init_from=str(source), finetune="head", trainable_params=650)
+    assert transfer_summary(source) == TransferSummary(init_from=None, finetune=None, trainable_params=269_722)
     before, after = _state(source), _state(run_dir)
     frozen = [k for k in before if not k.startswith("fc.")]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # BN running statistics included
@@ -137,8 +141,8 @@ def test_train_page_queues_the_three_strategies_and_shows_them_side_by_side(tmp_
     source = execute(TrainConfig(max_steps=2, **small, **QUICK), run_dir=tmp_path / "runs" / "source").model
     at = AppTest.from_file(str(ROOT / "pages" / "4_Train.py"), default_timeout=120)
     at.session_state["model_choice"] = {"model": "resnet20", "overrides": small["overrides"]}
-    for key, value in dict(train_subset=64, train_steps=2, train_batch=32, train_threads=1, train_probe_every=0,
-                           train_augment="none").items():
+    for key, value in dict(train_train_subset=64, train_max_steps=2, train_batch_size=32, train_threads=1,
+                           train_probe_every=0, train_augment="none").items():
         at.session_state[key] = value
     at.run()
     assert at.button(key="train_strategies_start").disabled  # fresh weights: nothing to fine-tune
@@ -203,7 +207,7 @@ def test_a_stopped_head_only_run_resumes_without_its_source(source, tmp_path, ca
     stop = threading.Event()
     stopped = execute(TrainConfig(max_steps=6, init_from=str(copy), finetune="head", checkpoint_every=1, **QUICK),
                       run_dir=run_dir, on_record=lambda r: r.step >= 2 and stop.set(), stop=stop)
-    assert stopped.status == "stopped" and stopped.final.steps < 6
+    assert stopped.status == Status.STOPPED and stopped.final.steps < 6
     shutil.rmtree(copy)
     capsys.readouterr()
     assert main(["train", "--resume", str(run_dir), "--threads", "1", "--json"]) == 0

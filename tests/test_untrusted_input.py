@@ -1,24 +1,35 @@
-"""Hostile specs, URLs and inputs: every one is either a valid summary or one ValueError line, within a second.
+"""Hostile specs, URLs, inputs and files: every one is either a valid summary or one ValueError line, within a second.
 
 Random specs (huge, negative and zero integers, strings, bools, None, layer tuples of any length) go through the
 three ways in: `ModelSpec(...).validate()`, `ModelSpec.from_dict` (a config.json) and the URL's query string
 (`choice_from_query_params(...).spec()`); then `summarize` at the spec's natural input. Never another exception
-type, never a multi-line or unbounded message, never a hang.
+type, never a multi-line or unbounded message, never a hang. Files named by a user (a state_dict, an image in a
+folder) that are FIFOs or devices are refused before they are read; a library's warning is not a second line.
 """
 
 from __future__ import annotations
 
+import os
+import struct
 import time
+import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
-from resnet_core.presets import PRESETS
-from resnet_core.spec import (
+from resnet_core.data.folders import scan_folder
+from resnet_core.experiments.degradation_status import queued_file, read_queued
+from resnet_core.introspect.summary import summarize
+from resnet_core.models.presets import PRESETS
+from resnet_core.models.resnet import build_model
+from resnet_core.models.spec import (
     ANTI_ALIASES,
     ATTENTION_PLACEMENTS,
     ATTENTIONS,
+    AVG_DOWNSAMPLES,
     BLOCKS,
     FIELDS,
     MAX_BLOCKS_PER_STAGE,
@@ -32,11 +43,15 @@ from resnet_core.spec import (
     STEMS,
     STRIDE_PLACEMENTS,
     ModelSpec,
+    field_to_text,
+    natural_input_size,
 )
-from resnet_core.summary import natural_input_size, summarize
+from resnet_core.runs.store import read_metrics
+from resnet_core.runs.transfer import load_state_file
+from tests.conftest import call_within, run_cli
 from ui.widgets import choice_from_query_params
 
-SECONDS = 1.0  # per example: validation, and the summary of whatever passes it
+HANG_SECONDS = 30.0  # per example: input is refused or summarized, never hangs (speed: benchmarks/bench_any_depth.py)
 EXAMPLES = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
 # Sizes around and far beyond every bound.
@@ -82,6 +97,16 @@ VALID = {
     "sk_reduction": st.one_of(st.sampled_from([16, 8]), st.integers(1, 64)),
     "sk_divisor": st.sampled_from([8, 16, 32, 1, 3]),
     "sk_split": st.booleans(),
+    "res2net_scale": st.one_of(st.just(4), st.integers(2, 8)),
+    "radix": st.sampled_from([2, 1, 4]),
+    "avg_downsample": st.sampled_from(AVG_DOWNSAMPLES),
+    "weight_standardization": st.booleans(),
+    "shortcut_kernel": st.sampled_from([1, 3]),
+    "reduce_first": st.sampled_from([1, 2, 4]),
+    "stage_blocks": st.one_of(st.none(), st.lists(st.sampled_from(BLOCKS), min_size=1, max_size=MAX_STAGES).map(tuple)),
+    "stage_widths": st.one_of(st.none(), st.lists(st.integers(1, 160), min_size=1, max_size=MAX_STAGES).map(tuple)),
+    "block_widths": st.one_of(st.none(), st.lists(st.tuples(st.integers(1, 64), st.integers(1, 64),
+                                                            st.sampled_from([16, 32, 64])), max_size=12).map(tuple)),
 }
 HOSTILE = {name: st.one_of(HOSTILE_LAYERS if name == "layers" else INTS, JUNK) for name in VALID}
 
@@ -99,9 +124,7 @@ TEXT = st.one_of(st.text(max_size=20), LONG_TEXT, st.integers().map(str), st.sam
 
 
 def as_text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return field_to_text(value)
 
 
 # Every preset: a summary traces at most two blocks per stage, so even resnet1202 is a fraction of a second.
@@ -138,7 +161,7 @@ def _valid_or_one_value_error(make_spec) -> None:
         assert summary.output_shape == (1, spec.num_classes) and summary.depth == spec.depth
         assert 0 < summary.total_params == summary.trainable_params and summary.mult_adds > 0
         assert summary.stages["blocks"].sum() == sum(spec.layers)
-    assert time.perf_counter() - start < SECONDS
+    assert time.perf_counter() - start < HANG_SECONDS
 
 
 @EXAMPLES
@@ -181,7 +204,7 @@ def test_random_inputs_and_batches_summarize_or_raise_one_value_error(input_size
     else:
         event("summarized")
         assert summary.input_size == tuple(input_size) and summary.output_shape == (batch, 10)
-    assert time.perf_counter() - start < SECONDS
+    assert time.perf_counter() - start < HANG_SECONDS
 
 
 def test_the_reported_worst_cases_are_one_value_error_each():
@@ -214,3 +237,68 @@ def test_input_bounds_are_checked_before_anything_is_built(input_size, batch, me
     with pytest.raises(ValueError) as caught:
         summarize("resnet20", input_size, batch)
     assert str(caught.value) == message and time.perf_counter() - start < 0.1
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width×height RGB pixels, and a few bytes of data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+
+
+def image_folder(root: Path) -> Path:
+    """Two class folders of three small PNGs each."""
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_100_megapixel_image_in_a_folder_is_one_line_without_pillows_warning(tmp_path):
+    """Pillow warns (DecompressionBombWarning, two lines on stderr) from 89 megapixels; ours refuses from 50."""
+    folder = image_folder(tmp_path / "folder")
+    (folder / "a" / "big.png").write_bytes(png_claiming(10_000, 10_000))
+    done = run_cli("train", "resnet20", "--dataset", "imagefolder", "--data-dir", str(folder), "--steps", "1",
+                   env={"RESNET_EXPLORER_RUNS": str(tmp_path / "runs")})
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (f"error: data_dir holds an image of 10000×10000 = 100,000,000 pixels: {folder}/a/big.png; "
+                           "images may have at most 50,000,000 (50 megapixels)\n")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_fifo_in_an_image_folder_is_refused_without_blocking(tmp_path):
+    folder = image_folder(tmp_path / "folder")
+    os.mkfifo(folder / "b" / "3.png")
+    with pytest.raises(ValueError) as caught:
+        call_within(scan_folder, folder, fifos=(folder / "b" / "3.png",))
+    assert str(caught.value) == (f"each image in data_dir must be a regular file; {folder}/b/3.png is a named pipe "
+                                 "(FIFO)")
+
+
+@pytest.mark.parametrize("reader, line", [
+    (lambda path: build_model("resnet20", weights=str(path)), "weights must be a regular file; {path} is a named "
+                                                              "pipe (FIFO)"),
+    (load_state_file, "init_from must be a regular file; {path} is a named pipe (FIFO)"),
+], ids=["weights", "init_from"])
+def test_a_fifo_named_as_a_state_dict_file_is_refused_without_blocking(tmp_path, reader, line):
+    path = tmp_path / "weights.pt"
+    os.mkfifo(path)
+    with pytest.raises(ValueError) as caught:
+        call_within(reader, path, fifos=(path,))
+    assert str(caught.value) == line.format(path=path)
+
+
+def test_a_fifo_as_a_runs_metrics_is_skipped_like_a_missing_file(tmp_path):
+    """The pages read every run's metrics; a FIFO there must not hang a page (its lines are unreadable, as a torn
+    line is, and skipped)."""
+    os.mkfifo(tmp_path / "metrics.jsonl")
+    assert call_within(read_metrics, tmp_path, fifos=(tmp_path / "metrics.jsonl",)) == []
+
+
+def test_a_fifo_as_a_degradation_groups_queued_file_reads_as_none(tmp_path):
+    """The Degradation page reads <group>.queued.json from the runs folder: a FIFO there reads as a missing file."""
+    os.mkfifo(queued_file("group", tmp_path))
+    assert call_within(read_queued, "group", tmp_path, fifos=(queued_file("group", tmp_path),)) is None

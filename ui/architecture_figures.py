@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from resnet_core.anatomy import BlockAnatomy, Step
+from resnet_core.introspect.anatomy import BlockAnatomy, Step
 
 from .colors import RESIDUAL, SEQUENCE, path_colour
 
@@ -80,12 +80,12 @@ Box = tuple[str, list[Step]]  # (branch, the steps it stands for)
 def _path_boxes(steps: tuple[Step, ...]) -> list[Box]:
     """Merge steps into diagram boxes: one conv per main-path box, with the BN/ReLU after it (before it in
     pre-activation blocks); the SE gate, the shortcut and the sum are one box each."""
-    preact = len(steps) > 1 and not steps[1].op.startswith("conv")
+    preact = len(steps) > 1 and not _is_conv(steps[1].op)
     boxes: list[Box] = []
     for step in steps:
         previous = boxes[-1] if boxes else None
-        is_conv = step.op.startswith("conv")
-        has_conv = previous is not None and any(s.op.startswith("conv") for s in previous[1])
+        is_conv = _is_conv(step.op)
+        has_conv = previous is not None and any(_is_conv(s.op) for s in previous[1])
         opens = (previous is None or previous[0] != step.branch
                  or (step.branch == "main" and has_conv and (preact or is_conv)))
         if opens:
@@ -93,6 +93,11 @@ def _path_boxes(steps: tuple[Step, ...]) -> list[Box]:
         else:
             previous[1].append(step)
     return boxes
+
+
+def _is_conv(op: str) -> bool:
+    """A step that is a conv of the main path (plain or weight-standardised), not the attention's 1-D conv."""
+    return op.startswith(("conv ", "weight-standardised conv "))
 
 
 def _box_text(box: Box) -> str:
@@ -113,7 +118,7 @@ def _wrap(ops: list[str]) -> str:
     """Each conv on its own line; the ops between convs (BN, ReLU, add) joined on one line."""
     lines: list[str] = []
     for i, op in enumerate(ops):
-        if op.startswith("conv") or i == 0 or ops[i - 1].startswith("conv"):
+        if _is_conv(op) or i == 0 or _is_conv(ops[i - 1]):
             lines.append(op)
         else:
             lines[-1] += " · " + op
@@ -180,10 +185,11 @@ _SERIES = re.compile(r"^(resnet|plain)\d+$")
 DEPTH_TICKS = [10, 20, 50, 100, 200, 500, 1000]
 
 
-def family_figure(rows: pd.DataFrame) -> go.Figure:
+def family_figure(rows: pd.DataFrame, picked: pd.DataFrame | None = None) -> go.Figure:
     """Params and mult-adds against depth for every preset: a line per family and residual/plain, variants as points.
+    Only the `picked` configurations are labelled (and ringed); every point names itself on hover.
 
-    `rows` has columns model, family, skip, depth, params, mult_adds.
+    `rows` has columns model, family, skip, depth, params, mult_adds; `picked` label, depth, params, mult_adds.
     """
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Parameters against depth", "Mult-adds against depth"),
                         horizontal_spacing=0.08)
@@ -202,17 +208,28 @@ def family_figure(rows: pd.DataFrame) -> go.Figure:
     variants = rows[~in_series]
     for col, column in ((1, "params"), (2, "mult_adds")):
         fig.add_trace(go.Scatter(
-            x=variants["depth"], y=variants[column], mode="markers+text", name="other variants",
+            x=variants["depth"], y=variants[column], mode="markers", name="other variants (hover for names)",
             legendgroup="variants", showlegend=col == 1, text=variants["model"],
-            textposition=_label_sides(variants["depth"], variants[column]), textfont=dict(size=10),
             marker=dict(symbol="diamond", size=9, color=RESIDUAL, line=dict(color="white", width=1)),
             hovertemplate="%{text}: depth %{x}, %{y:,}<extra></extra>"), row=1, col=col)
+    if picked is not None and len(picked):
+        _picked_labels(fig, picked)
     fig.update_xaxes(type="log", title_text="depth (weighted layers)", tickvals=DEPTH_TICKS)
     fig.update_yaxes(type="log", dtick=1, tickformat="~s")
     fig.update_yaxes(title_text="parameters", row=1, col=1)
     fig.update_yaxes(title_text="mult-adds (batch 1, natural input)", row=1, col=2)
     fig.update_layout(height=440, margin=dict(t=40, b=10, l=10, r=10), legend=dict(orientation="h", y=-0.2, x=0))
     return fig
+
+
+def _picked_labels(fig: go.Figure, picked: pd.DataFrame) -> None:
+    """The picked configurations ringed and labelled, one trace per panel."""
+    for col, column in ((1, "params"), (2, "mult_adds")):
+        fig.add_trace(go.Scatter(
+            x=picked["depth"], y=picked[column], mode="markers+text", name="picked above", legendgroup="picked",
+            showlegend=col == 1, text=picked["label"], textposition=_label_sides(picked["depth"], picked[column]),
+            textfont=dict(size=11), marker=dict(symbol="circle-open", size=16, color=NEUTRAL, line=dict(width=2)),
+            hovertemplate="%{text}: depth %{x}, %{y:,}<extra>picked</extra>"), row=1, col=col)
 
 
 def _label_sides(x: pd.Series, y: pd.Series) -> list[str]:

@@ -1,5 +1,5 @@
 """Block anatomy's two experiment sections: the identity experiment (a background job the page polls) and the
-"break it" toggles, each of which builds the broken block for real (`resnet_core.mistakes`) and shows what
+"break it" toggles, each of which builds the broken block for real (`resnet_core.experiments.mistakes`) and shows what
 PyTorch raised or what was measured.
 """
 
@@ -11,11 +11,17 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from resnet_core.fence import check_run_data
-from resnet_core.identity import GOAL_RATIO, IDENTITY_BLOCKS, IdentityConfig, IdentityResult, describe, format_times
-from resnet_core.identity import train_block as train_identity_block
-from resnet_core.jobs import BackgroundRows
-from resnet_core.mistakes import (
+from resnet_core.data.fence import check_run_data
+from resnet_core.experiments.identity import (
+    GOAL_RATIO,
+    IDENTITY_BLOCKS,
+    IdentityConfig,
+    IdentityResult,
+    describe,
+    format_times,
+)
+from resnet_core.experiments.identity import train_block as train_identity_block
+from resnet_core.experiments.mistakes import (
     STACK_BLOCKS,
     STACK_CHANNELS,
     bn_on_shortcut,
@@ -24,8 +30,9 @@ from resnet_core.mistakes import (
     skip_mismatch,
     zero_init_gradients,
 )
-from resnet_core.records import Status
-from resnet_core.runstore import scan_runs, weights_file
+from resnet_core.runs.background import BackgroundRows
+from resnet_core.runs.store import scan_runs, weights_file
+from resnet_core.training.records import Status
 from ui.charts import show_chart
 from ui.identity_figures import identity_loss_figure
 from ui.live import live_fragment

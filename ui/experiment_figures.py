@@ -12,23 +12,27 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from resnet_core.records import short_label
+from resnet_core.experiments.degradation_nets import Net
+from resnet_core.experiments.lesion import LesionResult
+from resnet_core.runs.contract import short_label
 
 from .colors import path_colour
 from .figure_layout import layout, log_axis
 
 
-def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
-    """Train loss, test loss and test accuracy (%) over steps for every run.
+def degradation_figure(runs: Mapping[Net, Mapping[str, pd.DataFrame]]) -> go.Figure:
+    """Train loss, test loss and test accuracy (%) over steps for every net.
 
-    Each run maps to {"skip": bool, "depth": int, "train": DataFrame(step, loss),
-    "test": DataFrame(step, loss, acc)}. The deeper net of each kind is drawn solid, the shallower dashed.
+    Each net maps to its curves as resnet_core.experiments.degradation.curves gives them: {"train":
+    DataFrame(step, loss), "test": DataFrame(step, loss, acc)}. The deeper net of each kind is drawn solid, the
+    shallower dashed.
     """
     fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test accuracy (%)"),
                         horizontal_spacing=0.12)
-    depths = sorted({r["depth"] for r in runs.values()})
-    for name, run in runs.items():
-        line = dict(color=path_colour(run["skip"]), dash="solid" if run["depth"] == depths[-1] else "dash")
+    depths = sorted({net.depth for net in runs})
+    for net, run in runs.items():
+        name = net.name
+        line = dict(color=path_colour(net.skip), dash="solid" if net.depth == depths[-1] else "dash")
         train, test = run["train"], run["test"]
         fig.add_trace(go.Scatter(x=train.step, y=train.loss, name=name, mode="lines+markers" if len(train) < 3
                                  else "lines", line=line, legendgroup=name), row=1, col=1)
@@ -50,11 +54,9 @@ def degradation_figure(runs: Mapping[str, Mapping]) -> go.Figure:
     return layout(fig, height=420)
 
 
-def lesion_figure(results: Mapping[str, Mapping]) -> go.Figure:
-    """One panel per net: test accuracy after deleting each block, the intact accuracy as a dashed line.
-
-    Each result maps to {"skip": bool, "baseline_acc": float, "blocks": [{"block", "acc", "deletable"}]};
-    blocks that are not deletable (their deletion changes the shape) are marked with an x at zero.
+def lesion_figure(results: Mapping[str, LesionResult]) -> go.Figure:
+    """One panel per net: test accuracy after deleting each block, the intact accuracy as a dashed line; blocks
+    that are not deletable (their deletion changes the shape) are marked with an x at zero.
     """
     names = list(results)
     cols = min(2, len(names))
@@ -64,19 +66,19 @@ def lesion_figure(results: Mapping[str, Mapping]) -> go.Figure:
     for i, name in enumerate(names):
         row, col = i // cols + 1, i % cols + 1
         res = results[name]
-        color = path_colour(res["skip"])
-        blocks = pd.DataFrame(res["blocks"])
-        acc = [100 * a if ok else None for a, ok in zip(blocks.acc, blocks.deletable)]
-        fig.add_trace(go.Scatter(x=blocks.block, y=acc, mode="lines+markers", line=dict(color=color),
+        color = path_colour(res.skip)
+        names = [b.block for b in res.blocks]
+        acc = [100 * b.acc if b.deletable else None for b in res.blocks]
+        fig.add_trace(go.Scatter(x=names, y=acc, mode="lines+markers", line=dict(color=color),
                                  name=short_label(name), connectgaps=False), row=row, col=col)
-        fixed = blocks[~blocks.deletable]
-        fig.add_trace(go.Scatter(x=fixed.block, y=[0] * len(fixed), mode="markers", showlegend=False,
+        fixed = [b.block for b in res.blocks if not b.deletable]
+        fig.add_trace(go.Scatter(x=fixed, y=[0] * len(fixed), mode="markers", showlegend=False,
                                  marker=dict(symbol="x", size=9, color=color),
                                  hovertemplate="%{x}: not deletable (changes the shape)<extra></extra>"),
                       row=row, col=col)
-        fig.add_hline(y=100 * res["baseline_acc"], line=dict(color=color, dash="dash"), row=row, col=col,
-                      annotation_text=f"intact {100 * res['baseline_acc']:.1f}%", annotation_position="bottom right")
-        fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(blocks.block), row=row, col=col)
+        fig.add_hline(y=100 * res.baseline_acc, line=dict(color=color, dash="dash"), row=row, col=col,
+                      annotation_text=f"intact {100 * res.baseline_acc:.1f}%", annotation_position="bottom right")
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=names, row=row, col=col)
     fig.update_yaxes(title_text="test accuracy (%)", range=[-5, 105], col=1)
     fig.update_yaxes(range=[-5, 105])
     fig.update_xaxes(title_text="deleted block (× = not deletable)", row=rows_n)

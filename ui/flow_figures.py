@@ -1,7 +1,7 @@
 """Plotly builders for the Signal-flow page: measured numbers in, figure out.
 
 Plain is always drawn in PLAIN and residual in RESIDUAL. Log axes cannot show exact zeros; the
-text under each figure (written by resnet_core.flow) reports them instead.
+text under each figure (written by resnet_core.experiments.flow) reports them instead.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from resnet_core.flow import spread
-from resnet_core.flow_text import format_ratio
+from resnet_core.experiments.flow import spread
+from resnet_core.experiments.flow_text import format_ratio
 
 from .colors import PLAIN, RESIDUAL, path_colour
 from .figure_layout import LOG_FLOOR, layout, log_axis, positive
@@ -85,7 +85,7 @@ def model_flow_figure(models: Mapping[str, Mapping]) -> go.Figure:
 def gradient_heatmap(panels: Mapping[str, pd.DataFrame], value: str = "grad_norm") -> go.Figure:
     """Depth × step heatmaps of log10(value), one panel per run, on one shared colour scale.
 
-    Each frame is long-format with columns step, unit and `value` (resnet_core.flow.probe_frame);
+    Each frame is long-format with columns step, unit and `value` (resnet_core.experiments.flow.probe_frame);
     units keep their order, so the input end is at the bottom.
     """
     names = list(panels)
@@ -109,7 +109,7 @@ def activation_curves(runs: Mapping[str, pd.DataFrame], skip: Mapping[str, bool]
                       stat: str = "act_std") -> go.Figure:
     """One line per (run, stage) of an activation statistic of the stage's output over steps.
 
-    Frames come from resnet_core.flow.stage_activations; colour by plain/residual, dash by stage."""
+    Frames come from resnet_core.experiments.flow.stage_activations; colour by plain/residual, dash by stage."""
     fig = go.Figure()
     dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
     for name, frame in runs.items():

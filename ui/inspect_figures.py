@@ -1,4 +1,4 @@
-"""Pure plotly figure builders for the Inside-a-trained-net page: an `Inspection` (resnet_core/inspect.py) in,
+"""Pure plotly figure builders for the Inside-a-trained-net page: an `Inspection` (resnet_core/analysis/inspect.py) in,
 figures out."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from resnet_core.inspect import Inspection, StageView
+from resnet_core.analysis.inspect import Inspection, StageView
 
 from .colors import path_colour
 from .figure_layout import layout
@@ -34,6 +34,23 @@ def picture_figure(rgb: np.ndarray, title: str) -> go.Figure:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return layout(fig, 300, title=title)
+
+
+def examples_figure(examples: dict[str, np.ndarray], columns: int = 5) -> go.Figure:
+    """A few training images per class: one panel per class (uint8 (n, H, W, 3) side by side), titled with its name."""
+    names = list(examples)
+    rows = max(1, math.ceil(len(names) / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.02,
+                        vertical_spacing=0.1 / rows)
+    for i, name in enumerate(names):
+        strip = np.concatenate(list(examples[name]), axis=1) if len(examples[name]) else np.zeros((1, 1, 3), np.uint8)
+        fig.add_trace(go.Image(z=strip, hovertemplate=f"{name}<extra></extra>"), row=i // columns + 1,
+                      col=i % columns + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    for annotation in fig.layout.annotations:
+        annotation.font = dict(size=12)
+    return layout(fig, 90 * rows + 40)
 
 
 def normalized_figure(normalized: np.ndarray) -> go.Figure:

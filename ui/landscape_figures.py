@@ -1,5 +1,5 @@
 """Plotly builders for loss-surface slices: 1-D curves on shared axes, 2-D contours and 3-D surfaces side by
-side on one colour scale. Results are resnet_core.landscape.LandscapeResult; plain in PLAIN, residual in
+side on one colour scale. Results are resnet_core.experiments.landscape.LandscapeResult; plain in PLAIN, residual in
 RESIDUAL."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from resnet_core.landscape import LandscapeResult
-from resnet_core.records import short_label
+from resnet_core.experiments.landscape import LandscapeResult
+from resnet_core.runs.contract import short_label
 
 from .colors import path_colour
 from .figure_layout import layout

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from resnet_core.paths import path_length_distribution
-from resnet_core.records import short_label
+from resnet_core.experiments.paths import path_length_distribution
+from resnet_core.runs.contract import short_label
 
 from .colors import REFERENCE, SEQUENCE, path_colour
 from .figure_layout import layout
@@ -20,7 +20,7 @@ def path_length_figure(results: Sequence[Mapping]) -> go.Figure:
     accuracy (%) after deleting k blocks (mean over draws, ± std as error bars), its intact accuracy dotted,
     and the share of paths left, 100·2^-k, in grey.
 
-    Each result is resnet_core.paths.k_rows_of_run's dict: name, skip, blocks, intact_acc, rows [{k, acc,
+    Each result is resnet_core.experiments.paths.k_rows_of_run's dict: name, skip, blocks, intact_acc, rows [{k, acc,
     acc_std, paths_left}]."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("paths by length (Binomial(n, ½))",
                                                         "test accuracy after deleting k blocks"))

@@ -1,5 +1,5 @@
 """The path-length section of the Lesion page (Veit et al. 2016): runs chosen there, k blocks deleted at once,
-measured in the background with progress; the numbers come from resnet_core.paths."""
+measured in the background with progress; the numbers come from resnet_core.experiments.paths."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import streamlit as st
 
-from resnet_core import paths
-from resnet_core.jobs import BackgroundRows
-from resnet_core.runstore import RunInfo
+from resnet_core.experiments import paths
+from resnet_core.runs.background import BackgroundRows
+from resnet_core.runs.store import RunInfo
 
 from .charts import show_chart
 from .live import live_fragment, measured_rows

@@ -18,18 +18,19 @@ from typing import Any
 
 import streamlit as st
 
-from resnet_core import degradation
-from resnet_core.anatomy import bottleneck_saving
-from resnet_core.config import TrainConfig
-from resnet_core.fence import fenced_data_dir
-from resnet_core.flow import run_flow
-from resnet_core.flow_stack import FlowConfig
-from resnet_core.flow_text import format_ratio
-from resnet_core.format import format_bytes
-from resnet_core.identity import lower_or_higher
-from resnet_core.jobs import memory_check
-from resnet_core.lesion import LesionResult
+from resnet_core.data.fence import fenced_data_dir
+from resnet_core.experiments import degradation
+from resnet_core.experiments.degradation_nets import parse_net
+from resnet_core.experiments.flow import run_flow
+from resnet_core.experiments.flow_stack import FlowConfig
+from resnet_core.experiments.flow_text import format_ratio
+from resnet_core.experiments.identity import lower_or_higher
+from resnet_core.experiments.lesion import LesionResult
+from resnet_core.formatting import format_bytes
+from resnet_core.introspect.anatomy import bottleneck_saving
+from resnet_core.runs.memory import memory_check
 from ui.block_lab import identity_result
+from ui.options import TRAIN
 
 CHECKS_FILE = Path(__file__).with_name("quick_checks.toml")
 State = Mapping[str, Any]
@@ -131,11 +132,9 @@ def memory_estimate(state: State) -> Figure | None:
     choice = _get(state, "model_choice")
     if not choice:
         return None
-    batch = int(state["train_batch"])
-    config = TrainConfig(model=choice["model"], overrides=dict(choice["overrides"]), dataset=state["train_dataset"],
-                         data_dir=fenced_data_dir(state["train_data_dir"]),
-                         train_subset=state["train_subset"] or None, batch_size=batch,
-                         optimizer=state["train_optimizer"])
+    config = TRAIN.config(state, convert={"data_dir": fenced_data_dir}, model=choice["model"],
+                          overrides=dict(choice["overrides"]))
+    batch = config.batch_size
     needed = memory_check(config).needed_bytes
     doubled = memory_check(config.replace(batch_size=2 * batch)).needed_bytes
     return dict(figure=format_bytes(needed), batch=str(batch), double=str(2 * batch), doubled=format_bytes(doubled),
@@ -169,8 +168,8 @@ def deep_plain_loss(state: State) -> Figure | None:
         return None
     summaries = {name: degradation.summarize_records(records)
                  for name, records in degradation.group_records(group).items() if records}
-    plain = sorted((degradation.parse_net(name)["depth"], name) for name in summaries
-                   if not degradation.parse_net(name)["skip"])
+    nets = [parse_net(name) for name in summaries]
+    plain = sorted((net.depth, net.name) for net in nets if not net.skip)
     losses = {name: summaries[name].get("final_train_loss") for _, name in plain}
     if len(plain) != 2 or None in losses.values():
         return None
@@ -187,8 +186,8 @@ def median_drop(state: State) -> Figure | None:
     for row in rows:
         if "error" in row or not row["skip"]:
             continue
-        result = LesionResult(**row)
-        accs = sorted(r["acc"] for r in result.blocks if r["deletable"])
+        result = LesionResult.from_dict(row)
+        accs = result.deletion_accs()
         if not accs:
             continue
         median = accs[len(accs) // 2]  # the same median as lesion.describe

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from resnet_core.experiments.seeds import NetLesions
+
 from .colors import REFERENCE, path_colour
 from .figure_layout import layout, log_axis, positive
 
@@ -41,10 +43,10 @@ def seed_band_figure(nets: Mapping[str, Mapping], show_seeds: bool = False,
                      references: Sequence[Mapping] = ()) -> go.Figure:
     """Train loss, test loss and test error over steps: per net the mean over seeds with a ± std band.
 
-    Each net maps to resnet_core.seeds.band_curves' entry: {"skip", "depth", "seeds": {seed: {"train", "test"}},
-    "train": {"step", "loss", "loss_std"}, "test": {"step", "loss", "loss_std", "acc", "acc_std"}}.
-    `show_seeds` adds each seed's own curves faintly. `references` (rows of resnet_core.seeds.paper_lines) whose
-    depth and kind match a net shown are drawn as dotted lines on the test-error panel, labelled as the paper's
+    Each net maps to resnet_core.experiments.seeds.band_curves' entry: {"skip", "depth", "seeds": {seed: {"train",
+    "test"}}, "train": {"step", "loss", "loss_std"}, "test": {"step", "loss", "loss_std", "acc", "acc_std"}}.
+    `show_seeds` adds each seed's own curves faintly. `references` (rows of resnet_core.experiments.seeds.paper_lines)
+    whose depth and kind match a net shown are drawn as dotted lines on the test-error panel, labelled as the paper's
     setting.
     """
     fig = make_subplots(rows=1, cols=3, subplot_titles=("train loss", "test loss", "test error (%)"))
@@ -85,9 +87,9 @@ def seed_band_figure(nets: Mapping[str, Mapping], show_seeds: bool = False,
     return layout(fig, height=440)
 
 
-def lesion_band_figure(nets: Mapping[str, Mapping], show_seeds: bool = False) -> go.Figure:
+def lesion_band_figure(nets: Mapping[str, NetLesions], show_seeds: bool = False) -> go.Figure:
     """One panel per net: test accuracy after deleting each block, mean over seeds with ± std error bars, the
-    intact mean dashed; each seed faintly on demand. Nets are resnet_core.seeds.lesion_summary entries."""
+    intact mean dashed; each seed faintly on demand. Nets are resnet_core.experiments.seeds.lesion_summary's."""
     names = list(nets)
     cols = min(2, len(names))
     rows_n = max(1, -(-len(names) // max(1, cols)))
@@ -95,21 +97,21 @@ def lesion_band_figure(nets: Mapping[str, Mapping], show_seeds: bool = False) ->
                         horizontal_spacing=0.06)
     for i, name in enumerate(names):
         row, col = i // cols + 1, i % cols + 1
-        net, colour = nets[name], path_colour(nets[name]["skip"])
+        net, colour = nets[name], path_colour(nets[name].skip)
         if show_seeds:
-            for seed, accs in net["seeds"].items():
-                fig.add_trace(go.Scatter(x=net["blocks"], y=[None if a is None else 100 * a for a in accs],
+            for seed, accs in net.seeds.items():
+                fig.add_trace(go.Scatter(x=net.blocks, y=[None if a is None else 100 * a for a in accs],
                                          mode="lines", line=dict(color=translucent(colour, 0.35), width=1),
                                          name=f"{name} seed {seed}", showlegend=False), row=row, col=col)
         fig.add_trace(go.Scatter(
-            x=net["blocks"], y=[None if m is None else 100 * m for m in net["mean"]], mode="lines+markers",
-            line=dict(color=colour), name=f"{name} (mean over {len(net['seeds'])} seeds)",
-            error_y=dict(type="data", array=[100 * (s or 0.0) for s in net["std"]], visible=True)), row=row, col=col)
-        fig.add_hline(y=100 * net["intact_mean"], line=dict(color=colour, dash="dash"), row=row, col=col,
-                      annotation_text=f"intact {100 * net['intact_mean']:.1f}%"
-                      + (f" ± {100 * net['intact_std']:.1f}" if net["intact_std"] is not None else ""),
+            x=net.blocks, y=[None if m is None else 100 * m for m in net.mean], mode="lines+markers",
+            line=dict(color=colour), name=f"{name} (mean over {len(net.seeds)} seeds)",
+            error_y=dict(type="data", array=[100 * (s or 0.0) for s in net.std], visible=True)), row=row, col=col)
+        fig.add_hline(y=100 * net.intact_mean, line=dict(color=colour, dash="dash"), row=row, col=col,
+                      annotation_text=f"intact {100 * net.intact_mean:.1f}%"
+                      + (f" ± {100 * net.intact_std:.1f}" if net.intact_std is not None else ""),
                       annotation_position="bottom right")
-        fig.update_xaxes(type="category", categoryorder="array", categoryarray=net["blocks"], row=row, col=col)
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=net.blocks, row=row, col=col)
     fig.update_yaxes(range=[-5, 105])
     fig.update_yaxes(title_text="test accuracy (%)", col=1)
     fig.update_xaxes(title_text="deleted block", row=rows_n)

@@ -1,18 +1,34 @@
 """Page sections for experiments run with several seeds: pick a seed set, see its bands, its numbers and the
-published lines. The pages call these; all numbers come from resnet_core.seeds."""
+published lines. The pages call these; all numbers come from resnet_core.experiments.seeds."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from resnet_core import lesion, seeds
-from resnet_core.jobs import BackgroundRows
-from resnet_core.records import short_label
+from resnet_core.experiments import seeds
+from resnet_core.runs.background import BackgroundRows
+from resnet_core.runs.contract import short_label
+from resnet_core.runs.pairing import unlike_text
+from resnet_core.runs.store import RunInfo
 
 from .charts import show_chart
 from .live import live_fragment, measured_rows
 from .seed_figures import lesion_band_figure, seed_band_figure
+
+
+def pick_set(label: str, sets: dict[str, list[RunInfo]], key: str, column) -> str:
+    """A set picker that starts on the newest set whose runs were all trained alike (runs.pairing); a warning
+    naming the differences when the picked set mixes unlike runs, or a note when no set is alike."""
+    first = seeds.first_alike(sets)
+    chosen = column.selectbox(label, list(sets), key=key, format_func=short_label,
+                              index=list(sets).index(first) if first else 0)
+    if first is None:
+        st.info("No set here has every run trained alike, so the newest is shown; its differences are below.")
+    if unlike := seeds.unlike_runs(sets[chosen]):
+        st.warning(f"Not every run of this set was trained alike: {unlike_text(unlike)} Its bands and means mix "
+                   "unlike runs.", icon="⚠️")
+    return chosen
 
 
 def degradation_seed_panel(key: str = "degr_seedset") -> None:
@@ -24,7 +40,8 @@ def degradation_seed_panel(key: str = "degr_seedset") -> None:
                    "curves here are the mean ± one standard deviation over the seeds.")
         return
     c = st.columns([3, 1])
-    chosen = c[0].selectbox("Seed set", list(sets), key=key, format_func=short_label)
+    chosen = pick_set("Seed set", {set_id: [info for *_, info in seeds.set_runs(s)] for set_id, s in sets.items()},
+                      key, c[0])
     faint = c[1].toggle("Each seed faintly", key=f"{key}_faint")
 
     def draw() -> bool:
@@ -71,12 +88,13 @@ def lesion_seed_panel(limit: int) -> None:
         st.caption("No degradation seed set with weights yet: start the Degradation runs with “Seeds” above 1.")
         return
     c = st.columns([3, 1, 1])
-    chosen = c[0].selectbox("Seed set", list(sets), key="lesion_seedset", format_func=short_label)
+    chosen = pick_set("Seed set", {set_id: [info for *_, info in seeds.set_runs(s) if info.has_weights]
+                                   for set_id, s in sets.items()}, "lesion_seedset", c[0])
     faint = c[1].toggle("Each seed faintly", key="lesion_seedset_faint")
     if c[2].button("Lesion every run of the set", key="lesion_seedset_start"):
         runs = [(seed, name, info) for seed, name, info in seeds.set_runs(sets[chosen]) if info.has_weights]
         st.session_state[LESION_TASK_KEY] = dict(set=chosen, limit=limit, task=BackgroundRows(
-            lambda item: dict(lesion.lesion_row(item[2].path, limit=limit), seed=item[0], net=item[1]), runs))
+            lambda item: seeds.seed_lesion_row(item[0], item[1], item[2].path, limit), runs))
     job = st.session_state.get(LESION_TASK_KEY)
 
     def draw() -> bool:
@@ -84,7 +102,8 @@ def lesion_seed_panel(limit: int) -> None:
             return False
         measured, done = measured_rows(job["task"], "runs lesioned")
         if measured:
-            show_chart(lesion_band_figure(seeds.lesion_summary(measured), faint), key="lesion_seedset_fig",
+            summary = seeds.lesion_summary([seeds.SeedLesion.from_row(r) for r in measured])
+            show_chart(lesion_band_figure(summary, faint), key="lesion_seedset_fig",
                        name=f"lesion seeds {short_label(job['set'])}", width="stretch",
                        title=f"Lesion over the seeds of set {short_label(job['set'])}")
             st.caption(f"Seed set {short_label(job['set'])}, {job['limit']} test images per evaluation; error bars: "
@@ -101,7 +120,7 @@ def repeat_seed_panel(key: str = "train_repeatset") -> None:
         return
     st.subheader("Repeated with several seeds")
     c = st.columns([3, 1])
-    chosen = c[0].selectbox("Repeated run", list(sets), key=key, format_func=short_label)
+    chosen = pick_set("Repeated run", {set_id: list(s.values()) for set_id, s in sets.items()}, key, c[0])
     faint = c[1].toggle("Each seed faintly", key=f"{key}_faint")
 
     def draw() -> bool:

@@ -1,5 +1,5 @@
 """Plotly builder for shattered gradients: the neighbouring-gradient correlation against depth, plain and
-residual stacks on the same axes (resnet_core.shattered)."""
+residual stacks on the same axes (resnet_core.experiments.shattered)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pure plotly figure builders for the Train page: a run's records (resnet_core/records.py) in, figures out."""
+"""Pure plotly figure builders for the Train page: a run's records (resnet_core/training/records.py) in, figures out."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from resnet_core.config import TrainConfig
-from resnet_core.records import Record, TestRecord, TrainRecord
+from resnet_core.training.config import TrainConfig
+from resnet_core.training.records import Record, TestRecord, TrainRecord
 
 from .colors import SEQUENCE
 from .figure_layout import log_axis
@@ -33,7 +33,8 @@ def run_title(run_id: str | None, config: TrainConfig) -> str:
     """What a chart of one run shows, for its title and file name: the run, the model, the data and the settings
     that change the curves, on two lines."""
     lr = f"lr {config.lr:g}" if config.lr is not None else "default lr"
-    budget = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs"
+    budget = (f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} epochs" if config.epochs
+              else "auto budget")
     overrides = "".join(f", {k}={v}" for k, v in config.overrides.items())
     return (f"{run_id or 'new run'} · {config.model}{overrides} on {config.dataset}<br>{budget}, batch "
             f"{config.batch_size}, {config.optimizer} {lr}, {config.schedule}, seed {config.seed}")
@@ -82,20 +83,16 @@ def training_curves(records: Sequence[Record]) -> go.Figure:
 
 
 def overlay_figure(runs: Sequence[dict[str, Any]], metric: str = DEFAULT_OVERLAY) -> go.Figure:
-    """One line per run for `metric` (a key of OVERLAY_METRICS) against the step; a run without such records
-    is named in a note on the chart rather than drawn as nothing.
+    """One line per run for `metric` (a key of OVERLAY_METRICS) against the step; give it only runs that have
+    points of it (`has_points`): the page names the others in a line of its own, so no chart is ever empty.
 
     Each run is {"label": str, "records": [...], "skip": bool}; plain nets (skip False) are dashed.
     """
     kind, key = OVERLAY_METRICS[metric]
     fig = go.Figure()
-    missing = []
     values: list[float] = []
     for i, run in enumerate(runs):
         frame = records_frame(run["records"], kind)
-        if frame.empty:
-            missing.append(run["label"])
-            continue
         values += frame[key].tolist()
         fig.add_trace(go.Scatter(x=frame["step"], y=frame[key], name=run["label"], mode="lines+markers",
                                  marker=dict(size=8 if kind is TestRecord else 4),
@@ -105,12 +102,14 @@ def overlay_figure(runs: Sequence[dict[str, Any]], metric: str = DEFAULT_OVERLAY
         fig.update_yaxes(tickformat=".0%", range=[0, 1.02])
     else:
         fig.update_yaxes(**log_axis(values))
-    if missing:
-        fig.add_annotation(text=f"No {metric} recorded for: {', '.join(missing)}", x=0.5, y=1.0, xref="paper",
-                           yref="paper", yanchor="bottom", showarrow=False, font=dict(color="#808495"))
     fig.update_layout(height=400, margin=dict(t=40, b=10, l=10, r=10), xaxis_title="step", yaxis_title=metric,
                       xaxis_rangemode="tozero", legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def has_points(records: Sequence[Record], metric: str) -> bool:
+    """Whether `records` hold a point of `metric` (a key of OVERLAY_METRICS)."""
+    return any(isinstance(r, OVERLAY_METRICS[metric][0]) for r in records)
 
 
 def confusion_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> go.Figure:

@@ -1,8 +1,7 @@
 """The Train page's transfer-learning part: "Start from" and "Fine-tune" controls, and the side-by-side of the three
 fine-tuning strategies (head, last stage, all) on the same data, queued with one click.
 
-    transfer_controls(choice)            # the widgets; their values go into the TrainConfig through
-    transfer_fields()                    # init_from, finetune, backbone_lr_scale from the session
+    transfer_controls(choice)            # the widgets of init_from, finetune and backbone_lr_scale
     strategies_section()                 # the three runs' curves, accuracy, trainable parameters and time
 """
 
@@ -13,42 +12,31 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from resnet_core.config import FINETUNES, TrainConfig
-from resnet_core.format import format_seconds
-from resnet_core.jobs import default_runner
-from resnet_core.presets import get_preset
-from resnet_core.records import Status, short_label
-from resnet_core.runstore import RunInfo, read_run, scan_runs
-from resnet_core.spec import ModelSpec
-from resnet_core.transfer import TORCHVISION
+from resnet_core.formatting import format_seconds
+from resnet_core.models.presets import get_preset
+from resnet_core.models.spec import ModelSpec
+from resnet_core.runs.contract import short_label
+from resnet_core.runs.runner import default_runner
+from resnet_core.runs.scheduler import Priority
+from resnet_core.runs.store import RunInfo, read_run, scan_runs
+from resnet_core.runs.transfer import TORCHVISION
+from resnet_core.training.config import FINETUNES, TrainConfig
+from resnet_core.training.records import Status
 from ui.charts import show_chart
 from ui.live import live_fragment
-from ui.train_figures import overlay_figure
+from ui.options import TRAIN
+from ui.run_status import no_points_note
+from ui.train_figures import has_points, overlay_figure
 from ui.widgets import ModelChoice, session_owner
 
-INIT_KEY, FINETUNE_KEY, SCALE_KEY = "train_init_from", "train_finetune", "train_backbone_lr_scale"
+INIT_KEY = "train_init_from"
 STRATEGIES_KEY, STRATEGIES_ERROR_KEY = "train_strategies", "train_strategies_error"
 FRESH = ""  # the "Start from" value for fresh weights
-DEFAULTS = TrainConfig()
-TRANSFER_WIDGETS: dict[str, Any] = {INIT_KEY: FRESH, FINETUNE_KEY: DEFAULTS.finetune,
-                                    SCALE_KEY: DEFAULTS.backbone_lr_scale}
 FINETUNE_HELP = {"head": "only the classifier (feature extraction)",
                  "last-stage": "the last stage and the classifier",
                  "all": "everything; the backbone at lr × the scale below"}
 BN_PITFALL = ("BatchNorm in the frozen part stays in eval mode while the rest trains, so its running statistics "
               "stay the source's: the tutorials' common pitfall is a frozen backbone whose BN statistics drift.")
-
-
-def widgets_from_transfer(config: TrainConfig) -> dict[str, Any]:
-    return {INIT_KEY: config.init_from or FRESH, FINETUNE_KEY: config.finetune, SCALE_KEY: config.backbone_lr_scale}
-
-
-def transfer_fields() -> dict[str, Any]:
-    s = st.session_state
-    init_from = s.get(INIT_KEY, FRESH) or None
-    return dict(init_from=init_from, finetune=s.get(FINETUNE_KEY, DEFAULTS.finetune) if init_from else "all",
-                backbone_lr_scale=s.get(SCALE_KEY, DEFAULTS.backbone_lr_scale) if init_from else
-                DEFAULTS.backbone_lr_scale)  # the disabled control must not slow a fresh run's backbone
 
 
 def sources(spec: ModelSpec | None, model: str) -> dict[str, str]:
@@ -79,15 +67,10 @@ def transfer_controls(choice: ModelChoice) -> None:
     except ValueError:  # the picker shows the spec's error
         spec = None
     options = sources(spec, choice.model)
-    st.selectbox("Start from", list(options), format_func=lambda v: options[v], key=INIT_KEY,
-                 help="a stored run of this architecture (its final weights) or torchvision's weights (from the "
-                      "torch hub cache when offline); a new classifier is made when the class count differs")
+    TRAIN.draw("init_from", options=list(options), format_func=lambda v: options[v])
     fresh = not st.session_state[INIT_KEY]
-    st.radio("Fine-tune", FINETUNES, key=FINETUNE_KEY, horizontal=True, disabled=fresh,
-             help="; ".join(f"{k}: {v}" for k, v in FINETUNE_HELP.items()))
-    st.columns(2)[0].number_input("Backbone lr scale", 1e-4, 10.0, format="%.4g", key=SCALE_KEY, disabled=fresh,
-                      help="the lr of every trainable parameter outside the classifier, as a fraction of the peak "
-                           "lr (the tutorials use 0.1: 1e-4 against 1e-3)")
+    TRAIN.draw("finetune", disabled=fresh, help="; ".join(f"{k}: {v}" for k, v in FINETUNE_HELP.items()))
+    TRAIN.draw("backbone_lr_scale", st.columns(2)[0], disabled=fresh)
     if not fresh:
         st.caption(BN_PITFALL)
 
@@ -96,7 +79,8 @@ def queue_strategies(config: TrainConfig) -> None:
     """Queue the same run three times, once per fine-tuning strategy (an on_click callback)."""
     st.session_state.pop(STRATEGIES_ERROR_KEY, None)
     try:
-        jobs = [default_runner().submit(config.replace(finetune=f), owner=session_owner()) for f in FINETUNES]
+        jobs = [default_runner().submit(config.replace(finetune=f), owner=session_owner(), priority=Priority.BATCH)
+                for f in FINETUNES]
     except ValueError as exc:
         st.session_state[STRATEGIES_ERROR_KEY] = str(exc)
         return
@@ -128,12 +112,17 @@ def strategies_section() -> None:
         rows = [_row(snap) for snap in snaps]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         runs = [dict(label=snap.config.finetune, records=snap.records, skip=True) for snap in snaps]
-        c = st.columns(2)
-        names = ", ".join(run["label"] for run in runs)
-        show_chart(overlay_figure(runs, "test accuracy"), key="train_strategies_acc", where=c[0], width="stretch",
-                   name="fine-tuning strategies test accuracy", title=f"Test accuracy: {names}")
-        show_chart(overlay_figure(runs, "train loss"), key="train_strategies_loss", where=c[1], width="stretch",
-                   name="fine-tuning strategies train loss", title=f"Train loss: {names}")
+        for column, (metric, title, key) in zip(st.columns(2), (("test accuracy", "Test accuracy", "acc"),
+                                                                ("train loss", "Train loss", "loss"))):
+            drawn = [run for run in runs if has_points(run["records"], metric)]
+            if drawn:
+                names = ", ".join(run["label"] for run in drawn)
+                show_chart(overlay_figure(drawn, metric), key=f"train_strategies_{key}", where=column,
+                           width="stretch", name=f"fine-tuning strategies {metric}", title=f"{title}: {names}")
+            missing = [(snap.config.finetune, snap.state.label, not snap.done) for snap, run in zip(snaps, runs)
+                       if run not in drawn]
+            if missing:
+                column.caption(no_points_note(missing, metric))
         return any(not snap.done for snap in snaps)
 
     live_fragment(draw, any(not job.done for job in jobs), 1.0)

@@ -18,10 +18,9 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from resnet_core.jobs import BackgroundRows, process_wide
-from resnet_core.presets import PRESETS, get_preset, resolve_spec
-from resnet_core.runstore import SkippedRun
-from resnet_core.spec import (
+from resnet_core.introspect.summary import preset_row
+from resnet_core.models.presets import PRESETS, get_preset, resolve_spec
+from resnet_core.models.spec import (
     LEGACY_FIELDS,
     OVERRIDABLE,
     ModelSpec,
@@ -29,13 +28,19 @@ from resnet_core.spec import (
     field_to_text,
     legacy_fields_from_text,
 )
-from resnet_core.summary import preset_row
+from resnet_core.runs.background import BackgroundRows, IdlePriority, process_wide
+from resnet_core.runs.store import SkippedRun
 
 CHOICE_KEY = "model_choice"
 OWNER_KEY = "session_owner"
 DEFAULT_MODEL = "resnet18"
-FAMILY_LABELS = {"imagenet": "ImageNet", "timm": "ImageNet, timm's variants", "cifar": "CIFAR",
-                 "wrn": "Wide ResNet, CIFAR"}
+FAMILY_LABELS = {"imagenet": "ImageNet", "timm": "ImageNet, timm's ResNets (D, T, SE, ECA, RS, AA, SENet-154, pruned)",
+                 "resnetv2": "ImageNet, timm's pre-activation ResNet v2 and BiT", "res2net": "ImageNet, Res2Net",
+                 "resnest": "ImageNet, ResNeSt", "senet": "ImageNet, timm's legacy SENets (the Caffe port)",
+                 "sknet": "ImageNet, selective-kernel ResNets", "cifar": "CIFAR", "wrn": "Wide ResNet, CIFAR"}
+# The group of a preset only timm has: the timm module that registers it (resnet.py's nets are "timm").
+TIMM_GROUPS = {"resnet": "timm", "resnetv2": "resnetv2", "res2net": "res2net", "resnest": "resnest",
+               "senet": "senet", "sknet": "sknet"}
 T = TypeVar("T")
 
 
@@ -113,9 +118,12 @@ def remember_choice(choice: ModelChoice, extra_params: Mapping[str, str | None] 
 
 
 def preset_group(name: str) -> str:
-    """The preset's family, with the ImageNet nets that only timm has (no torchvision twin) apart: "timm"."""
+    """The preset's family, with the ImageNet nets that only timm has (no torchvision twin) apart, one group per
+    timm module that registers them ("timm" for resnet.py's, "resnetv2", "res2net", "resnest", "senet", "sknet")."""
     preset = PRESETS[name]
-    return "timm" if preset.family == "imagenet" and preset.timm and not preset.torchvision else preset.family
+    if preset.family == "imagenet" and preset.timm and not preset.torchvision:
+        return TIMM_GROUPS[preset.timm_module or "resnet"]
+    return preset.family
 
 
 def preset_label(name: str) -> str:
@@ -170,10 +178,12 @@ def preset_family_job() -> BackgroundRows:
     """Every preset summarized once per server, cheapest first, in a background thread.
 
     Started by the first page view, it also warms the engine's summary cache, so a preset's first
-    view on the Architecture page (at any batch size) needs no new trace.
+    view on the Architecture page (at any batch size) needs no new trace. It runs at idle priority
+    (`IdlePriority`): between two presets it waits while any session's script, a training run or other
+    work keeps the server busy, so it never slows the pages users open meanwhile.
     """
     return process_wide("preset_family", lambda: BackgroundRows(
-        preset_row, sorted(PRESETS, key=lambda n: sum(PRESETS[n].spec.layers))))
+        preset_row, sorted(PRESETS, key=lambda n: sum(PRESETS[n].spec.layers)), pace=IdlePriority()))
 
 
 def session_owner() -> str:

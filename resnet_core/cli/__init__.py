@@ -1,7 +1,8 @@
 """Command-line entry: one sub-command module per capability, each with `register(subparsers)`.
 
 Errors in arguments or specs print a single `error: …` line to stderr and exit 2; a failed run, missing
-data or a file that cannot be read or written (RuntimeError, OSError) print one `error: …` line and exit 1.
+data or a file that cannot be read or written (RuntimeError, OSError) print one `error: …` line and exit 1. A library's
+warning is one `warning: …` line (or none, see `quiet_library_warnings`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import os
 import re
 import sys
+import warnings
 
 from . import experiments, export, identity, inspect, landscape, models, train
 
@@ -59,6 +61,25 @@ def join_negative_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        quiet_library_warnings()
+        return _main(argv)
+
+
+def quiet_library_warnings() -> None:
+    """A library's warning is one `warning: …` line, not its source line too; Pillow's DecompressionBombWarning is
+    none, since every image it warns about (from 89 megapixels) is over our own limits and refused in one line."""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print("warning: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         argv = join_negative_values(list(sys.argv[1:] if argv is None else argv))
         args = build_parser().parse_args(argv)

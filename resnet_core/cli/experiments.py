@@ -4,7 +4,10 @@
                                [--activation tanh] [--json]
     python -m resnet_core flow --shattered [--blocks 50] [--points 64] [--radius 0.5] [--json]
     python -m resnet_core degradation [--steps N] [--seeds K] [--json]
-    python -m resnet_core lesion RUN_DIR [RUN_DIR ...] [--limit N] [--json]
+    python -m resnet_core lesion RUN_DIR [RUN_DIR ...] [--limit N] [--json] [--allow-data-dir]
+
+lesion reads each run's data_dir (from its config.json) only inside the data folders, unless --allow-data-dir is given
+(run_data.py).
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ import argparse
 import json
 import sys
 
-from .. import degradation, lesion, seeds
-from ..data import DATASETS
-from ..flow import run_flow
-from ..flow_stack import ACTIVATIONS, INITS, LOSSES, MODES, FlowConfig
-from ..flow_text import describe_stacks, format_ratio
-from ..shattered import ShatteredConfig, measure_shattering
-from ..shattered import describe as describe_shattering
+from ..data.sets import DATASETS
+from ..experiments import degradation, lesion, seeds
+from ..experiments.flow import run_flow
+from ..experiments.flow_stack import ACTIVATIONS, INITS, LOSSES, MODES, FlowConfig
+from ..experiments.flow_text import describe_stacks, format_ratio
+from ..experiments.shattered import ShatteredConfig, measure_shattering
+from ..experiments.shattered import describe as describe_shattering
+from ..training.options import declared_options
+from .option_args import add_options, option_values
+from .run_data import add_allow_data_dir, fenced_run
 
 _FLOW = FlowConfig()
 _SHATTERED = ShatteredConfig()
-_DEGRADATION = degradation.DegradationConfig()
 
 
 def register(sub) -> None:
@@ -50,31 +55,22 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
     p.set_defaults(func=_flow)
 
-    d = _DEGRADATION
     p = sub.add_parser("degradation", help="train plain and residual nets of two depths on the same batches")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps per net (default {d.steps})")
-    p.add_argument("--shallow", type=int, default=d.shallow,
-                   help=f"blocks per stage, shallow pair (default {d.shallow})")
-    p.add_argument("--deep", type=int, default=d.deep, help=f"blocks per stage, deep pair (default {d.deep})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--width", type=int, default=d.width)
-    p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--augment", action="store_true", help="random crop + flip")
-    p.add_argument("--dataset", choices=DATASETS, default=d.dataset)
-    p.add_argument("--data-dir")
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_options(p, declared_options(degradation.DegradationConfig))
     p.add_argument("--seeds", type=int, help=f"run every net with K seeds (--seed, --seed + 1, ...; at most "
                    f"{seeds.MAX_SEEDS}); the last JSON line then holds each net's seeds, mean and std")
-    p.add_argument("--test-subset", type=int, default=d.test_subset, help="evaluate on the first N test images")
     p.add_argument("--run-root", help="folder for the four run folders (default: the run store)")
     p.add_argument("--json", action="store_true", help="one JSON line per finished net, then {\"runs\": ...}")
     p.set_defaults(func=_degradation)
+    _register_lesion(sub)
 
+
+def _register_lesion(sub) -> None:
     p = sub.add_parser("lesion", help="delete each block of trained nets at test time; accuracy per deleted block")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--limit", type=int, help="evaluate on the first N test images (default: the run's own setting)")
     p.add_argument("--json", action="store_true")
+    add_allow_data_dir(p)
     p.set_defaults(func=_lesion)
 
 
@@ -117,10 +113,8 @@ def _shattered(config: FlowConfig, args: argparse.Namespace) -> int:
 
 
 def _degradation(args: argparse.Namespace) -> int:
-    config = degradation.DegradationConfig(
-        shallow=args.shallow, deep=args.deep, dataset=args.dataset, data_dir=args.data_dir, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, width=args.width, image_size=args.image_size, augment=args.augment,
-        seed=args.seed, test_subset=args.test_subset).validate()
+    config = degradation.DegradationConfig(**option_values(args, declared_options(degradation.DegradationConfig)))
+    config.validate()
     if args.seeds is not None:
         return _degradation_seeds(config, args)
     if not args.json:
@@ -171,6 +165,7 @@ def _lesion(args: argparse.Namespace) -> int:
     failed = 0
     for run_dir in args.run_dirs:
         try:
+            fenced_run(run_dir, args.allow_data_dir)  # its test images are read again
             result = lesion.lesion_run(run_dir, limit=args.limit)
         except (ValueError, RuntimeError, OSError) as exc:  # RuntimeError: the run's data set is missing
             print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
@@ -180,8 +175,8 @@ def _lesion(args: argparse.Namespace) -> int:
             print(json.dumps(result.to_dict()), flush=True)
             continue
         print(f"{result.name}: intact test accuracy {result.baseline_acc:.2%} on {result.test_images} images")
-        for row in result.blocks:
-            print(f"  without {row['block']:<10} " + (f"{row['acc']:.2%}" if row["deletable"]
-                                                       else "not deletable (changes the shape)"))
+        for block in result.blocks:
+            print(f"  without {block.block:<10} " + (f"{block.acc:.2%}" if block.deletable
+                                                      else "not deletable (changes the shape)"))
         print(lesion.describe(result).replace("**", ""))
     return 2 if failed else 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..identity import IDENTITY_BLOCKS, IdentityConfig, describe, run_identity
+from ..experiments.identity import IDENTITY_BLOCKS, IdentityConfig, describe, run_identity
 
 _DEFAULT = IdentityConfig()
 CURVE_POINTS = 6  # steps printed from each loss curve in the text output

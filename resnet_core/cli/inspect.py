@@ -2,11 +2,12 @@
 
     python -m resnet_core inspect RUN_DIR --image PATH [--class K] [--threads N] [--json]
 
---image takes a PNG or JPEG (capped in bytes and pixels, see images.py); `--test-image N` takes image N of the
-run's test set instead. --class (an index or a class name) adds Grad-CAM for that class; without it Grad-CAM is
-for the predicted class. --json prints one object: prediction (class, index, probability, top5), stages (name,
-shape, mean_abs_activation), blocks (name, residual_ratio, changes_shape), gradcam_class and gradcam (a 2-D list
-in [0, 1] at the model's input size), notes (what was changed on the way in) and seconds.
+--image takes a PNG or JPEG (a regular file, capped in bytes and pixels, see data/images.py); `--test-image N` takes
+image N of the run's test set instead (its data_dir, from the run's config.json, must be inside the data folders
+unless --allow-data-dir is given: see run_data.py). --class (an index or a class name) adds Grad-CAM for that class;
+without it Grad-CAM is for the predicted class. --json prints one object: prediction (class, index, probability,
+top5), stages (name, shape, mean_abs_activation), blocks (name, residual_ratio, changes_shape), gradcam_class and
+gradcam (a 2-D list in [0, 1] at the model's input size), notes (what was changed on the way in) and seconds.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import sys
 
 import torch
 
-from ..images import from_test_set, read_image_file
-from ..inspect import class_index, inspect_run
-from ..runstore import load_model, load_run_data, read_run
+from ..analysis.inspect import class_index, inspect_run
+from ..data.images import from_test_set, read_image_file
+from ..runs.loading import load_model, load_run_data
+from ..runs.store import read_run
 from ..validation import check_int
+from .run_data import add_allow_data_dir, fenced_run
 from .spec_args import whole_number
 
 
@@ -36,13 +39,15 @@ def register(sub) -> None:
                    help="torch threads (default 1: one image gains little from more, and on a busy machine a second "
                         "thread made it several times slower, see bench_inspect)")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    add_allow_data_dir(p)
     p.set_defaults(func=run_inspect)
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     check_int("threads", args.threads, 1, os.cpu_count() or 1)
     torch.set_num_threads(args.threads)
-    info = read_run(args.run_dir)
+    # --test-image reads the run's data again: its data_dir is fenced (run_data.py); --image reads only the image
+    info = read_run(args.run_dir) if args.image is not None else fenced_run(args.run_dir, args.allow_data_dir)
     classes = info.config.data.classes
     target = class_index(args.target, classes) if args.target is not None else None
     model = load_model(info.path)  # before the image: a run without weights says so first

@@ -1,6 +1,10 @@
 """`landscape`: a loss-surface slice of a trained run along filter-normalised random directions (Li et al. 2018).
 
     python -m resnet_core landscape RUN_DIR [--points N] [--dims 1|2] [--subset N] [--span S] [--seed S] [--json]
+                                    [--allow-data-dir]
+
+The run's data_dir (from its config.json) must be inside the data folders unless --allow-data-dir is given
+(run_data.py).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import sys
 
 from tqdm import tqdm
 
-from ..landscape import LandscapeConfig, curvature_text, slice_run
+from ..experiments.landscape import LandscapeConfig, curvature_text, slice_run
+from .run_data import add_allow_data_dir, fenced_run
 
 _DEFAULT = LandscapeConfig()
 
@@ -28,12 +33,14 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=_DEFAULT.seed, help="directions and subset (default 0)")
     p.add_argument("--batch-size", type=int, default=_DEFAULT.batch_size)
     p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    add_allow_data_dir(p)
     p.set_defaults(func=_landscape)
 
 
 def _landscape(args: argparse.Namespace) -> int:
     config = LandscapeConfig(points=args.points, dims=args.dims, subset=args.subset, span=args.span, seed=args.seed,
                              batch_size=args.batch_size).validate()
+    fenced_run(args.run_dir, args.allow_data_dir)  # its training images are read again
     bar = tqdm(total=config.evaluations, unit="point", file=sys.stderr, disable=None, mininterval=0.5,
                desc="slicing")
 

@@ -6,11 +6,12 @@ import argparse
 import json
 import textwrap
 
-from ..depth import DEPTH_RULE
-from ..format import format_count, stage_table_text
-from ..presets import PRESETS, resolve_spec
-from ..spec import parse_shape
-from ..summary import MAX_BATCH, natural_input_size, preset_row, summarize, summary_json
+from ..formatting import format_count
+from ..introspect.depth import DEPTH_RULE
+from ..introspect.summary import MAX_BATCH, preset_row, summarize, summary_json
+from ..introspect.tables import stage_table_text
+from ..models.presets import PRESETS, resolve_spec
+from ..models.spec import natural_input_size, parse_shape
 from ..validation import shown
 from .spec_args import add_spec_arguments, spec_overrides
 
@@ -34,11 +35,12 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows))
         return 0
-    print(f"{'model':<18} {'family':<9} {'block':<18} {'depth':>5} {'params':>13} {'mult-adds':>16}")
+    m, b = max(len(r["model"]) for r in rows), max(len(r["block"]) for r in rows)  # resnest: split_attention_...
+    print(f"{'model':<{m}} {'family':<9} {'block':<{b}} {'depth':>5} {'params':>13} {'mult-adds':>17}")
     for r in rows:
         named = f" (named {r['published_depth']}*)" if r["published_depth"] != r["depth"] else ""
-        print(f"{r['model']:<18} {r['family']:<9} {r['block']:<18} {r['depth']:>5} "
-              f"{format_count(r['params']):>13} {format_count(r['mult_adds']):>16}{named}")
+        print(f"{r['model']:<{m}} {r['family']:<9} {r['block']:<{b}} {r['depth']:>5} "
+              f"{format_count(r['params']):>13} {format_count(r['mult_adds']):>17}{named}")
     if any(r["published_depth"] != r["depth"] for r in rows):
         print(textwrap.fill(f"* {DEPTH_RULE}.", 120))
     return 0

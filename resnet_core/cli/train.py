@@ -1,15 +1,19 @@
 """`train`: one training run from the command line, into the run store.
 
-Without --json it shows a progress bar on stderr (step/total, loss, images/s, time left) and one line
-per epoch on stdout. With --json stdout holds only JSON: one object per epoch (the test records, see
-records.py) and last a final object with test_acc, test_loss, images_per_sec, seconds, precision,
-augment, run_dir, status, init_from, finetune, trainable_params, world_size and weights_sha256 (one digest per
-process). A run that diverges or fails still ends with a final object (status "diverged", "failed", or
-"interrupted" when another torchrun process was lost; its message, test figures None, run_dir), then prints its
-error line and exits 1.
+Without --json it shows one line per epoch on stdout and its progress (step/total, loss, images/s, time left): on a
+terminal (stdout and stderr both ttys) as a tqdm bar on stderr; piped or logged (nohup, CI, `| tee`) as a
+`progress:` line on stdout every PROGRESS_SECONDS or every tenth of the run, whichever comes first. The last line
+says what the run's "auto" settings became (budget, precision, augmentation) and why. With --json stdout holds only
+JSON: one object per epoch (the test records, see training/records.py) and last a final object with test_acc,
+test_loss, images_per_sec, seconds, precision, precision_reason, augment, budget, run_dir, status, init_from,
+finetune, trainable_params, world_size and weights_sha256 (one digest per process). A run that diverges or fails
+still ends with a final object (status "diverged", "failed", or "interrupted" when another torchrun process was
+lost; its message, test figures None, run_dir), then prints its error line and exits 1.
 
-Under torchrun the same command trains data-parallel (distributed.py): rank 0 alone prints and writes the run;
-an error on any rank is one line naming it. `--resume RUN_DIR` continues a stored run from its checkpoint.
+Under torchrun the same command trains data-parallel (training/distributed.py): rank 0 alone prints and writes the run;
+an error on any rank is one line naming it. `--resume RUN_DIR` continues a stored run from its checkpoint; when
+torchrun restarts its workers (--max-restarts), they go on with the job's run from its checkpoint by themselves
+(runs/elastic.py).
 """
 
 from __future__ import annotations
@@ -21,68 +25,38 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from ..config import AUGMENTS, FINETUNES, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
-from ..data import DATASETS
-from ..distributed import PeerLost, Replicas, torchrun_label
-from ..format import format_seconds
-from ..jobs import describe_error, execute
-from ..records import Record, Status, TestRecord, TrainRecord
-from ..resume import Resume, prepare_resume
-from ..runstore import check_run_dir
-from ..settings import precision_warning
-from ..train import Diverged
-from ..transfer import check_init_from, transfer_summary
-from .spec_args import add_spec_arguments, number, spec_overrides, whole_number
+from ..formatting import describe_error, format_seconds
+from ..runs.elastic import restart_point
+from ..runs.execute import execute
+from ..runs.resume import Resume, prepare_resume
+from ..runs.store import check_run_dir
+from ..runs.transfer import check_init_from, transfer_summary
+from ..training.config import TRAIN_OPTIONS, TrainConfig
+from ..training.distributed import PeerLost, Replicas, torchrun_label
+from ..training.engine import Diverged, FitResult
+from ..training.records import Record, Status, TestRecord, TrainRecord
+from ..training.settings import precision_warning
+from .option_args import add_options, flags, option_values
+from .spec_args import add_spec_arguments, spec_overrides
 
 _SKIP_IN_FINAL = ("kind", "confusion", "classes", "step", "epoch", "time")
+PROGRESS_SECONDS = 10.0  # piped or logged output: a progress line at least this often (and every tenth of the run)
 
 
 def register(sub) -> None:
-    defaults = TrainConfig()
     p = sub.add_parser("train", help="train a model on a data set and store the run")
     p.add_argument("model", nargs="?", help="a preset name (see `list`); left out with --resume")
     add_spec_arguments(p)
-    p.add_argument("--dataset", default=defaults.dataset, help=f"one of {', '.join(DATASETS)} (default synthetic)")
-    p.add_argument("--data-dir", help="where data sets are (or are downloaded to); required for imagefolder")
-    p.add_argument("--image-size", type=whole_number("image-size"), help="resize images to this side")
-    p.add_argument("--train-subset", type=whole_number("train-subset"), help="train on a seeded subset of N images")
-    p.add_argument("--epochs", type=whole_number("epochs"), default=defaults.epochs, help=f"default {defaults.epochs}")
-    p.add_argument("--steps", type=whole_number("steps"), help="a step budget instead of epochs")
-    p.add_argument("--batch-size", type=whole_number("batch-size"), default=defaults.batch_size)
-    p.add_argument("--lr", type=number("lr"), help="peak learning rate (default 0.1 for sgd, 2e-3 for adam/adamw)")
-    p.add_argument("--optimizer", default=defaults.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
-    p.add_argument("--no-nesterov", action="store_true", help="plain momentum for sgd")
-    p.add_argument("--weight-decay", type=number("weight-decay"), default=defaults.weight_decay)
-    p.add_argument("--schedule", default=defaults.schedule, help=f"one of {', '.join(SCHEDULES)}")
-    p.add_argument("--warmup", type=number("warmup"), default=defaults.warmup, help="fraction of steps warming up")
-    p.add_argument("--label-smoothing", type=number("label-smoothing"), default=defaults.label_smoothing)
-    p.add_argument("--augment", default=defaults.augment,
-                   help=f"one of {', '.join(AUGMENTS)} (default auto: crop, and flip only mirror-invariant sets)")
-    p.add_argument("--no-augment", action="store_true", help="the same as --augment none")
-    p.add_argument("--precision", default=defaults.precision,
-                   help=f"one of {', '.join(PRECISIONS)} (default auto: bf16 where the hardware has it natively)")
-    p.add_argument("--no-channels-last", action="store_true", help="run the model in NCHW memory format")
-    p.add_argument("--seed", type=whole_number("seed"), default=defaults.seed)
-    p.add_argument("--threads", type=whole_number("threads"), help="torch threads (default: all cores)")
-    p.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--probe-every", type=whole_number("probe-every"), default=defaults.probe_every,
-                   help="0 turns probes off")
-    p.add_argument("--init-from", help="start from a run folder, torchvision[:WEIGHTS] or a state_dict file")
-    p.add_argument("--finetune", default=defaults.finetune,
-                   help=f"with --init-from, what trains: one of {', '.join(FINETUNES)} (default all)")
-    p.add_argument("--backbone-lr-scale", type=number("backbone-lr-scale"), default=defaults.backbone_lr_scale,
-                   help="the lr of what is not the classifier, as a fraction of --lr (the tutorials use 0.1)")
+    add_options(p, TRAIN_OPTIONS)
     p.add_argument("--run-dir", help="folder for this run (default: runs/<new id>, or $RESNET_EXPLORER_RUNS/<new id>)")
     p.add_argument("--json", action="store_true", help="JSON lines: one per epoch, then a final object")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: BatchNorm statistics over the global batch instead of each process's share")
-    p.add_argument("--checkpoint-every", type=whole_number("checkpoint-every"), default=defaults.checkpoint_every,
-                   help=f"steps between checkpoints, besides each epoch's end and a stop (default "
-                        f"{defaults.checkpoint_every})")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a stopped, failed or interrupted run from its checkpoint, in its folder, with its "
                         "settings (only --threads, --device and --json may be given with it)")
@@ -93,17 +67,8 @@ def register(sub) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.model is None:
         raise ValueError("model must be a preset name (see `list`), unless --resume names a run to continue")
-    return TrainConfig(
-        model=args.model, overrides=spec_overrides(args), dataset=args.dataset, data_dir=args.data_dir,
-        image_size=args.image_size, train_subset=args.train_subset, epochs=args.epochs, max_steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, nesterov=not args.no_nesterov,
-        weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
-        label_smoothing=args.label_smoothing, augment="none" if args.no_augment else args.augment,
-        precision=args.precision,
-        channels_last=not args.no_channels_last, seed=args.seed, threads=args.threads, device=args.device,
-        probe_every=args.probe_every, checkpoint_every=args.checkpoint_every, init_from=args.init_from,
-        finetune=args.finetune, backbone_lr_scale=args.backbone_lr_scale,
-    ).validate()
+    values = option_values(args, TRAIN_OPTIONS)
+    return TrainConfig(model=args.model, overrides=spec_overrides(args), **values).validate()
 
 
 def resumed_config(args: argparse.Namespace, resume: Resume) -> TrainConfig:
@@ -111,7 +76,7 @@ def resumed_config(args: argparse.Namespace, resume: Resume) -> TrainConfig:
     allowed = ("resume", "threads", "device", "json")
     for name, default in args.resume_defaults.items():
         if name not in allowed and getattr(args, name) != default:
-            what = "the model" if name == "model" else f"--{name.replace('_', '-')}"
+            what = "the model" if name == "model" else flags(TRAIN_OPTIONS).get(name, f"--{name.replace('_', '-')}")
             raise ValueError(f"resume continues run {resume.info.run_id} with the settings in its config.json; "
                              f"leave out {what} (only --threads, --device and --json may be given)")
     return resume.info.config.train.replace(threads=args.threads, device=args.device).validate()
@@ -136,16 +101,31 @@ def run_train(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     resume = prepare_resume(args.resume) if args.resume else None
     config = resumed_config(args, resume) if resume else config_from_args(args)
-    if args.run_dir:
-        check_run_dir(args.run_dir)  # before the data are loaded, which can take minutes
     if config.init_from is not None and resume is None:  # a resumed run's checkpoint holds its weights
         check_init_from(config)  # before the data are loaded
     sync_bn = resume.info.config.distributed.sync_bn if resume else args.sync_bn
     replicas = Replicas.from_env(config.device, sync_bn)
     try:
-        return _train(args, config.replace(device=replicas.device(config.device)), replicas, resume)
+        if resume is None:
+            resume = _restart(args, config, replicas)
+        code = _train(args, config.replace(device=replicas.device(config.device)), replicas, resume)
+        replicas.barrier()
+        return code
     finally:
         replicas.close()
+
+
+def _restart(args: argparse.Namespace, config: TrainConfig, replicas: Replicas) -> Resume | None:
+    """When torchrun has restarted the job's workers (--max-restarts): the job's run, which becomes this command's
+    --run-dir, and its checkpoint to go on from (see runs/elastic.py). None on a first start, where a --run-dir
+    that holds a run is refused, before the data are loaded (which can take minutes)."""
+    restart = restart_point(replicas, args.run_dir, config, args.sync_bn)  # every process of the job calls it
+    if restart is None:
+        if args.run_dir:
+            check_run_dir(args.run_dir)
+        return None
+    args.run_dir = str(restart.run_dir) if restart.run_dir else None
+    return restart.resume
 
 
 def _train(args: argparse.Namespace, config: TrainConfig, replicas: Replicas, resume: Resume | None) -> int:
@@ -154,7 +134,8 @@ def _train(args: argparse.Namespace, config: TrainConfig, replicas: Replicas, re
     warning = precision_warning(config)
     if warning and replicas.writes:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    progress = _Progress(enabled=not args.json and replicas.writes)
+    progress = _Progress(enabled=not args.json and replicas.writes,
+                         bar=sys.stdout.isatty() and sys.stderr.isatty())
 
     def on_record(record: Record) -> None:
         progress.update(record)
@@ -185,43 +166,68 @@ def _train(args: argparse.Namespace, config: TrainConfig, replicas: Replicas, re
             print(json.dumps(dict(status=status.value, message=message, test_acc=None, test_loss=None,
                                   images_per_sec=None, seconds=None, run_dir=started["path"])), flush=True)
         raise RuntimeError(f"{message}; run stored in {started['path']}") from None
-    if not replicas.writes:
-        return 0
+    if replicas.writes:
+        _print_final(args, result, started["path"], replicas, digests, resume)
+    return 0
+
+
+def _print_final(args: argparse.Namespace, result: FitResult, run_dir: str, replicas: Replicas,
+                 digests: list[str], resume: Resume | None) -> None:
+    """The run's final object (--json) or its summary line."""
     final = {k: v for k, v in result.final.to_dict().items() if k not in _SKIP_IN_FINAL}
-    settings = result.settings
-    final.update(precision=settings.precision, augment=settings.augment, run_dir=started["path"],
+    settings, transfer = result.settings, transfer_summary(run_dir)
+    budget = settings.budget_reason or f"budget {final['steps']:,} steps"  # a run resumed from before auto budgets
+    final.update(precision=settings.precision, precision_reason=settings.precision_reason, augment=settings.augment,
+                 budget=budget, images=settings.images_reason or None, run_dir=run_dir,
                  world_size=replicas.world_size, backend=replicas.backend or None, sync_bn=replicas.sync_bn,
                  weights_sha256=digests, resumed_from=resume.state.step if resume else None,
-                 **transfer_summary(started["path"]))
+                 init_from=transfer.init_from, finetune=transfer.finetune, trainable_params=transfer.trainable_params)
     if args.json:
         print(json.dumps(final), flush=True)
     else:
         acc = f"{final['test_acc']:.2%}" if final["test_acc"] is not None else "n/a"
         print(f"{final['status']}: test acc {acc} after {final['steps']} steps in {final['seconds']:.1f} s "
-              f"({final['images_per_sec']:.0f} img/s); precision {settings.precision} "
+              f"({final['images_per_sec']:.0f} img/s); {budget}; precision {settings.precision} "
               f"({settings.precision_reason}); augment {settings.augment} ({settings.augment_reason}); "
-              f"{replicas.world_size} process(es); run stored in {final['run_dir']}")
-    return 0
+              + (f"{settings.images_reason}; " if settings.images_reason else "")
+              + f"{replicas.world_size} process(es); run stored in {final['run_dir']}")
 
 
 class _Progress:
-    """A tqdm bar on stderr that follows the train records, from the first step on; epoch lines go above it,
-    on stdout. Only on a terminal: piped or logged output gets the epoch lines alone."""
+    """Progress that follows the train records, from the first step on. On a terminal a tqdm bar on stderr, with
+    the epoch lines above it on stdout; otherwise (`bar` False) a `progress:` line on stdout at the first record,
+    then whenever PROGRESS_SECONDS have passed or a tenth of the run's steps since the last one, and at the end."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, enabled: bool, bar: bool) -> None:
+        self.enabled, self.use_bar = enabled, bar
         self.bar: tqdm | None = None
+        self.last_time: float | None = None
+        self.last_step = 0
 
     def update(self, record: Record) -> None:
         if not (self.enabled and isinstance(record, TrainRecord)):
             return
+        if not self.use_bar:
+            self._line(record)
+            return
         if self.bar is None:
             self.bar = tqdm(total=record.total_steps, unit="step", file=sys.stderr, dynamic_ncols=True,
-                            mininterval=0.5, desc="training", disable=None,  # None: off unless stderr is a tty
+                            mininterval=0.5, desc="training",
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} steps [{elapsed}{postfix}]")
         self.bar.set_postfix_str(f"loss {record.loss:.3f}, {record.images_per_sec:.0f} img/s, "
                                  f"{format_seconds(record.eta_sec)} left", refresh=False)
         self.bar.update(record.step - self.bar.n)
+
+    def _line(self, record: TrainRecord) -> None:
+        now = time.monotonic()
+        every = max(1, record.total_steps // 10)
+        due = (self.last_time is None or now - self.last_time >= PROGRESS_SECONDS
+               or record.step - self.last_step >= every or record.step == record.total_steps)
+        if not due:
+            return
+        self.last_time, self.last_step = now, record.step
+        print(f"progress: step {record.step}/{record.total_steps}  loss {record.loss:.4f}  "
+              f"{record.images_per_sec:.0f} img/s  {format_seconds(record.eta_sec)} left", flush=True)
 
     def write(self, line: str) -> None:
         tqdm.write(line, file=sys.stdout)
