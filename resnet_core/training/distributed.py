@@ -23,13 +23,15 @@ statistics over the global batch through an all_reduce whose backward is an all_
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import hashlib
 import os
+import sys
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -121,7 +123,7 @@ class Replicas:
     def from_env(cls, device: str, sync_bn: bool = False) -> Replicas:
         """This process's replica: SINGLE (with `sync_bn`) unless torchrun started it; then the process group is
         initialised here (gloo, or nccl when `device` is CUDA). A bad torchrun variable is one ValueError."""
-        if not any(name in os.environ for name in TORCHRUN_ENV):
+        if not is_torchrun_worker():
             return dataclasses.replace(SINGLE, sync_bn=sync_bn)
         values = {}
         for name in TORCHRUN_ENV:
@@ -282,6 +284,31 @@ def _answer_all(store: dist.Store, world: int, token: str) -> str:
             raise RuntimeError(f"ranks {sorted(waiting)} did not join the process group within {STORE_TIMEOUT}")
         time.sleep(0.02)
     return token
+
+
+def is_torchrun_worker() -> bool:
+    return any(name in os.environ for name in TORCHRUN_ENV)
+
+
+def watch_torchrun_worker() -> None:
+    """A torchrun worker that crashes in native code prints every thread's Python stack (one line from torch)."""
+    if is_torchrun_worker() and not faulthandler.is_enabled():
+        faulthandler.enable()
+
+
+def end_torchrun_worker(code: int) -> NoReturn:
+    """End a torchrun worker now, with `code`, its output flushed, skipping the interpreter's teardown.
+
+    Why: in torch 2.14.1 a gloo process group that DistributedDataParallel has used outlives destroy_process_group
+    (its 3 threads still run after it, measured; pytorch/pytorch#107298), so it is torn down at interpreter exit,
+    where a worker aborted now and then after its run had finished and been stored ("terminate called without an
+    active exception", SIGABRT), and torchrun reported the job failed. Every file is closed before this."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed pipe: nothing more can reach its reader
+    os._exit(code)
 
 
 def torchrun_label() -> str:
