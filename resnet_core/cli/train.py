@@ -177,11 +177,14 @@ def _print_final(args: argparse.Namespace, result: FitResult, run_dir: str, repl
     final = {k: v for k, v in result.final.to_dict().items() if k not in _SKIP_IN_FINAL}
     settings, transfer = result.settings, transfer_summary(run_dir)
     budget = settings.budget_reason or f"budget {final['steps']:,} steps"  # a run resumed from before auto budgets
+    others = result.cpu.others_cores if result.cpu and not replicas.distributed else None  # ranks share the cores
+    busy = result.cpu.note() if others is not None else ""
     final.update(precision=settings.precision, precision_reason=settings.precision_reason, augment=settings.augment,
                  budget=budget, images=settings.images_reason or None, run_dir=run_dir,
                  world_size=replicas.world_size, backend=replicas.backend or None, sync_bn=replicas.sync_bn,
                  weights_sha256=digests, resumed_from=resume.state.step if resume else None,
-                 init_from=transfer.init_from, finetune=transfer.finetune, trainable_params=transfer.trainable_params)
+                 init_from=transfer.init_from, finetune=transfer.finetune, trainable_params=transfer.trainable_params,
+                 busy_cores=None if others is None else round(others, 2), busy=busy or None)
     if args.json:
         print(json.dumps(final), flush=True)
     else:
@@ -189,7 +192,7 @@ def _print_final(args: argparse.Namespace, result: FitResult, run_dir: str, repl
         print(f"{final['status']}: test acc {acc} after {final['steps']} steps in {final['seconds']:.1f} s "
               f"({final['images_per_sec']:.0f} img/s); {budget}; precision {settings.precision} "
               f"({settings.precision_reason}); augment {settings.augment} ({settings.augment_reason}); "
-              + (f"{settings.images_reason}; " if settings.images_reason else "")
+              + (f"{settings.images_reason}; " if settings.images_reason else "") + (f"{busy}; " if busy else "")
               + f"{replicas.world_size} process(es); run stored in {final['run_dir']}")
 
 

@@ -48,6 +48,7 @@ from ..models.spec import ModelSpec
 from .budget import steps_per_epoch, total_steps
 from .checkpoint import TrainState
 from .config import TrainConfig, resolve_device
+from .cpu_share import CpuShare, StepClock
 from .distributed import SINGLE, Replicas
 from .freeze import freeze, param_groups
 from .hardware import torch_threads
@@ -90,6 +91,7 @@ class FitResult:
     final: FinalRecord
     records: list[Record]  # every record, in order
     evaluation: Evaluation | None  # the last test evaluation (None if stopped before one)
+    cpu: CpuShare | None = None  # the CPU other processes took during this process's training steps (CPU runs)
 
 
 class _StopRequested(Exception):
@@ -229,6 +231,7 @@ class _Trainer:
         self.boundary_buffers: list[Tensor] = []  # BatchNorm statistics there (a stopped forward moves them)
         self.step = 0
         self.train_seconds = 0.0
+        self.step_clock = StepClock()  # this process's steps only (a resumed run's earlier ones are not here)
         self.elapsed_before = 0.0  # wall clock of the run's earlier parts (a resumed run)
         self.eval_seconds: list[float] = []
         self.probe_steps, self.probe_seconds, self.forward_seconds = 0, 0.0, 0.0  # this process's, like `paces`
@@ -267,7 +270,8 @@ class _Trainer:
             self.model.eval()
         final = self._final(status)
         self.emit(final)
-        return FitResult(status, self.settings, self.model, self.data, final, self.records, self.evaluation)
+        cpu = self.step_clock.reading(torch.get_num_threads()) if self.device.type == "cpu" else None
+        return FitResult(status, self.settings, self.model, self.data, final, self.records, self.evaluation, cpu)
 
     @contextlib.contextmanager
     def _stop_hooks(self) -> Iterator[None]:
@@ -300,8 +304,10 @@ class _Trainer:
             if self.step >= self.total:
                 break
             tick = time.perf_counter()
+            self.step_clock.start()
             batch = self.order[i * self.batch:(i + 1) * self.batch]
             lr, loss_value, correct, images_seen, probe = self._train_step(batch)
+            self.step_clock.stop()
             seconds = time.perf_counter() - tick
             self.train_seconds += seconds
             if probe is not None:
