@@ -61,6 +61,10 @@ WARMUPS, MAX_WARMUPS = 2, 6  # untimed steps of each precision first: at least, 
 WARM_SPREAD = 1.25  # a precision is warm when its latest warm-up step is within this factor of its fastest
 MIN_PAIRS, MAX_PAIRS = 3, 12  # timed fp32/bf16 pairs after the warm-ups
 MEASURE_MIN_STEPS = 2 * (WARMUPS + MIN_PAIRS)  # steps of the shortest measurement
+# bf16 warm (its warm-ups steady) and this many times as slow as fp32 ends the measurement before the pairs: where
+# bf16 has no units (an AVX2 first-generation Zen: fp32 1.2–1.7 s, bf16 11.5–12.5 s a step of ResNet-20 at batch
+# 128, every step alike) the pairs would stall the run for a minute to learn what two steps show.
+SLOW_BF16 = 4.0
 GUARD_FILE = Path(__file__).with_name("bf16_guard.json")
 MAX_TEXT = 200  # characters of any text field read from a file
 
@@ -252,7 +256,8 @@ def measure_rates(model: nn.Module, x: Tensor, y: Tensor, steps: int, threads: i
             first = _timed_step(twin, x, y, False)
             if MEASURE_MIN_STEPS * first > 2 * allowance(steps, first):
                 return None
-            times = _timed_pairs(twin, x, y, steps, first)
+            warm = _warm_up(twin, x, y, first)
+            times = warm if bf16_hopeless(*warm) else _timed_pairs(twin, x, y, steps)
     finally:
         del twin
         if x.device.type == "cuda":
@@ -263,10 +268,15 @@ def measure_rates(model: nn.Module, x: Tensor, y: Tensor, steps: int, threads: i
                  seconds, time.time(), os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0, share)
 
 
-def _timed_pairs(model: nn.Module, x: Tensor, y: Tensor, steps: int, first: float) -> tuple[list[float], list[float]]:
-    """Warm-ups (the first fp32 one already taken, `first` seconds), then fp32/bf16 pairs: at least MIN_PAIRS, then
-    until the allowance is spent or MAX_PAIRS."""
-    _warm_up(model, x, y, first)
+def bf16_hopeless(fp32_steps: list[float], bf16_steps: list[float]) -> bool:
+    """Whether the warm-up steps already show bf16 cannot win: bf16 is warm (two steps at least, the latest within
+    WARM_SPREAD of its best: not a first step setting up its kernels) and SLOW_BF16 times as slow as fp32."""
+    return (len(bf16_steps) >= 2 and bf16_steps[-1] <= WARM_SPREAD * min(bf16_steps)
+            and min(bf16_steps) > SLOW_BF16 * min(fp32_steps))
+
+
+def _timed_pairs(model: nn.Module, x: Tensor, y: Tensor, steps: int) -> tuple[list[float], list[float]]:
+    """fp32/bf16 pairs after the warm-ups: at least MIN_PAIRS, then until the allowance is spent or MAX_PAIRS."""
     times: tuple[list[float], list[float]] = ([], [])
     start = time.perf_counter()
     while len(times[0]) < MAX_PAIRS:
@@ -278,18 +288,20 @@ def _timed_pairs(model: nn.Module, x: Tensor, y: Tensor, steps: int, first: floa
     return times
 
 
-def _warm_up(model: nn.Module, x: Tensor, y: Tensor, first: float) -> None:
-    """fp32 and bf16 steps in turns until each precision has had WARMUPS steps and its latest is within WARM_SPREAD of
-    its best so far (oneDNN sets up its kernels over the first steps, in a fresh process up to four of them for
-    bf16), at most MAX_WARMUPS each."""
+def _warm_up(model: nn.Module, x: Tensor, y: Tensor, first: float) -> tuple[list[float], list[float]]:
+    """fp32 and bf16 steps in turns (the first fp32 one already taken, `first` seconds) until each precision has had
+    WARMUPS steps and its latest is within WARM_SPREAD of its best so far (oneDNN sets up its kernels over the first
+    steps, in a fresh process up to four of them for bf16), at most MAX_WARMUPS each, or until bf16 is hopeless.
+    Returns each precision's warm-up times."""
     seen: tuple[list[float], list[float]] = ([first], [])
-    while True:
+    while not bf16_hopeless(*seen):
         pending = [i for i in (0, 1) if len(seen[i]) < MAX_WARMUPS and
                    (len(seen[i]) < WARMUPS or seen[i][-1] > WARM_SPREAD * min(seen[i]))]
         if not pending:
-            return
+            break
         for i in pending:
             seen[i].append(_timed_step(model, x, y, bool(i)))
+    return seen
 
 
 def _timed_step(model: nn.Module, x: Tensor, y: Tensor, bf16: bool) -> float:
