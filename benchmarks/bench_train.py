@@ -22,7 +22,8 @@ Two more measurements put the 3× goal in context:
 Two more for a real, busy machine:
 - one busy core: our images/s quiet and with another process spinning on one core, for each OpenMP wait
   policy (PASSIVE, which resnet_core sets at import, and ACTIVE, the spinning default), each in a fresh
-  process since the runtime reads the policy once. Goal: busy >= 50% of quiet;
+  process since the runtime reads the policy once, on torch's thread count (`fit`; the CLI's default, which takes
+  fewer threads beside a busy core, is timed by bench_busy_core). Goal: busy >= 50% of quiet;
 - precision: images/s in fp32 and bf16 autocast on this CPU, and what precision "auto" measures and picks here
   (a fresh measurement, in a temporary cache folder).
 

@@ -199,8 +199,9 @@ def launch_help(choice: ModelChoice) -> None:
 def settings_text(settings: RunSettings) -> str:
     budget = f"{settings.budget_reason[0].upper()}{settings.budget_reason[1:]}. " if settings.budget_reason else ""
     images = f" {settings.images_reason[0].upper()}{settings.images_reason[1:]}." if settings.images_reason else ""
+    threads = f" Threads **{settings.threads}** ({settings.threads_reason})." if settings.threads_reason else ""
     return (f"{budget}Augmentation **{settings.augment}** ({settings.augment_reason}); precision "
-            f"**{settings.precision}** ({settings.precision_reason}).{images}")
+            f"**{settings.precision}** ({settings.precision_reason}).{images}{threads}")
 
 
 def status_line(snap: JobSnapshot) -> None:

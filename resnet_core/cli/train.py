@@ -180,7 +180,8 @@ def _print_final(args: argparse.Namespace, result: FitResult, run_dir: str, repl
     others = result.cpu.others_cores if result.cpu and not replicas.distributed else None  # ranks share the cores
     busy = result.cpu.note() if others is not None else ""
     final.update(precision=settings.precision, precision_reason=settings.precision_reason, augment=settings.augment,
-                 budget=budget, images=settings.images_reason or None, run_dir=run_dir,
+                 budget=budget, images=settings.images_reason or None, threads=settings.threads,
+                 threads_reason=settings.threads_reason or None, run_dir=run_dir,
                  world_size=replicas.world_size, backend=replicas.backend or None, sync_bn=replicas.sync_bn,
                  weights_sha256=digests, resumed_from=resume.state.step if resume else None,
                  init_from=transfer.init_from, finetune=transfer.finetune, trainable_params=transfer.trainable_params,
@@ -192,7 +193,9 @@ def _print_final(args: argparse.Namespace, result: FitResult, run_dir: str, repl
         print(f"{final['status']}: test acc {acc} after {final['steps']} steps in {final['seconds']:.1f} s "
               f"({final['images_per_sec']:.0f} img/s); {budget}; precision {settings.precision} "
               f"({settings.precision_reason}); augment {settings.augment} ({settings.augment_reason}); "
-              + (f"{settings.images_reason}; " if settings.images_reason else "") + (f"{busy}; " if busy else "")
+              + (f"{settings.images_reason}; " if settings.images_reason else "")
+              + (f"threads {settings.threads_reason}; " if settings.threads_reason else "")
+              + (f"{busy}; " if busy else "")
               + f"{replicas.world_size} process(es); run stored in {final['run_dir']}")
 
 

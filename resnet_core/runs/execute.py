@@ -20,6 +20,7 @@ from ..training.engine import Diverged, FitResult, fit, load_data, resumed_model
 from ..training.hardware import torch_threads
 from ..training.records import Record, Status
 from ..training.settings import RunSettings, deferred_settings, resolve_settings
+from ..training.thread_choice import LoadReading, ThreadChoice, run_threads
 from .contract import DataFacts, DistributedFacts, RunConfig, TransferFacts
 from .estimate_log import EstimateLog
 from .memory import guard_memory
@@ -43,24 +44,46 @@ def execute(config: TrainConfig, *, run_dir: str | Path | None = None, data: Ima
     `resume.resume_paused`.
     """
     config.validate()
+    reading = LoadReading() if _chooses_threads(config, replicas, resume) else None
     with torch_threads(config.threads):  # once, around the precision measurement and the training alike
-        return _execute(config, run_dir, data, on_record, stop, on_start, memory_budget, replicas, resume, pausing)
+        return _execute(config, run_dir, data, on_record, stop, on_start, memory_budget, replicas, resume, pausing,
+                        reading)
+
+
+def _chooses_threads(config: TrainConfig, replicas: Replicas, resume: Resume | None) -> bool:
+    """A new run of one process on the CPU that leaves its threads open (a torchrun job's ranks share the cores on
+    purpose; a resumed run keeps the count it stored)."""
+    return (config.threads is None and resume is None and not replicas.distributed
+            and resolve_device(config.device).type == "cpu")
 
 
 def _execute(config: TrainConfig, run_dir: str | Path | None, data: ImageData | None,
              on_record: Callable[[Record], None] | None, stop: threading.Event | None,
              on_start: Callable[[RunWriter], None] | None, memory_budget: int | None, replicas: Replicas,
-             resume: Resume | None, pausing: threading.Event | None) -> FitResult:
+             resume: Resume | None, pausing: threading.Event | None, reading: LoadReading | None) -> FitResult:
     guard_memory(config, memory_budget, data)
     data = data if data is not None else load_data(config)
     if resume is not None:
         _check_resumed_data(data, resume)
     model, transfer = _starting_model(config, data, resume)  # a bad init_from source: nothing written
+    choice = run_threads(reading) if reading is not None else None
+    stored = resume.info.config.settings.threads if resume and config.threads is None else None
+    with torch_threads(choice.threads if choice else stored):
+        return _train(config, run_dir, data, model, transfer, choice, on_record, stop, on_start, replicas, resume,
+                      pausing)
+
+
+def _train(config: TrainConfig, run_dir: str | Path | None, data: ImageData, model: ResNet,
+           transfer: TransferFacts | None, choice: ThreadChoice | None, on_record: Callable[[Record], None] | None,
+           stop: threading.Event | None, on_start: Callable[[RunWriter], None] | None, replicas: Replicas,
+           resume: Resume | None, pausing: threading.Event | None) -> FitResult:
+    """The run with its model and data ready, on its threads: its settings, its folder, its training."""
     deferred = None if resume or replicas.distributed else deferred_settings(config, data, model)
     if deferred is not None:
-        settings, measure = deferred
+        settings, measure = deferred[0], _threads_in(deferred[1], choice)
     else:
         settings = resume.info.config.settings if resume else resolve_settings(config, data, model, replicas)
+    settings = _with_threads(settings, choice)
     train = functools.partial(fit, config, data=data, model=model, stop=stop, settings=settings, replicas=replicas,
                               resume=resume.state if resume else None)
     if not replicas.writes:  # every rank starts from the same weights and freezes the same parameters
@@ -97,6 +120,15 @@ def _execute(config: TrainConfig, run_dir: str | Path | None, data: ImageData | 
         raise
     finally:
         writer.close()
+
+
+def _with_threads(settings: RunSettings, choice: ThreadChoice | None) -> RunSettings:
+    return settings if choice is None else replace(settings, threads=choice.threads, threads_reason=choice.reason)
+
+
+def _threads_in(measure: Callable[[], RunSettings], choice: ThreadChoice | None) -> Callable[[], RunSettings]:
+    """`measure`, its settings carrying the run's thread choice too."""
+    return lambda: _with_threads(measure(), choice)
 
 
 def _starting_model(config: TrainConfig, data: ImageData, resume: Resume | None) -> tuple[ResNet, TransferFacts | None]:

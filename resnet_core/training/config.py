@@ -135,8 +135,8 @@ class TrainConfig:
     threads: int | None = option(
         None, low=1, high=1024, flag="--threads",
         widget=Widget("number", "Threads (0: the server's share)", high=cores, none_as=0),
-        help="torch threads for this run, at most the machine's cores (default: all of them; on a server, its "
-             "share for each run)")
+        help="torch threads for this run, at most the machine's cores (default: torch's, one a core, less one for "
+             "each core other processes hold as the run gets ready; on a server, its share for each run)")
     device: str = option("cpu", flag="--device", widget=Widget("select", "Device", choices=device_choices),
                          help="cpu, cuda, cuda:N or auto")
     # logging

@@ -4,7 +4,9 @@ A step with T OpenMP threads ends when its slowest thread does. When another pro
 shares it runs only in its time slices and the whole step waits for it, so fewer threads keep more of the pace.
 Measured (`train resnet20 --steps 50`, a spinning process as the busy core): on a Zen 4 in bf16, 2 threads kept
 35% of their quiet speed, 1 thread 96%; on an AVX2 EPYC in fp32, 2 threads 101 against 159 images/s quiet (64%),
-1 thread 111 busy. A run's result depends on its thread count, so the run says so rather than changing it.
+1 thread 111 busy. A run that leaves its threads open takes fewer when other processes hold cores as it starts
+(thread_choice.py); a run's result depends on its thread count, so the count is not changed mid-run, and when the
+load comes later (or the count was set) the run says so instead.
 The process's own CPU share cannot tell this alone: a small model's steps leave threads idle between operations
 (0.76 of 2 threads' time on a quiet machine, measured), so the other processes' CPU time is read from /proc/stat.
 """

@@ -49,7 +49,7 @@ from .verdicts import MEASUREMENTS, recall, remember, typical
 STEP_ONE = "step 1 trained in fp32, as on auto it always does"
 STARTING = "auto: fp32 for step 1; after it, fp32 against bf16 measured or recalled"
 # fields added later: absent in older config.json
-_OPTIONAL = ("fp32_rate", "bf16_rate", "steps", "budget_reason", "images_reason")
+_OPTIONAL = ("fp32_rate", "bf16_rate", "steps", "budget_reason", "images_reason", "threads", "threads_reason")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,8 @@ class RunSettings:
     steps: int | None = None  # the step budget the run was given (None in runs stored before the auto budget)
     budget_reason: str = ""
     images_reason: str = ""  # "8×8 images (auto: …); crops padded 1 pixel (auto: …)"; unset in older runs
+    threads: int | None = None  # torch threads chosen for a run of one process that left them open (thread_choice)
+    threads_reason: str = ""
 
     @property
     def crop(self) -> bool:
@@ -90,12 +92,15 @@ class RunSettings:
                 check_float(f"settings.{name}", data[name], 0.0, 1e12, low_open=True)
         if data.get("steps") is not None:
             check_int("settings.steps", data["steps"], 1, 10**12)
-        for name in ("budget_reason", "images_reason"):
+        if data.get("threads") is not None:
+            check_int("settings.threads", data["threads"], 1, 1 << 20)
+        for name in ("budget_reason", "images_reason", "threads_reason"):
             if not isinstance(data.get(name, ""), str):
                 raise ValueError(f"settings.{name} must be text; got {shown(data.get(name))}")
         rates = [None if data.get(n) is None else float(data[n]) for n in ("fp32_rate", "bf16_rate")]
         return cls(data["augment"], data["augment_reason"], data["precision"], data["precision_reason"], *rates,
-                   data.get("steps"), data.get("budget_reason", ""), data.get("images_reason", ""))
+                   data.get("steps"), data.get("budget_reason", ""), data.get("images_reason", ""),
+                   data.get("threads"), data.get("threads_reason", ""))
 
     @classmethod
     def as_set(cls, config: TrainConfig) -> RunSettings:
