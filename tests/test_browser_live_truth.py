@@ -107,7 +107,11 @@ def open_pages(context, url: str, paths: dict[str, str]) -> dict:
 
 
 def chips(pg, label: str) -> str:
-    return pg.locator('[data-testid="stMultiSelect"]').filter(has_text=label).inner_text()
+    """The multiselect's text, once it is drawn: with seven tabs on two cores (load ~10) a fragment's redraw took
+    over Playwright's default 30 s, the same 60 s as `wait_text` here."""
+    box = pg.locator('[data-testid="stMultiSelect"]').filter(has_text=label)
+    box.wait_for(timeout=60_000)
+    return box.inner_text(timeout=10_000)
 
 
 def options(pg, widget: str, label: str) -> list[str]:
