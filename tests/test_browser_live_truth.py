@@ -127,8 +127,10 @@ def options(pg, widget: str, label: str) -> list[str]:
 
 
 def wait_option(pg, widget: str, label: str, prefix: str) -> None:
-    """Wait until the selector offers an option starting with `prefix` (the page reran by itself)."""
-    wait_until(lambda: any(o.startswith(prefix) for o in options(pg, widget, label)), 60, 0.5,
+    """Wait until the selector offers an option starting with `prefix` (the page reran by itself). 120 s: on a
+    2-core first-generation Zen at load ~8 (seven tabs, a run training), Loss landscape did not offer a just
+    finished run within 60 s once (its rerun also times two points of the chosen run's slice); it passed alone."""
+    wait_until(lambda: any(o.startswith(prefix) for o in options(pg, widget, label)), 120, 0.5,
                message=f"{pg.url}: {label} offers no {prefix!r}")
 
 

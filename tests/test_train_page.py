@@ -441,3 +441,15 @@ def test_a_stored_run_whose_data_lie_outside_the_fence_is_not_read_again(tmp_pat
     assert not lesion_page.exception and not lesion_page.multiselect
     note = next(e for e in lesion_page.expander if "could not be read" in e.label)
     assert "run cli-run: its data_dir must be inside the server's data folders" in note.markdown[0].value
+
+
+def test_a_stored_command_line_run_shows_the_threads_it_chose(tmp_path, monkeypatch):
+    run = tmp_path / "runs" / "cli-run"
+    execute(TrainConfig(model="resnet20", overrides={"width": 8, "layers": (1, 1, 1)}, train_subset=64, batch_size=32,
+                        max_steps=2, probe_every=0, precision="fp32"), run_dir=run)  # threads left open, as on the CLI
+    settings = runstore.read_run(run).config.settings
+    assert settings.threads is not None and settings.threads_reason.startswith(f"auto: {settings.threads}")
+    at = _tiny_page(tmp_path, monkeypatch)
+    at.selectbox(key="train_inspect").set_value("cli-run").run()
+    assert not at.exception
+    assert any(c.value.endswith(f" Threads **{settings.threads}** ({settings.threads_reason}).") for c in at.caption)
