@@ -14,7 +14,7 @@ from ..data.image_data import ImageData
 from ..formatting import describe_error
 from ..models.resnet import ResNet
 from ..training.checkpoint import save_checkpoint
-from ..training.config import TrainConfig, resolve_device
+from ..training.config import TrainConfig, cores, resolve_device
 from ..training.distributed import SINGLE, Replicas
 from ..training.engine import Diverged, FitResult, fit, load_data, resumed_model
 from ..training.hardware import torch_threads
@@ -68,6 +68,7 @@ def _execute(config: TrainConfig, run_dir: str | Path | None, data: ImageData | 
     model, transfer = _starting_model(config, data, resume)  # a bad init_from source: nothing written
     choice = run_threads(reading) if reading is not None else None
     stored = resume.info.config.settings.threads if resume and config.threads is None else None
+    stored = min(stored, cores()) if stored else None  # a run stored on a machine with more cores
     with torch_threads(choice.threads if choice else stored):
         return _train(config, run_dir, data, model, transfer, choice, on_record, stop, on_start, replicas, resume,
                       pausing)
