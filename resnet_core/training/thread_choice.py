@@ -62,6 +62,6 @@ class LoadReading:
         return max(0.0, (now - machine - (time.process_time() - own)) / elapsed)
 
 
-def run_threads(reading: LoadReading, default: int | None = None) -> ThreadChoice:
+def run_threads(reading: LoadReading) -> ThreadChoice:
     """The thread count for a run whose reading began as it started getting ready."""
-    return choose_threads(default or torch.get_num_threads(), os.cpu_count() or 1, reading.others())
+    return choose_threads(torch.get_num_threads(), os.cpu_count() or 1, reading.others())
