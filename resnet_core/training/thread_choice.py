@@ -11,13 +11,13 @@ run's settings, so its steps all run alike and a resume goes on with the same co
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 
 import torch
 
-from .cpu_share import machine_busy_seconds
+from .config import cores
+from .cpu_share import StepClock
 
 WINDOW_SECONDS = 0.25  # the shortest reading: 25 clock ticks a core at Linux's 100 Hz
 HELD = 0.75  # other processes' average use from which a core counts as held (a spinning process reads 0.9–1.0)
@@ -44,24 +44,20 @@ def choose_threads(default: int, cores: int, others: float | None) -> ThreadChoi
 
 
 class LoadReading:
-    """Other processes' CPU use from construction to `others()`: the machine's CPU time (/proc/stat) less this
-    process's, over at least WINDOW_SECONDS of wall time (waiting out the rest if less has passed)."""
+    """Other processes' CPU use from construction to `others()` (cpu_share.StepClock: the machine's CPU time from
+    /proc/stat less this process's), over at least WINDOW_SECONDS of wall time (waiting out the rest if less passed)."""
 
     def __init__(self) -> None:
-        self.start = (time.perf_counter(), time.process_time(), machine_busy_seconds())
+        self.began = time.perf_counter()
+        self.clock = StepClock()
+        self.clock.start()
 
     def others(self) -> float | None:
-        wall, own, machine = self.start
-        if machine is None:
-            return None
-        time.sleep(max(0.0, WINDOW_SECONDS - (time.perf_counter() - wall)))
-        now = machine_busy_seconds()
-        if now is None:
-            return None
-        elapsed = time.perf_counter() - wall
-        return max(0.0, (now - machine - (time.process_time() - own)) / elapsed)
+        time.sleep(max(0.0, WINDOW_SECONDS - (time.perf_counter() - self.began)))
+        self.clock.stop()
+        return self.clock.reading(torch.get_num_threads()).others_cores
 
 
 def run_threads(reading: LoadReading) -> ThreadChoice:
     """The thread count for a run whose reading began as it started getting ready."""
-    return choose_threads(torch.get_num_threads(), os.cpu_count() or 1, reading.others())
+    return choose_threads(torch.get_num_threads(), cores(), reading.others())
