@@ -120,13 +120,12 @@ def launch_chromium(playwright):
 
 @pytest.fixture(scope="session")
 def browser():
-    """A headless Debian Chromium driven by Playwright; skips with the reason when either is missing."""
+    """A headless Debian Chromium driven by Playwright; skips with the reason where Chromium (a system package, not
+    a pinned requirement) is missing. Playwright is pinned in requirements-dev.txt: without it the test fails."""
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -r requirements-dev.txt)")
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = launch_chromium(p)
         yield b

@@ -45,6 +45,17 @@ def wait_text(pg, pattern: str, timeout: float = 60.0) -> re.Match:
         pytest.fail(f"{pg.url}: no text matching {pattern!r} in\n{main_text(pg)}")
 
 
+def wait_all_texts(checks: list[tuple[object, str]], timeout: float = 90.0) -> None:
+    """Each (tab, pattern) matched at least once, the tabs looked at in turn until all have been."""
+    pending, deadline = list(checks), time.monotonic() + timeout
+    while pending:
+        pending = [(pg, pattern) for pg, pattern in pending if not re.search(pattern, main_text(pg))]
+        if pending and time.monotonic() > deadline:
+            pg, pattern = pending[0]
+            pytest.fail(f"{pg.url}: no text matching {pattern!r} in\n{main_text(pg)}")
+        time.sleep(0.25 if pending else 0)
+
+
 def wait_gone(pg, pattern: str, timeout: float = 60.0) -> None:
     wait_until(lambda: not re.search(pattern, main_text(pg)), timeout, 0.25,
                message=f"{pg.url}: text matching {pattern!r} stayed")
@@ -132,6 +143,21 @@ def wait_option(pg, widget: str, label: str, prefix: str) -> None:
     finished run within 60 s once (its rerun also times two points of the chosen run's slice); it passed alone."""
     wait_until(lambda: any(o.startswith(prefix) for o in options(pg, widget, label)), 120, 0.5,
                message=f"{pg.url}: {label} offers no {prefix!r}")
+
+
+def wait_listed(pg, label: str, prefix: str) -> None:
+    """Wait until the multiselect lists a run starting with `prefix`, chosen (a chip: the page's default choice)
+    or offered (a chosen run is no longer among the options). 120 s, as `wait_option`."""
+    box = pg.locator('[data-testid="stMultiSelect"]').filter(has_text=label)
+
+    def listed() -> bool:
+        try:
+            chosen = box.inner_text(timeout=5_000)
+        except PlaywrightTimeout:  # the page is rerunning
+            return False
+        return prefix in chosen or any(o.startswith(prefix) for o in options(pg, "stMultiSelect", label))
+
+    wait_until(listed, 120, 0.5, message=f"{pg.url}: {label} lists no {prefix!r}")
 
 
 def shoot(tabs: dict, stage: str) -> None:
@@ -225,16 +251,17 @@ def queued_stage(tabs: dict, a_id: str, b_job: str, c_job: str) -> None:
 
 
 def running_stage(tabs: dict, a_id: str, b_id: str) -> None:
-    """A stopped (listed on every page that lists trained runs), B runs."""
-    wait_text(tabs["train"], rf"Step \d+ of {B_STEPS}")
+    """A stopped (listed on every page that lists trained runs), B runs. What shows B running is looked for in every
+    tab at once: B trains for about a minute here, and tab after tab (up to 60 s each at load ~5) outlasted it."""
     observer = tabs["train-observer"]
-    wait_text(observer, rf"{b_id} · resnet20 on synthetic · running · step \d+ of {B_STEPS}")
+    wait_all_texts([(tabs["train"], rf"Step \d+ of {B_STEPS}"),
+                    (observer, rf"{b_id} · resnet20 on synthetic · running · step \d+ of {B_STEPS}"),
+                    (tabs["degradation"], r"1 running, 0 queued, at most 1 at a time\.")]
+                   + [(tabs[name], rf"Training on this server now: {b_id} running · step \d+ of {B_STEPS}\.")
+                      for name in STRIP_PAGES])
+    shoot(tabs, "running")  # while B runs (or just after); the lists of trained runs are checked below
     wait_text(observer, rf"{a_id} · resnet20 on synthetic · stopped · test acc \d+\.\d%")
-    for name in STRIP_PAGES:
-        wait_text(tabs[name], rf"Training on this server now: {b_id} running · step \d+ of {B_STEPS}\.")
-    wait_text(tabs["degradation"], r"1 running, 0 queued, at most 1 at a time\.")
-    shoot(tabs, "running")  # while B runs; the lists of trained runs are checked below
-    wait_text(tabs["lesion"], rf"{short_label(a_id)} · residual · final test acc \d+\.\d% on \d+ images")
+    wait_listed(tabs["lesion"], "Trained runs", f"{short_label(a_id)} · residual · final test acc ")
     wait_option(tabs["inside"], "stSelectbox", "Trained run",
                 f"{short_label(a_id)} · resnet20 · synthetic · residual · test acc ")
     wait_option(tabs["landscape"], "stSelectbox", "Residual run", short_label(a_id))

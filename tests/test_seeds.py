@@ -171,10 +171,11 @@ def test_degradation_page_with_two_seeds_draws_bands(tmp_path, monkeypatch):
     assert not at.exception and not at.error
     assert [len(g.job_ids) for g in at.session_state["degr_group"].other_seeds] == [4]  # the second seed's nets
 
-    def finished(a) -> bool:
+    def finished(a) -> bool:  # both seeds' four nets on disk and ended (a queued net has no folder yet)
         sets = seeds.list_seed_sets(tmp_path / "runs")
-        return bool(sets) and all(info.status == "finished" for s in next(iter(sets.values())).values()
-                                  for info in s.values()) and len(next(iter(sets.values()))) == 2
+        by_seed = next(iter(sets.values()), {})
+        return [len(nets) for nets in by_seed.values()] == [4, 4] and all(
+            info.status == "finished" for nets in by_seed.values() for info in nets.values())
 
     rerun_until(at, finished, 120, 0.5)
     at.run()

@@ -113,6 +113,7 @@ def test_start_then_stop(tmp_path, monkeypatch):
 
     at.session_state["train_train_subset"] = 2000  # keep the test's run short; defaults are checked above
     at.session_state["train_threads"] = 1  # robust on a busy 2-core machine
+    at.session_state["train_precision"] = "fp32"  # auto's bf16 timing took 25 s of this test on a first-gen Zen
     at.button(key="train_start").click().run()
     assert not at.exception
     assert at.button(key="train_start").disabled and not at.button(key="train_stop").disabled
@@ -126,6 +127,7 @@ def test_start_then_stop(tmp_path, monkeypatch):
     runs = runstore.list_runs(tmp_path / "runs")
     assert [r.status for r in runs] == [Status.STOPPED]
     assert runs[0].config.train.model == "resnet20" and runs[0].config.train.train_subset == 2000
+    assert runs[0].config.train.precision == "fp32"
     assert at.multiselect(key="train_overlay_runs").value == [runs[0].run_id]
     assert any(b.label == "Metrics (CSV)" for b in at.get("download_button"))
 
