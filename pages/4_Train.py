@@ -167,7 +167,7 @@ def settings_caption(choice: ModelChoice) -> None:
 
     Nothing is measured here: the page would stall for seconds at every change of model or batch. A verdict this
     machine remembers is shown; otherwise the caption says the run measures it after its step 1 (about 2 s,
-    once), in the job, on the run's own thread share."""
+    longer where bf16 is emulated; once), in the job, on the run's own thread share."""
     threads = default_runner().threads_per_run
     try:
         config = config_from_state(choice)

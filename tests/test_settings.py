@@ -165,16 +165,27 @@ def test_auto_uses_the_remembered_measurement_and_bf16_asked_for_warns_only_wher
         "488 images/s); auto would train in fp32")
 
 
+def trusted_settings(config: TrainConfig, data, model, tries: int = 4):
+    """resolve_settings until its timing had the cores: a measurement at a busy moment is neither trusted nor
+    remembered, and the next run measures again (test_a_measurement_the_machine_was_too_busy_for_…); on the shared CI
+    machine one got 72% of its thread's time."""
+    for _ in range(tries):
+        settings = resolve_settings(config, data, model)
+        if " not judged: " not in settings.precision_reason:
+            return settings
+    pytest.fail(f"no trusted timing in {tries} runs: {settings.precision_reason}")
+
+
 def test_the_first_three_runs_measure_and_later_ones_pay_nothing(own_precision_cache):
     """Real measurements (no mock): each of the first three runs of a shape times fp32 against bf16 and remembers it;
     a fourth recalls the three and goes by their median."""
     config = TrainConfig(**GUARDED, test_subset=64)  # the auto budget: 120 steps
     data = load_data(config)
     model = build_seeded_model(model_spec(config, data), config.seed)
-    first = resolve_settings(config, data, model)
+    first = trusted_settings(config, data, model)
     assert first.steps == 120 and first.precision in ("fp32", "bf16") and first.fp32_rate > 0 and first.bf16_rate > 0
     assert "measured here in " in first.precision_reason
-    second, third = resolve_settings(config, data, model), resolve_settings(config, data, model)
+    second, third = trusted_settings(config, data, model), trusted_settings(config, data, model)
     assert "the median of 2 measurements here (" in second.precision_reason
     assert "the median of 3 measurements here (" in third.precision_reason
     fourth = resolve_settings(config, data, model)

@@ -55,7 +55,8 @@ from .transfer import check_init_from
 MAX_RUNS_ENV = "RESNET_EXPLORER_MAX_RUNS"
 KEEP_ENDED = 8  # ended jobs kept in memory per owner; their runs stay in the store
 CANCELLED = "cancelled before it started"  # the start of a queued job's message once it is stopped
-MEASURING = "timing fp32 against bf16 on this model, about 2 s (then remembered for this machine)"
+MEASURING = ("timing fp32 against bf16 on this model, about 2 s, longer where this CPU emulates bf16; then remembered "
+             "for this machine")
 
 
 @dataclass(frozen=True)

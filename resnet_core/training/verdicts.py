@@ -4,9 +4,9 @@ run pays nothing.
 A verdict rests on MEASUREMENTS measurements taken by separate runs, and goes by the one with the median speed-up
 (`typical`): one measurement alone proved unreliable on a shared machine (in a fresh process here bf16 once read
 0.23× as fast while other runs of the same shape measured 1.26–1.64×, and remembered alone such an outlier would
-have stuck). So the first MEASUREMENTS runs of a shape measure (about 2 s each) and every later run recalls; a
-measurement that did not get its threads' CPU time (`Rates.trusted`: the machine was busy) is not kept, and the
-next run measures again.
+have stuck). So the first MEASUREMENTS runs of a shape measure (about 2 s each, longer where bf16 is emulated)
+and every later run recalls; a measurement that did not get its threads' CPU time (`Rates.trusted`: the machine was
+busy) is not kept, and the next run measures again.
 
 One JSON file, `precision.json`, in the user's cache folder: $RESNET_EXPLORER_CACHE if set (tests point it at a
 temporary folder), else $XDG_CACHE_HOME/resnet-explorer, else ~/.cache/resnet-explorer. It holds a list of
