@@ -1,7 +1,7 @@
 """A real browser on the Train page: click "Start training", watch the live curve grow, reload the page (the run
 is still there, with its curve and Stop), click "Stop". The run is a tiny resnet20 in fp32 (`train_tab`): with the
-default model a step took 1.2–1.7 s on a first-generation Zen, and auto's bf16 timing 25 s more, which this test of
-the live curve only waited through (the default's first point is `benchmarks/bench_first_point.py`'s)."""
+default model a step took 0.6–1.7 s on a first-generation Zen, and auto's bf16 timing 12–27 s more, which this test
+of the live curve only waited through (the default's first point is `benchmarks/bench_first_point.py`'s)."""
 
 from __future__ import annotations
 
