@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 import torch
@@ -23,6 +22,7 @@ from ..analysis.inspect import class_index, inspect_run
 from ..data.images import from_test_set, read_image_file
 from ..runs.loading import load_model, load_run_data
 from ..runs.store import read_run
+from ..training.config import cores
 from ..validation import check_int
 from .run_data import add_allow_data_dir, fenced_run
 from .spec_args import whole_number
@@ -44,7 +44,7 @@ def register(sub) -> None:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    check_int("threads", args.threads, 1, os.cpu_count() or 1)
+    check_int("threads", args.threads, 1, cores())
     torch.set_num_threads(args.threads)
     # --test-image reads the run's data again: its data_dir is fenced (run_data.py); --image reads only the image
     info = read_run(args.run_dir) if args.image is not None else fenced_run(args.run_dir, args.allow_data_dir)

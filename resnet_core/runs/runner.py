@@ -37,7 +37,7 @@ import torch
 
 from ..data.image_data import ImageData
 from ..formatting import describe_error, format_seconds
-from ..training.config import TrainConfig
+from ..training.config import TrainConfig, cores
 from ..training.engine import Diverged, FitResult
 from ..training.records import FinalRecord, R, Record, Status, TestRecord, TrainRecord, final_of, of_kind
 from ..training.settings import measures_after_step_one
@@ -410,4 +410,4 @@ def default_max_concurrent() -> int:
             return max(1, int(env))
         except ValueError:
             raise ValueError(f"{MAX_RUNS_ENV} must be a whole number >= 1; got {env!r}") from None
-    return max(1, (os.cpu_count() or 1) // 4)
+    return max(1, cores() // 4)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import cores
+
 BUSY_CORES = 0.5  # other processes using at least this many cores on average, beside the run's threads ...
 
 
@@ -77,4 +79,4 @@ class StepClock:
 
     def reading(self, threads: int) -> CpuShare:
         others = None if self.machine is None else self.machine - self.own
-        return CpuShare(self.wall, others, threads, os.cpu_count() or 1)
+        return CpuShare(self.wall, others, threads, cores())

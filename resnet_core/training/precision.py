@@ -44,7 +44,7 @@ from ..introspect.summary import summarize
 from ..models.presets import resolve_spec
 from ..models.spec import natural_input_size
 from ..validation import check_float, check_int, from_fields
-from .config import TrainConfig
+from .config import TrainConfig, cores
 from .hardware import cpu_features, device_name, torch_threads
 from .image_side import train_side
 
@@ -232,7 +232,7 @@ def size_class(config: TrainConfig) -> int:
 
 def precision_key(config: TrainConfig, device: torch.device, threads: int, batch: int) -> PrecisionKey:
     cuda = device.type == "cuda"
-    return PrecisionKey(device.type, device_name(device), "" if cuda else cpu_features(), os.cpu_count() or 1,
+    return PrecisionKey(device.type, device_name(device), "" if cuda else cpu_features(), cores(),
                         0 if cuda else threads, torch.__version__, size_class(config), batch, config.channels_last)
 
 
