@@ -47,13 +47,17 @@ def wait_text(pg, pattern: str, timeout: float = 60.0) -> re.Match:
 
 def wait_all_texts(checks: list[tuple[object, str]], timeout: float = 90.0) -> None:
     """Each (tab, pattern) matched at least once, the tabs looked at in turn until all have been."""
-    pending, deadline = list(checks), time.monotonic() + timeout
-    while pending:
-        pending = [(pg, pattern) for pg, pattern in pending if not re.search(pattern, main_text(pg))]
-        if pending and time.monotonic() > deadline:
-            pg, pattern = pending[0]
-            pytest.fail(f"{pg.url}: no text matching {pattern!r} in\n{main_text(pg)}")
-        time.sleep(0.25 if pending else 0)
+    pending = list(checks)
+
+    def all_seen() -> bool:
+        pending[:] = [(pg, pattern) for pg, pattern in pending if not re.search(pattern, main_text(pg))]
+        return not pending
+
+    try:
+        wait_until(all_seen, timeout, 0.25)
+    except AssertionError:
+        pg, pattern = pending[0]
+        pytest.fail(f"{pg.url}: no text matching {pattern!r} in\n{main_text(pg)}")
 
 
 def wait_gone(pg, pattern: str, timeout: float = 60.0) -> None:
